@@ -1,0 +1,819 @@
+#!/usr/bin/env python3
+"""Compare malloc implementations on the Strata benchmark workloads.
+
+Runs the same benchmark binary (build/bench/strata_bench) once per allocator,
+swapping the allocator with LD_PRELOAD, with repetitions interleaved across
+allocators (A B C D E A B C D E ...) so that a noisy machine hurts every
+allocator alike; quotes medians.  Writes, under bench/results/<timestamp>/
+(also reachable as bench/results/latest):
+
+    raw/<alloc>.r<N>.<run>.json   Google Benchmark JSON of every process
+    raw/<alloc>.r<N>.<run>.log    its console output (stdout + stderr)
+    summary.json                  medians, samples and metadata
+    table.md                      throughput and memory tables
+    charts/*.png                  throughput vs threads; memory per allocator
+
+With --callgrind it instead counts instructions per malloc/free pair under
+valgrind --tool=callgrind (build/bench/strata_callgrind) and writes
+callgrind.md / callgrind.json.
+
+Standard library only; charts need matplotlib (Debian: python3-matplotlib)
+or gnuplot, and are skipped with a message when neither is available.
+
+Usage: bench/compare.py [--full] [--callgrind] [name=path.so ...] [options]
+See --help and docs/benchmarks.md.
+"""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+LIBDIR = "/usr/lib/x86_64-linux-gnu"
+
+# name, path (None: the C library's malloc, no preload), how to get it.
+DEFAULT_ALLOCATORS = [
+    ("glibc", None, "part of the C library"),
+    ("jemalloc", LIBDIR + "/libjemalloc.so.2", "apt-get install libjemalloc-dev"),
+    ("tcmalloc", LIBDIR + "/libtcmalloc_minimal.so.4",
+     "apt-get install libgoogle-perftools-dev"),
+    ("mimalloc", LIBDIR + "/libmimalloc.so.2", "apt-get install libmimalloc-dev"),
+    ("strata", "{build}/libstrata.so", "build it: meson setup build && ninja -C build"),
+]
+
+PROFILES = {
+    # About 3 minutes for 5 allocators on a 2-core machine.
+    "quick": {"rounds": 3, "min_time": 0.02, "threads": "1,2,8", "timeout": 900},
+    # Careful runs: every thread count, longer runs, more repetitions.
+    "full": {"rounds": 5, "min_time": 0.2, "threads": "1,2,4,8,16", "timeout": 3600},
+}
+
+MEMORY_RE = re.compile(r"^memory(/|$)")
+CALLGRIND_ITERS = {"pair": 200000, "batch": 200}  # 200k pairs each
+
+
+# ---------------------------------------------------------------- helpers
+
+def log(msg=""):
+    print(msg, flush=True)
+
+
+def warn(msg):
+    print("compare.py: " + msg, file=sys.stderr, flush=True)
+
+
+def fmt_duration(s):
+    s = int(round(s))
+    return "%dm%02ds" % (s // 60, s % 60) if s >= 60 else "%ds" % s
+
+
+def fmt_rate(v):
+    if v is None:
+        return "-"
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= div:
+            return "%.3g %s/s" % (v / div, unit)
+    return "%.3g /s" % v
+
+
+def fmt_num(v, digits=3):
+    if v is None:
+        return "-"
+    if v >= 100:
+        return "%.0f" % v
+    return "%.*g" % (digits, v)
+
+
+def split_name(name):
+    """'batch/lifo/64/real_time/threads:8' -> ('batch/lifo/64', 8)."""
+    m = re.search(r"/threads:(\d+)", name)
+    threads = int(m.group(1)) if m else 1
+    base = re.sub(r"/threads:\d+", "", name)
+    base = re.sub(r"/(real_time|process_time|manual_time|iterations:\d+|"
+                  r"min_time:[\d.]+|repeats:\d+)", "", base)
+    return base, threads
+
+
+def waitstatus_to_exitcode(status):
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    if os.WIFSIGNALED(status):
+        return -os.WTERMSIG(status)
+    return status
+
+
+def load_bench_json(path):
+    """Google Benchmark JSON; salvages the runs of a process that died."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    # A crash leaves '... "benchmarks": [ {...}, {...' : cut after the last
+    # complete run and close the document.
+    cut = text.rfind("\n    }")
+    while cut > 0:
+        try:
+            return json.loads(text[:cut + 6] + "\n  ]\n}")
+        except ValueError:
+            cut = text.rfind("\n    }", 0, cut)
+    return None
+
+
+def same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+class Progress:
+    """One status line on a terminal, one line per process otherwise."""
+
+    def __init__(self, total_benchmarks, total_procs):
+        self.total = max(1, total_benchmarks)
+        self.procs = total_procs
+        self.done = 0
+        self.procs_done = 0
+        self.t0 = time.monotonic()
+        self.tty = sys.stdout.isatty()
+        self.label = ""
+
+    def eta(self):
+        el = time.monotonic() - self.t0
+        if self.procs_done:
+            left = el / self.procs_done * (self.procs - self.procs_done)
+        elif self.done:
+            left = el / self.done * (self.total - self.done)
+        else:
+            return "?"
+        return fmt_duration(left)
+
+    def line(self, extra=""):
+        pct = 100.0 * self.done / self.total
+        return "[%3.0f%%] %s %s  elapsed %s, ETA %s" % (
+            pct, self.label, extra, fmt_duration(time.monotonic() - self.t0), self.eta())
+
+    def start(self, label):
+        self.label = label
+        if self.tty:
+            self._show(self.line())
+
+    def bench_done(self, name):
+        self.done += 1
+        if self.tty:
+            self._show(self.line(name))
+
+    def proc_done(self, summary):
+        self.procs_done += 1
+        if self.tty:
+            sys.stdout.write("\r\033[K")
+        log(self.line("- " + summary))
+
+    def _show(self, s):
+        cols = shutil.get_terminal_size((100, 20)).columns
+        sys.stdout.write("\r\033[K" + s[:cols - 1])
+        sys.stdout.flush()
+
+
+def run_process(cmd, env, stdout_log, known_names, progress, timeout):
+    """Runs cmd, streams its console output to stdout_log and counts the
+    benchmarks it reports.  Returns (exit code, wall seconds, max RSS in
+    KiB, timed out?, benchmarks seen)."""
+    t0 = time.monotonic()
+    with open(stdout_log, "w") as logf:
+        p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, start_new_session=True,
+                             universal_newlines=True, errors="replace")
+        timed_out = []
+
+        def kill():
+            timed_out.append(True)
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+        timer = threading.Timer(timeout, kill)
+        timer.daemon = True
+        timer.start()
+        seen = 0
+        for line in p.stdout:
+            logf.write(line)
+            tok = line.split(" ", 1)[0]
+            if tok in known_names:
+                seen += 1
+                progress.bench_done(split_name(tok)[0])
+        timer.cancel()
+        p.stdout.close()
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = waitstatus_to_exitcode(status)
+    return p.returncode, time.monotonic() - t0, ru.ru_maxrss, bool(timed_out), seen
+
+
+# ---------------------------------------------------------------- setup
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(
+        description="Compare allocators on the Strata benchmark workloads "
+                    "(LD_PRELOAD swap, interleaved repetitions, medians).",
+        epilog="Extra allocators: NAME=/path/to/lib.so (any number).  "
+               "Profiles: quick (default, ~3 min) and --full.  "
+               "See docs/benchmarks.md.")
+    ap.add_argument("extra", nargs="*", metavar="NAME=PATH.so",
+                    help="additional allocator to compare")
+    ap.add_argument("--full", action="store_true", help="full profile (careful runs)")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="instruction counts per malloc/free pair under callgrind")
+    ap.add_argument("--build", default=os.path.join(REPO, "build"),
+                    help="meson build directory (default: %(default)s)")
+    ap.add_argument("--only", metavar="A,B",
+                    help="comma-separated subset of allocator names to run")
+    ap.add_argument("--rounds", type=int, help="interleaved repetitions per allocator")
+    ap.add_argument("--min-time", type=float,
+                    help="--benchmark_min_time in seconds (plain number, 1.7.1)")
+    ap.add_argument("--threads", help="thread counts, e.g. 1,2,4,8,16")
+    ap.add_argument("--filter", help="regex on benchmark names (Google Benchmark syntax)")
+    ap.add_argument("--timeout", type=float, help="seconds allowed per process")
+    ap.add_argument("--out", help="results directory (default: bench/results/<timestamp>)")
+    ap.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    ap.add_argument("--list", action="store_true",
+                    help="show the allocators and whether they are installed, then exit")
+    args = ap.parse_args(argv)
+    prof = PROFILES["full" if args.full else "quick"]
+    args.profile = "full" if args.full else "quick"
+    for k in ("rounds", "min_time", "threads", "timeout"):
+        if getattr(args, k) is None:
+            setattr(args, k, prof[k])
+    if args.rounds < 1:
+        ap.error("--rounds must be >= 1")
+    if not re.fullmatch(r"\d+(,\d+)*", args.threads):
+        ap.error("--threads wants a list like 1,2,4")
+    return args
+
+
+def resolve_allocators(args):
+    """[(name, path or None)] of the allocators present; messages for the
+    others."""
+    wanted = []
+    for name, path, hint in DEFAULT_ALLOCATORS:
+        if path:
+            path = path.format(build=os.path.abspath(args.build))
+        wanted.append((name, path, hint))
+    for spec in args.extra:
+        if "=" not in spec:
+            warn("ignoring %r: extra allocators are given as name=path.so" % spec)
+            continue
+        name, path = spec.split("=", 1)
+        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
+            warn("ignoring %r: allocator names are letters, digits and _.+-" % spec)
+            continue
+        wanted = [w for w in wanted if w[0] != name]
+        wanted.append((name, os.path.abspath(path), "check the path"))
+    if args.only:
+        sel = [s.strip() for s in args.only.split(",") if s.strip()]
+        unknown = [s for s in sel if s not in [w[0] for w in wanted]]
+        for s in unknown:
+            warn("--only: unknown allocator %r" % s)
+        wanted = [w for w in wanted if w[0] in sel]
+    present, missing = [], []
+    for name, path, hint in wanted:
+        if path is None or os.path.isfile(path):
+            present.append((name, path))
+        else:
+            missing.append((name, path, hint))
+    return present, missing
+
+
+def list_benchmarks(binary, threads, filt):
+    cmd = [binary, "--benchmark_list_tests", "--threads=" + threads]
+    if filt:
+        cmd.append("--benchmark_filter=" + filt)
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True)
+    if r.returncode != 0:
+        raise RuntimeError("%s failed:\n%s" % (" ".join(cmd), r.stderr))
+    return [l.strip() for l in r.stdout.splitlines() if l.strip()]
+
+
+def exact_filter(names):
+    for n in names:
+        if not re.fullmatch(r"[\w/:.\-]+", n):
+            raise RuntimeError("unexpected benchmark name %r" % n)
+    return "^(" + "|".join(re.escape(n).replace("\\:", ":").replace("\\/", "/")
+                           for n in names) + ")$"
+
+
+def machine_info():
+    info = {"nproc": os.cpu_count(), "uname": " ".join(os.uname())}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for l in f:
+                if l.startswith("model name"):
+                    info["cpu"] = l.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        info["git"] = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     universal_newlines=True).stdout.strip() or None
+    except OSError:
+        pass
+    return info
+
+
+def make_outdir(args):
+    if args.out:
+        out = os.path.abspath(args.out)
+    else:
+        base = os.path.join(HERE, "results")
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = os.path.join(base, stamp)
+        n = 1
+        while os.path.exists(out):
+            n += 1
+            out = os.path.join(base, "%s-%d" % (stamp, n))
+    os.makedirs(os.path.join(out, "raw"), exist_ok=True)
+    if not args.out:
+        latest = os.path.join(os.path.dirname(out), "latest")
+        try:
+            if os.path.islink(latest) or os.path.exists(latest):
+                os.remove(latest)
+            os.symlink(os.path.basename(out), latest)
+        except OSError as e:
+            warn("could not update %s: %s" % (latest, e))
+    return out
+
+
+def preload_env(path):
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    if path:
+        env["LD_PRELOAD"] = path
+    return env
+
+
+def check_provider(name, path, provider):
+    """None if the expected allocator served malloc, else a message."""
+    if provider is None:
+        return "could not tell which allocator served malloc"
+    if path is None:
+        if re.search(r"/libc[.-]", provider):
+            return None
+        return "expected the C library's malloc, got %s" % provider
+    if same_file(provider, path):
+        return None
+    return ("LD_PRELOAD=%s did not take effect: malloc came from %s "
+            "(wrong architecture, or no malloc exported?)" % (path, provider))
+
+
+# ---------------------------------------------------------------- benchmark mode
+
+def run_benchmarks(args, allocs, missing, out):
+    binary = os.path.join(os.path.abspath(args.build), "bench", "strata_bench")
+    if not os.access(binary, os.X_OK):
+        warn("%s not found: build it first (ninja -C %s, or ./ci/bench)" % (binary, args.build))
+        return 2
+    try:
+        names = list_benchmarks(binary, args.threads, args.filter)
+    except RuntimeError as e:
+        warn(str(e))
+        return 2
+    if not names:
+        warn("no benchmark matches --filter %r" % args.filter)
+        return 2
+    mem_names = [n for n in names if MEMORY_RE.match(n)]
+    main_names = [n for n in names if not MEMORY_RE.match(n)]
+    # The memory workload runs in a process of its own, so its RSS / VmHWM
+    # readings are not polluted by what ran before.
+    runs = [(kind, ns) for kind, ns in (("main", main_names), ("memory", mem_names)) if ns]
+
+    log("Strata allocator comparison: %s profile, %d round(s), min_time %gs, threads %s" %
+        (args.profile, args.rounds, args.min_time, args.threads))
+    log("  binary:     %s" % binary)
+    log("  allocators: %s" % ", ".join("%s (%s)" % (n, p or "no preload") for n, p in allocs))
+    for n, p, hint in missing:
+        log("  skipped:    %s: %s not found (%s)" % (n, p, hint))
+    log("  workloads:  %d benchmarks per allocator and round" % len(names))
+    log("  results:    %s" % out)
+    log()
+
+    total = len(names) * len(allocs) * args.rounds
+    progress = Progress(total, len(allocs) * args.rounds * len(runs))
+    samples = {a: {} for a, _ in allocs}     # alloc -> bench name -> [entry]
+    maxrss = {a: {} for a, _ in allocs}      # alloc -> run kind -> [KiB]
+    problems = {a: [] for a, _ in allocs}
+    providers = {a: None for a, _ in allocs}
+    context = None
+    known = set(names)
+    t_start = time.monotonic()
+
+    for rnd in range(1, args.rounds + 1):
+        for name, path in allocs:
+            for kind, ns in runs:
+                tag = "%s.r%d.%s" % (name, rnd, kind)
+                jpath = os.path.join(out, "raw", tag + ".json")
+                cmd = [binary, "--threads=" + args.threads,
+                       "--benchmark_filter=" + exact_filter(ns),
+                       "--benchmark_min_time=%g" % args.min_time,
+                       "--benchmark_repetitions=1",
+                       "--benchmark_color=false",
+                       "--benchmark_out=" + jpath, "--benchmark_out_format=json"]
+                progress.start("round %d/%d %-9s %-6s" % (rnd, args.rounds, name, kind))
+                rc, wall, rss_kib, tmo, seen = run_process(
+                    cmd, preload_env(path), os.path.join(out, "raw", tag + ".log"),
+                    known, progress, args.timeout)
+                data = load_bench_json(jpath)
+                got = 0
+                if data:
+                    context = context or data.get("context")
+                    prov = data.get("context", {}).get("malloc_provider")
+                    if providers[name] is None:
+                        providers[name] = prov
+                        msg = check_provider(name, path, prov)
+                        if msg:
+                            problems[name].append(msg)
+                            warn("%s: %s" % (name, msg))
+                    for b in data.get("benchmarks", []):
+                        if b.get("run_type", "iteration") != "iteration":
+                            continue
+                        samples[name].setdefault(b["name"], []).append(b)
+                        got += 1
+                        if b.get("error_occurred"):
+                            problems[name].append("%s: %s" % (b["name"], b.get("error_message")))
+                maxrss[name].setdefault(kind, []).append(rss_kib / 1024.0)
+                status = "ok"
+                if tmo:
+                    status = "TIMED OUT after %ds" % args.timeout
+                elif rc < 0:
+                    status = "CRASHED (signal %d)" % -rc
+                elif rc != 0:
+                    status = "exit status %d" % rc
+                if status != "ok":
+                    problems[name].append("round %d %s run: %s (see raw/%s.log)" %
+                                          (rnd, kind, status, tag))
+                    warn("%s round %d %s run: %s; log: %s" %
+                         (name, rnd, kind, status, os.path.join(out, "raw", tag + ".log")))
+                # Count the benchmarks a failed process never reached as done.
+                progress.done += max(0, len(ns) - seen)
+                progress.proc_done("%d benchmarks in %s, %s" % (got, fmt_duration(wall), status))
+
+    wall_total = time.monotonic() - t_start
+    summary = summarize(args, allocs, missing, names, samples, maxrss, problems,
+                        providers, context, wall_total)
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    table = render_table(summary)
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(table)
+
+    charts = []
+    if args.no_charts:
+        log("charts: skipped (--no-charts)")
+    else:
+        sys.path.insert(0, HERE)
+        try:
+            import charts as charts_mod
+            charts, msg = charts_mod.render(os.path.join(out, "summary.json"),
+                                            os.path.join(out, "charts"))
+            if msg:
+                log("charts: " + msg)
+        except Exception as e:  # charts are optional: never lose the table
+            log("charts: failed (%s: %s); the table and JSON are complete" %
+                (type(e).__name__, e))
+
+    log()
+    log(table)
+    log("Wall time: %s (%d processes)" % (fmt_duration(wall_total), progress.procs_done))
+    log("Results:")
+    log("  table:    %s" % os.path.join(out, "table.md"))
+    log("  summary:  %s" % os.path.join(out, "summary.json"))
+    log("  raw JSON: %s" % os.path.join(out, "raw", ""))
+    if charts:
+        log("  charts:   %s (%d PNG files)" % (os.path.join(out, "charts", ""), len(charts)))
+        for c in charts:
+            if "/throughput-" not in c:
+                log("            %s" % c)
+    failed = [a for a in problems if problems[a]]
+    if failed:
+        log("Problems with: %s (details in table.md)" % ", ".join(failed))
+        return 1
+    return 0
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return statistics.median(xs) if xs else None
+
+
+STD_FIELDS = {"name", "family_index", "per_family_instance_index", "run_name", "run_type",
+              "repetitions", "repetition_index", "threads", "iterations", "real_time",
+              "cpu_time", "time_unit", "error_occurred", "error_message", "label",
+              "aggregate_name", "aggregate_unit", "items_per_second", "bytes_per_second"}
+
+
+def summarize(args, allocs, missing, names, samples, maxrss, problems, providers,
+              context, wall):
+    rows = []
+    for n in names:
+        base, threads = split_name(n)
+        row = {"benchmark": n, "workload": base, "threads": threads,
+               "items_per_second": {}, "samples": {}, "counters": {}, "errors": {}}
+        for a, _ in allocs:
+            runs = samples[a].get(n, [])
+            good = [r for r in runs if not r.get("error_occurred")]
+            bad = [r for r in runs if r.get("error_occurred")]
+            if bad:
+                row["errors"][a] = bad[0].get("error_message")
+            ips = [r.get("items_per_second") for r in good]
+            row["samples"][a] = ips
+            row["items_per_second"][a] = median(ips)
+            keys = sorted({k for r in good for k, v in r.items()
+                           if k not in STD_FIELDS and isinstance(v, (int, float))})
+            row["counters"][a] = {k: median([r.get(k) for r in good]) for k in keys}
+        rows.append(row)
+    return {
+        "profile": args.profile,
+        "rounds": args.rounds,
+        "min_time": args.min_time,
+        "threads": args.threads,
+        "filter": args.filter,
+        "allocators": [{"name": a, "path": p, "malloc_provider": providers.get(a)}
+                       for a, p in allocs],
+        "skipped": [{"name": n, "path": p, "hint": h} for n, p, h in missing],
+        "problems": problems,
+        "process_max_rss_MiB": {a: {k: median(v) for k, v in maxrss[a].items()} for a, _ in allocs},
+        "machine": machine_info(),
+        "benchmark_context": context,
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "wall_seconds": round(wall, 1),
+        "rows": rows,
+    }
+
+
+def render_table(s):
+    allocs = [a["name"] for a in s["allocators"]]
+    L = []
+    L.append("# Strata allocator comparison")
+    L.append("")
+    L.append("%s profile: %d interleaved round(s) per allocator, median quoted; "
+             "min_time %gs; threads %s; %s; %s CPUs (%s); %s; wall time %s." % (
+                 s["profile"], s["rounds"], s["min_time"], s["threads"], s["date"],
+                 s["machine"].get("nproc"), s["machine"].get("cpu", "?"),
+                 "git " + s["machine"]["git"] if s["machine"].get("git") else "no git",
+                 fmt_duration(s["wall_seconds"])))
+    L.append("")
+    for a in s["allocators"]:
+        bad = check_provider(a["name"], a["path"], a["malloc_provider"])
+        L.append("- **%s**: %s (malloc served by %s)%s" % (
+            a["name"], a["path"] or "no preload", a["malloc_provider"] or "?",
+            " - **not the allocator under test: its numbers are not valid**" if bad else ""))
+    for m in s["skipped"]:
+        L.append("- *%s skipped*: %s not found (%s)" % (m["name"], m["path"], m["hint"]))
+    L.append("")
+    L.append("## Throughput")
+    L.append("")
+    L.append("Items per second (see docs/benchmarks.md for what an item is in each "
+             "workload), median over rounds; in brackets the ratio to the best "
+             "allocator of the row (1.00 = best, **bold**). Higher is better.")
+    L.append("")
+    L.append("| workload | threads | " + " | ".join(allocs) + " |")
+    L.append("|---|--:|" + "--:|" * len(allocs))
+    ratios = {a: [] for a in allocs}
+    for r in s["rows"]:
+        vals = r["items_per_second"]
+        present = [vals[a] for a in allocs if vals.get(a)]
+        best = max(present) if present else None
+        cells = []
+        for a in allocs:
+            v = vals.get(a)
+            if a in r["errors"]:
+                cells.append("error")
+            elif not v:
+                cells.append("-")
+            else:
+                c = "%s (%.2f)" % (fmt_rate(v), v / best)
+                cells.append("**%s**" % c if v == best else c)
+        if len(present) == len(allocs):
+            for a in allocs:
+                ratios[a].append(vals[a] / best)
+        L.append("| %s | %d | %s |" % (r["workload"], r["threads"], " | ".join(cells)))
+    if any(ratios.values()):
+        gm = []
+        for a in allocs:
+            xs = ratios[a]
+            gm.append("%.2f" % math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else "-")
+        L.append("| *geometric mean of ratios* | | " + " | ".join(gm) + " |")
+    L.append("")
+
+    # Memory.
+    mem_rows = [r for r in s["rows"] if r["workload"] == "memory"]
+    L.append("## Memory")
+    L.append("")
+    L.append("Resident memory in MiB, median over rounds; in brackets the ratio to the "
+             "lowest of the row (1.00 = lowest, **bold**). Lower is better. The `memory` "
+             "rows are measured inside the workload, as deltas from the process RSS at "
+             "its start, in a process of its own; the last rows are the peak RSS of the "
+             "whole benchmark processes (getrusage).")
+    L.append("")
+    L.append("| workload | measure | " + " | ".join(allocs) + " |")
+    L.append("|---|---|" + "--:|" * len(allocs))
+
+    def mem_line(wl, label, vals, ratio=True):
+        present = [vals[a] for a in allocs if vals.get(a) is not None]
+        best = min(present) if present else None
+        cells = []
+        for a in allocs:
+            v = vals.get(a)
+            if v is None:
+                cells.append("-")
+            elif ratio and best and best > 0:
+                c = "%s (%.2f)" % (fmt_num(v), v / best)
+                cells.append("**%s**" % c if v == best else c)
+            else:
+                cells.append(fmt_num(v))
+        L.append("| %s | %s | %s |" % (wl, label, " | ".join(cells)))
+
+    for r in mem_rows:
+        for key, label in (("peak_MiB", "peak"),
+                           ("allocated_MiB", "after the first allocations"),
+                           ("after_free_MiB", "after freeing 90%"),
+                           ("final_MiB", "after re-allocating other sizes")):
+            mem_line("memory", label, {a: r["counters"].get(a, {}).get(key) for a in allocs})
+        mem_line("memory", "live data requested (reference)",
+                 {a: r["counters"].get(a, {}).get("live_MiB") for a in allocs}, ratio=False)
+    for kind, label in (("main", "all other workloads"), ("memory", "memory workload")):
+        vals = {a: s["process_max_rss_MiB"].get(a, {}).get(kind) for a in allocs}
+        if any(v is not None for v in vals.values()):
+            mem_line("process peak RSS", label, vals)
+    L.append("")
+
+    probs = {a: p for a, p in s["problems"].items() if p}
+    if probs:
+        L.append("## Problems")
+        L.append("")
+        for a, ps in probs.items():
+            for p in ps[:20]:
+                L.append("- %s: %s" % (a, p))
+            if len(ps) > 20:
+                L.append("- %s: ... %d more" % (a, len(ps) - 20))
+        L.append("")
+    return "\n".join(L)
+
+
+# ---------------------------------------------------------------- callgrind mode
+
+def parse_callgrind_totals(path):
+    events, totals = None, None
+    with open(path) as f:
+        for line in f:
+            if line.startswith("events:"):
+                events = line.split()[1:]
+            elif line.startswith("totals:") or (totals is None and line.startswith("summary:")):
+                totals = [int(x) for x in line.split()[1:]]
+    if not events or not totals:
+        return None
+    return dict(zip(events, totals)).get("Ir")
+
+
+def run_callgrind(args, allocs, missing, out):
+    binary = os.path.join(os.path.abspath(args.build), "bench", "strata_callgrind")
+    valgrind = shutil.which("valgrind")
+    if not valgrind:
+        warn("valgrind not found: apt-get install valgrind (or run ./ci/bench)")
+        return 2
+    if not os.access(binary, os.X_OK):
+        warn("%s not found: build it first (ninja -C %s, or ./ci/bench)" % (binary, args.build))
+        return 2
+    log("Instruction counts under callgrind (%s)" % valgrind)
+    log("  allocators: %s" % ", ".join(n for n, _ in allocs))
+    for n, p, hint in missing:
+        log("  skipped:    %s: %s not found (%s)" % (n, p, hint))
+    log("  results:    %s" % out)
+    log()
+    results = {}
+    problems = {}
+    t0 = time.monotonic()
+    for name, path in allocs:
+        results[name] = {}
+        for mode, iters in CALLGRIND_ITERS.items():
+            cgout = os.path.join(out, "raw", "callgrind.out.%s.%s" % (name, mode))
+            cmd = [valgrind, "--tool=callgrind", "--callgrind-out-file=" + cgout,
+                   "--toggle-collect=strata_cg_%s_loop" % mode, binary, mode, str(iters)]
+            log("  %-9s %-5s: %s" % (name, mode, " ".join(shlex.quote(c) for c in cmd)))
+            try:
+                r = subprocess.run(cmd, env=preload_env(path), stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, universal_newlines=True,
+                                   errors="replace", timeout=args.timeout)
+            except subprocess.TimeoutExpired as e:
+                r = subprocess.CompletedProcess(cmd, -9, (e.output or b"").decode(
+                    "utf-8", "replace") if isinstance(e.output, bytes) else (e.output or ""))
+            with open(os.path.join(out, "raw", "callgrind.%s.%s.log" % (name, mode)), "w") as f:
+                f.write(r.stdout)
+            m = re.search(r"pairs=(\d+) malloc_provider=(\S+)", r.stdout)
+            ir = parse_callgrind_totals(cgout) if os.path.exists(cgout) else None
+            if r.returncode != 0 or not m or ir is None:
+                problems.setdefault(name, []).append(
+                    "%s: valgrind exit status %d; see raw/callgrind.%s.%s.log" %
+                    (mode, r.returncode, name, mode))
+                warn(problems[name][-1])
+                continue
+            pairs = int(m.group(1))
+            msg = check_provider(name, path, m.group(2))
+            if msg:
+                problems.setdefault(name, []).append(msg)
+                warn("%s: %s" % (name, msg))
+            results[name][mode] = {"Ir": ir, "pairs": pairs, "Ir_per_pair": ir / pairs,
+                                   "malloc_provider": m.group(2)}
+    doc = {"results": results, "problems": problems, "iterations": CALLGRIND_ITERS,
+           "machine": machine_info(),
+           "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    with open(os.path.join(out, "callgrind.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+    L = ["# Instructions per malloc/free pair (callgrind)", "",
+         "Instructions (Ir) counted by `valgrind --tool=callgrind --toggle-collect` in the "
+         "measured loop only (allocator start-up and a warm-up are excluded), divided by "
+         "the number of pairs; loop overhead (~3-4 instructions per pair) included. "
+         "In brackets the ratio to the lowest of the column. Lower is better.", "",
+         "| allocator | malloc(32) + free, repeated | 1000 x malloc(32), then 1000 x free |",
+         "|---|--:|--:|"]
+    best = {}
+    for mode in CALLGRIND_ITERS:
+        vals = [results[a][mode]["Ir_per_pair"] for a in results if mode in results[a]]
+        best[mode] = min(vals) if vals else None
+    for name, _ in allocs:
+        cells = []
+        for mode in CALLGRIND_ITERS:
+            v = results.get(name, {}).get(mode)
+            if not v:
+                cells.append("failed")
+            else:
+                c = "%.1f (%.2f)" % (v["Ir_per_pair"], v["Ir_per_pair"] / best[mode])
+                cells.append("**%s**" % c if v["Ir_per_pair"] == best[mode] else c)
+        L.append("| %s | %s |" % (name, " | ".join(cells)))
+    L.append("")
+    if problems:
+        L.append("Problems:")
+        L.append("")
+        for name, ps in problems.items():
+            for p in ps:
+                L.append("- %s: %s" % (name, p))
+        L.append("")
+    table = "\n".join(L)
+    with open(os.path.join(out, "callgrind.md"), "w") as f:
+        f.write(table)
+    log()
+    log(table)
+    log("Wall time: %s" % fmt_duration(time.monotonic() - t0))
+    log("Results:")
+    log("  table:  %s" % os.path.join(out, "callgrind.md"))
+    log("  json:   %s" % os.path.join(out, "callgrind.json"))
+    log("  raw:    %s (callgrind_annotate these)" % os.path.join(out, "raw", ""))
+    return 1 if problems else 0
+
+
+def main(argv):
+    args = parse_args(argv)
+    allocs, missing = resolve_allocators(args)
+    if args.list:
+        for n, p in allocs:
+            log("%-10s %s" % (n, p or "(no preload: the C library)"))
+        for n, p, hint in missing:
+            log("%-10s %s  NOT FOUND (%s)" % (n, p, hint))
+        return 0
+    for n, p, hint in missing:
+        warn("skipping %s: %s not found (%s)" % (n, p, hint))
+    if not allocs:
+        warn("no allocator to run")
+        return 2
+    out = make_outdir(args)
+    if args.callgrind:
+        return run_callgrind(args, allocs, missing, out)
+    return run_benchmarks(args, allocs, missing, out)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)

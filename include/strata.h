@@ -1,0 +1,82 @@
+/* strata.h - public interface of the Strata memory allocator.
+ *
+ * The strata_* functions are always available. The shared library also
+ * exports the standard names (malloc, free, ...) so that LD_PRELOAD or
+ * linking with -lstrata replaces the C library's allocator.
+ *
+ * Semantics follow glibc: see README.md for the details of each call.
+ */
+#ifndef STRATA_H
+#define STRATA_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define STRATA_MALLOC_ATTR __attribute__((malloc, warn_unused_result))
+#else
+#define STRATA_MALLOC_ATTR
+#endif
+
+/* ---- the malloc family ------------------------------------------------ */
+void *strata_malloc(size_t size) STRATA_MALLOC_ATTR;
+void  strata_free(void *p);
+void *strata_calloc(size_t n, size_t size) STRATA_MALLOC_ATTR;
+void *strata_realloc(void *p, size_t size);
+void *strata_reallocarray(void *p, size_t n, size_t size);
+int   strata_posix_memalign(void **out, size_t alignment, size_t size);
+void *strata_aligned_alloc(size_t alignment, size_t size) STRATA_MALLOC_ATTR;
+void *strata_memalign(size_t alignment, size_t size) STRATA_MALLOC_ATTR;
+void *strata_valloc(size_t size) STRATA_MALLOC_ATTR;
+void *strata_pvalloc(size_t size) STRATA_MALLOC_ATTR;
+size_t strata_malloc_usable_size(const void *p);
+void  strata_free_sized(void *p, size_t size);
+void  strata_free_aligned_sized(void *p, size_t alignment, size_t size);
+
+/* 1 when p points into memory Strata manages (a segment, arena or huge
+ * mapping of its own), else 0. Never faults, whatever p is. */
+int   strata_owns(const void *p);
+
+/* Return free memory to the OS. Returns 1 if memory was released, else 0
+ * (the glibc malloc_trim contract; pad is accepted and ignored). */
+int   strata_malloc_trim(size_t pad);
+
+/* ---- the standalone buddy allocator ------------------------------------
+ * A power-of-two buddy allocator over a region the caller owns (a static
+ * buffer, shared memory, an arena on the stack). It makes no system call and
+ * takes no lock: the caller serialises access to one region.
+ *
+ * strata_buddy_init places its metadata inside the region, right after the
+ * first `prefix` bytes (which the caller keeps for itself and which are never
+ * handed out). `min_block` (a power of two, at least 16) is the smallest block.
+ * Returns a handle (which points into the region) or NULL when the region is
+ * too small, misaligned (it must be aligned to 16 bytes) or the arguments are
+ * invalid. Blocks are aligned to min_block relative to the region start; a
+ * block of size 2^k lies at an offset that is a multiple of 2^k.
+ */
+typedef struct strata_buddy strata_buddy;
+
+strata_buddy *strata_buddy_init(void *region, size_t size, size_t prefix,
+                                size_t min_block);
+/* NULL when no free block is large enough (size 0 gets a min_block block). */
+void  *strata_buddy_alloc(strata_buddy *b, size_t size);
+/* Returns 0, or EINVAL when p is not the start of a block allocated from b
+ * (nothing is changed then). free(NULL) returns 0. */
+int    strata_buddy_free(strata_buddy *b, void *p);
+/* Grows in place when the following buddies are free, else moves; NULL when
+ * no block fits (p is untouched). realloc(NULL, n) is alloc; realloc(p, 0)
+ * frees p and returns NULL. */
+void  *strata_buddy_realloc(strata_buddy *b, void *p, size_t size);
+/* The size of the block at p (a power of two), from the pointer alone;
+ * 0 when p is not the start of an allocated block. */
+size_t strata_buddy_size(const strata_buddy *b, const void *p);
+/* Total bytes in free blocks. */
+size_t strata_buddy_free_bytes(const strata_buddy *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* STRATA_H */

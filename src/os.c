@@ -1,0 +1,133 @@
+/* os.c - mmap/munmap/madvise/mremap, the program break, randomness, time
+ * and the fatal-error path. No other file makes a system call. */
+#define _GNU_SOURCE
+#include "os.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+_Atomic long os_fail_after = -1;
+
+static bool os_injected_failure(void) {
+  long n = atomic_load_relaxed(&os_fail_after);
+  if (likely(n < 0)) return false;
+  while (n > 0 && !atomic_compare_exchange_weak(&os_fail_after, &n, n - 1)) {}
+  return n == 0;
+}
+
+/* errno is kept intact across every call here: free must preserve it. */
+void *os_map_aligned(size_t size, size_t align, size_t shift) {
+  if (os_injected_failure()) return NULL;
+  int saved = errno;
+  size_t total = size + align - OS_PAGE;
+  if (total < size) return NULL;
+  char *raw = mmap(NULL, total, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) { errno = saved; return NULL; }
+  uintptr_t want = align_up((uintptr_t)raw + shift, align) - shift;
+  size_t head = want - (uintptr_t)raw;
+  size_t tail = total - head - size;
+  if (head) munmap(raw, head);
+  if (tail) munmap((char *)want + size, tail);
+  if (want + size > ((uintptr_t)1 << ADDR_BITS)) {   /* beyond the segment map */
+    munmap((void *)want, size);
+    errno = saved;
+    return NULL;
+  }
+  errno = saved;
+  return (void *)want;
+}
+
+bool os_unmap(void *p, size_t size) {
+  int saved = errno;
+  bool ok = munmap(p, size) == 0;
+  errno = saved;
+  return ok;
+}
+
+bool os_purge(void *p, size_t size) {
+  int saved = errno;
+  bool ok = madvise(p, size, MADV_DONTNEED) == 0;
+  errno = saved;
+  return ok;
+}
+
+bool os_remap(void *p, size_t old, size_t size, void *to) {
+  int saved = errno;
+  void *r = to == p ? mremap(p, old, size, 0)
+                    : mremap(p, old, size, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+  errno = saved;
+  return r != MAP_FAILED;
+}
+
+void *os_sbrk_current(void) {
+  int saved = errno;
+  void *cur = sbrk(0);
+  errno = saved;
+  return cur == (void *)-1 ? NULL : cur;
+}
+
+bool os_sbrk_grow(void *expect, size_t size) {
+  if (os_injected_failure()) return false;
+  int saved = errno;
+  bool ok = false;
+  if (sbrk(0) == expect && (intptr_t)size > 0) {
+    void *old = sbrk((intptr_t)size);
+    if (old == expect) ok = true;
+    else if (old != (void *)-1) sbrk(-(intptr_t)size);  /* raced: undo */
+  }
+  errno = saved;
+  return ok;
+}
+
+bool os_sbrk_shrink(void *top, void *to) {
+  int saved = errno;
+  bool ok = sbrk(0) == top && brk(to) == 0;
+  errno = saved;
+  return ok;
+}
+
+uint64_t os_random_secret(void) {
+  uint64_t s = 0;
+  const unsigned char *r = (const unsigned char *)getauxval(AT_RANDOM);
+  if (r) memcpy(&s, r + 8, sizeof s);   /* glibc uses the first 8 for its canary */
+  s ^= (uint64_t)(uintptr_t)&s * 0x9E3779B97F4A7C15ull;
+  return s | 1;
+}
+
+uint64_t os_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* "strata: CALL(0xADDR): WHAT\n", built in a stack buffer: no allocation. */
+void fatal(const char *call, const void *addr, const char *what) {
+  char buf[256];
+  size_t n = 0;
+#define PUT(s) for (const char *q_ = (s); *q_ && n < sizeof buf - 2; q_++) buf[n++] = *q_
+  PUT("strata: ");
+  PUT(call);
+  PUT("(");
+  char hex[19] = "0x";
+  uintptr_t v = (uintptr_t)addr;
+  int digits = 0;
+  for (uintptr_t t = v; t; t >>= 4) digits++;
+  if (!digits) digits = 1;
+  for (int i = 0; i < digits; i++) hex[2 + i] = "0123456789abcdef"[(v >> (4 * (digits - 1 - i))) & 15];
+  hex[2 + digits] = 0;
+  PUT(hex);
+  PUT("): ");
+  PUT(what);
+#undef PUT
+  buf[n++] = '\n';
+  ssize_t w = write(STDERR_FILENO, buf, n);
+  (void)w;
+  abort();
+}

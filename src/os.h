@@ -1,0 +1,35 @@
+/* os.h - the only layer that talks to the kernel. Every call returns an
+ * error (NULL or false) instead of aborting; callers decide. */
+#ifndef STRATA_OS_H
+#define STRATA_OS_H
+
+#include "internal.h"
+
+/* A fresh, zeroed, readable and writable mapping of `size` bytes whose
+ * address a satisfies (a + shift) % align == 0 (align a power of two, at
+ * least OS_PAGE); NULL on failure. */
+void *os_map_aligned(size_t size, size_t align, size_t shift);
+bool  os_unmap(void *p, size_t size);
+/* Give the pages back; the range reads as zeros afterwards. */
+bool  os_purge(void *p, size_t size);
+/* Move the mapping [p, p+old) to exactly `to` (already mapped by us) with
+ * `size` bytes, or grow it in place when to == p. */
+bool  os_remap(void *p, size_t old, size_t size, void *to);
+
+/* The program break: os_sbrk_grow extends it by `size` bytes at `expect`
+ * (the current break) and fails when another user moved it; os_sbrk_shrink
+ * lowers it from `top` to `to`, only while the break is still `top`. */
+void *os_sbrk_current(void);
+bool  os_sbrk_grow(void *expect, size_t size);
+bool  os_sbrk_shrink(void *top, void *to);
+
+/* A random 64-bit secret from the kernel's AT_RANDOM bytes. */
+uint64_t os_random_secret(void);
+/* Monotonic clock in milliseconds. */
+uint64_t os_now_ms(void);
+
+/* Fault injection for tests: when >= 0, that many more mappings succeed
+ * and then every os_map_aligned and os_sbrk_grow fails. */
+extern _Atomic long os_fail_after;
+
+#endif

@@ -1,0 +1,40 @@
+/* sizeclass.c - the class table, computed once. */
+#include "sizeclass.h"
+
+/* class_of_small[i] is the class of sizes in (16(i-1), 16i]. */
+const uint8_t class_of_small[CLASS_FAST_MAX / ALIGNMENT + 1] = {
+  0, 0, 1, 2, 3,                                          /* <= 64 */
+  4, 5, 6, 7,                                             /* <= 128 */
+  8, 8, 9, 9, 10, 10, 11, 11,                             /* <= 256 */
+  12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15, /* <= 512 */
+#define R8(c) c, c, c, c, c, c, c, c
+  R8(16), R8(17), R8(18), R8(19),                         /* <= 1024 */
+#undef R8
+};
+
+class_info_t class_info[CLASS_COUNT];
+
+static size_t class_size_of(unsigned c) {
+  if (c < 4) return (size_t)(c + 1) * 16;
+  unsigned k = 6 + (c - 4) / 4;                            /* (2^k, 2^(k+1)] */
+  return ((size_t)1 << k) + ((size_t)((c - 4) % 4 + 1) << (k - 2));
+}
+
+/* A span holds at least 8 blocks (fewer page-heap trips) and wastes at most
+ * 1/16 of itself at its tail. */
+void class_init(void) {
+  for (unsigned c = 0; c < CLASS_COUNT; c++) {
+    size_t size = class_size_of(c);
+    size_t pages = (8 * size + PAGE_SIZE - 1) / PAGE_SIZE;
+    while ((pages * PAGE_SIZE) % size > pages * PAGE_SIZE / 16) pages++;
+    class_info[c] = (class_info_t){ (uint32_t)size, (uint16_t)pages,
+                                    (uint16_t)(pages * PAGE_SIZE / size) };
+  }
+}
+
+unsigned class_of_aligned(size_t size, size_t align) {
+  if (size > SMALL_MAX) return CLASS_COUNT;
+  for (unsigned c = class_of(size ? size : 1); c < CLASS_COUNT; c++)
+    if (class_info[c].size % align == 0) return c;
+  return CLASS_COUNT;
+}

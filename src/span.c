@@ -1,0 +1,84 @@
+/* span.c - blocks inside one span: carving, local and remote free lists. */
+#include "span.h"
+#include "sizeclass.h"
+
+uintptr_t span_secret;
+
+void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
+  s->local_free = NULL;
+  s->used = 0;
+  s->carved = 0;
+  s->cls = (uint8_t)cls;
+  s->block_size = class_info[cls].size;
+  s->count = class_info[cls].count;
+  atomic_store_relaxed(&s->xfree, NULL);
+  atomic_store_relaxed(&s->flags, 0);
+  s->next = s->prev = s->qnext = NULL;
+  s->kind = SPAN_SMALL;
+  atomic_store_release(&s->owner, owner);
+}
+
+/* Cut up to one OS page worth of never-used blocks (at least one), so a span
+ * of a rarely used class stays mostly untouched, hence not resident. */
+static block_t *span_carve(span_t *s, uint32_t *n) {
+  uint32_t left = s->count - s->carved;
+  uint32_t batch = (uint32_t)(OS_PAGE / s->block_size);
+  if (batch == 0) batch = 1;
+  if (batch > left) batch = left;
+  char *first = s->start + (size_t)s->carved * s->block_size;
+  for (uint32_t i = 0; i + 1 < batch; i++)
+    block_set_next((block_t *)(first + (size_t)i * s->block_size),
+                   (block_t *)(first + (size_t)(i + 1) * s->block_size));
+  if (batch) block_set_next((block_t *)(first + (size_t)(batch - 1) * s->block_size), NULL);
+  s->carved += (uint16_t)batch;
+  *n = batch;
+  return batch ? (block_t *)first : NULL;
+}
+
+uint32_t span_drain_remote(span_t *s) {
+  block_t *list = atomic_exchange_acq_rel(&s->xfree, NULL);
+  uint32_t n = 0;
+  while (list) {
+    block_t *next = block_next(list);
+    CHECK(next == NULL || (uintptr_t)next - (uintptr_t)s->start <
+          (size_t)s->npages * PAGE_SIZE, "free", list, "corrupted remote free list");
+    block_set_next(list, s->local_free);
+    s->local_free = list;
+    list = next;
+    n++;
+  }
+  ASSERT(n <= s->used);
+  s->used -= n;
+  return n;
+}
+
+block_t *span_take_free(span_t *s) {
+  span_drain_remote(s);
+  block_t *list = s->local_free;
+  if (list) {
+    s->local_free = NULL;
+    s->used = s->carved;          /* every carved block is now out */
+    return list;
+  }
+  uint32_t n = 0;
+  list = span_carve(s, &n);
+  s->used += n;
+  return list;
+}
+
+bool span_push_remote(span_t *s, block_t *b) {
+  block_t *head = atomic_load_relaxed(&s->xfree);
+  do block_set_next(b, head);
+  while (!atomic_compare_exchange_weak_explicit(&s->xfree, &head, b,
+                                                memory_order_seq_cst, memory_order_relaxed));
+  /* Pairs with the owner's store of FULL then load of xfree (heap.c): at
+   * least one of the two sees the other, so a full span is never missed. */
+  uint32_t f = atomic_load_explicit(&s->flags, memory_order_seq_cst);
+  return (f & SPAN_FULL) && !(f & SPAN_QUEUED) &&
+         atomic_compare_exchange_strong(&s->flags, &f, f | SPAN_QUEUED);
+}
+
+bool span_is_block_start(const span_t *s, const void *p) {
+  size_t off = (uintptr_t)p - (uintptr_t)s->start;
+  return off < (size_t)s->count * s->block_size && off % s->block_size == 0;
+}

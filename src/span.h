@@ -1,0 +1,71 @@
+/* span.h - a run of pages holding blocks of one size class.
+ *
+ * Ownership: a small span belongs to one thread heap (owner), or to nobody
+ * while it sits on the abandoned list. Only the owner touches local_free,
+ * used, carved and the list links; any thread may push onto xfree.
+ *
+ * Invariant (owner's view):
+ *   carved == used + |local_free|        (carved <= count of the class)
+ * where `used` counts blocks held by the program, blocks checked out into
+ * the owner bin's free list, and remote frees still on xfree.
+ *
+ * Free-list links are encoded: stored = next ^ slot address ^ secret, so a
+ * stray write of a plain pointer cannot steer allocation.
+ */
+#ifndef STRATA_SPAN_H
+#define STRATA_SPAN_H
+
+#include "internal.h"
+
+typedef struct block { uintptr_t next_enc; } block_t;
+
+struct heap;
+
+enum { SPAN_NONE = 0, SPAN_FREE_RUN, SPAN_SMALL };
+/* flags: FULL is set by the owner when the span has nothing left to hand out
+ * and is parked on its bin's full list; QUEUED is set by the first remote
+ * free that sees FULL, which then queues the span on the owner's ready list. */
+enum { SPAN_FULL = 1, SPAN_QUEUED = 2 };
+
+typedef struct span {
+  block_t *local_free;              /* owner: blocks the owner freed */
+  uint32_t used;                    /* owner: see invariant above */
+  uint16_t carved;                  /* owner: blocks cut from the span so far */
+  uint8_t cls;                      /* size class */
+  uint8_t kind;                     /* SPAN_FREE_RUN / SPAN_SMALL */
+  struct heap *_Atomic owner;       /* NULL: abandoned or not small */
+  block_t *_Atomic xfree;           /* remote frees, pushed with CAS */
+  _Atomic uint32_t flags;           /* SPAN_FULL | SPAN_QUEUED */
+  uint32_t npages;                  /* length in PAGE_SIZE pages */
+  uint32_t block_size;
+  uint16_t count;                   /* blocks that fit */
+  bool dirty;                       /* page heap: pages may be non-zero */
+  char *start;                      /* first page */
+  struct span *next, *prev;         /* bin / page-heap list */
+  struct span *qnext;               /* owner's ready queue or abandoned list */
+} span_t;
+
+extern uintptr_t span_secret;       /* per-process, set once at init */
+
+static inline block_t *block_next(const block_t *b) {
+  return (block_t *)(b->next_enc ^ (uintptr_t)b ^ span_secret);
+}
+static inline void block_set_next(block_t *b, const block_t *next) {
+  b->next_enc = (uintptr_t)next ^ (uintptr_t)b ^ span_secret;
+}
+
+/* Make fresh pages a span of class cls owned by owner. */
+void span_init_small(span_t *s, unsigned cls, struct heap *owner);
+/* Take every block the span can give now (local frees, remote frees, and a
+ * batch of never-used blocks) as one list; counts them as used. NULL when the
+ * span is exhausted. Owner only. */
+block_t *span_take_free(span_t *s);
+/* Move the remote frees onto local_free; returns how many came. Owner only. */
+uint32_t span_drain_remote(span_t *s);
+/* Push a block freed by a thread that does not own the span. Returns true
+ * when the span was full and this free queued it to its owner. */
+bool span_push_remote(span_t *s, block_t *b);
+/* Is p the start of a block of s (not in the tail waste, not mid-block)? */
+bool span_is_block_start(const span_t *s, const void *p);
+
+#endif
