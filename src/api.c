@@ -1,0 +1,228 @@
+/* api.c - the malloc family: strata_* and, unless STRATA_NO_OVERRIDE, the
+ * standard names as aliases (for LD_PRELOAD and -lstrata).
+ *
+ * Tiers by size: small (<= SMALL_MAX, thread heaps), large (buddy arenas, up
+ * to the huge threshold), huge (direct mmap). A pointer's tier comes from the
+ * segment map, so foreign pointers are detected before any header is read.
+ */
+#define _GNU_SOURCE
+#include "heap.h"
+#include "huge.h"
+#include "init.h"
+#include "large.h"
+#include "segmap.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* ---- allocation, any size and alignment ---------------------------------- */
+static void *alloc_tiers(size_t size, size_t align, bool zero) {
+  init_ensure();
+  if (unlikely(size > PTRDIFF_MAX)) goto nomem;
+  if (size <= SMALL_MAX && align <= PAGE_SIZE) {
+    unsigned cls = align <= ALIGNMENT ? class_of(size) : class_of_aligned(size, align);
+    if (cls < CLASS_COUNT) {
+      void *p = heap_alloc_class(cls);
+      if (!p) goto nomem;
+      if (zero) memset(p, 0, size);
+      return p;
+    }
+  }
+  if (size <= options.huge_threshold && align <= LARGE_MAX) {
+    bool dirty;
+    void *p = large_alloc(size, align, &dirty);
+    if (p) {
+      if (zero && dirty) memset(p, 0, size);
+      return p;
+    }
+  }
+  void *p = huge_alloc(size, align);     /* fresh from the OS: zeroed */
+  if (p) return p;
+nomem:
+  errno = ENOMEM;
+  return NULL;
+}
+
+static NOINLINE void *malloc_slow(size_t size) { return alloc_tiers(size, ALIGNMENT, false); }
+
+/* Fast path: one table lookup, one pop from the thread's bin. */
+API void *strata_malloc(size_t size) {
+  if (likely(size <= CLASS_FAST_MAX)) {
+    void *p = heap_malloc_small(heap_tls, class_of_small[(size + ALIGNMENT - 1) / ALIGNMENT]);
+    if (likely(p != NULL)) return p;
+  }
+  return malloc_slow(size);
+}
+
+/* ---- free ------------------------------------------------------------------ */
+static NOINLINE void free_slow(void *p, const char *call) {
+  switch (segmap_kind(p)) {
+  case SEG_SMALL: heap_free_small_slow(p, call); return;
+  case SEG_ARENA: large_free(p, call); return;
+  case SEG_HUGE:  huge_free(p, call); return;
+  case SEG_NONE:
+    if (p == NULL) return;
+    fatal(call, p, "pointer not allocated by strata");
+  }
+}
+
+/* Fast path: the block is small and this thread owns its span. */
+API void strata_free(void *p) {
+  if (likely(segmap_is(p, SEG_SMALL)) && likely(heap_free_small(p))) return;
+  free_slow(p, CALL_FREE);
+}
+
+API void strata_free_sized(void *p, size_t size) { (void)size; strata_free(p); }
+API void strata_free_aligned_sized(void *p, size_t align, size_t size) {
+  (void)align; (void)size;
+  strata_free(p);
+}
+
+/* ---- sizes ------------------------------------------------------------------ */
+static size_t usable_size(const void *p, const char *call) {
+  switch (segmap_kind(p)) {
+  case SEG_SMALL: {
+    span_t *s = span_of(p);
+    CHECK(s->kind == SPAN_SMALL && span_is_block_start(s, p), call, p,
+          "pointer not allocated by strata (or already freed)");
+    return s->block_size;
+  }
+  case SEG_ARENA: return large_usable(p, call);
+  case SEG_HUGE:  return huge_usable(p, call);
+  case SEG_NONE:  break;
+  }
+  if (p == NULL) return 0;
+  fatal(call, p, "pointer not allocated by strata");
+}
+
+API size_t strata_malloc_usable_size(const void *p) { return usable_size(p, CALL_USABLE); }
+
+API int strata_owns(const void *p) { return segmap_kind(p) != SEG_NONE; }
+
+/* ---- calloc, realloc ---------------------------------------------------------- */
+API void *strata_calloc(size_t n, size_t size) {
+  size_t total;
+  if (unlikely(__builtin_mul_overflow(n, size, &total))) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return alloc_tiers(total, ALIGNMENT, true);
+}
+
+/* Move to a new block: contents up to the smaller size survive; on failure
+ * the old block is untouched. */
+static void *realloc_move(void *p, size_t old, size_t size) {
+  void *q = strata_malloc(size);
+  if (!q) return NULL;
+  memcpy(q, p, old < size ? old : size);
+  strata_free(p);
+  return q;
+}
+
+API void *strata_realloc(void *p, size_t size) {
+  if (p == NULL) return strata_malloc(size);
+  if (size == 0) { strata_free(p); return NULL; }
+  if (unlikely(size > PTRDIFF_MAX)) { errno = ENOMEM; return NULL; }
+  size_t old = usable_size(p, CALL_REALLOC);
+  switch (segmap_kind(p)) {
+  case SEG_SMALL:       /* same class, or shrinking by less than half: stay */
+    if (size <= old && (size > old / 2 || size <= ALIGNMENT)) return p;
+    break;
+  case SEG_ARENA:
+    if (size > SMALL_MAX && size <= options.huge_threshold && large_resize(p, size)) return p;
+    break;
+  case SEG_HUGE:
+    if (size > options.huge_threshold) {
+      void *q = huge_realloc(p, size);
+      if (q) return q;
+    }
+    break;
+  default: break;
+  }
+  return realloc_move(p, old, size);
+}
+
+API void *strata_reallocarray(void *p, size_t n, size_t size) {
+  size_t total;
+  if (unlikely(__builtin_mul_overflow(n, size, &total))) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return strata_realloc(p, total);
+}
+
+/* ---- aligned ------------------------------------------------------------------ */
+static void *aligned(size_t align, size_t size) {
+  if (align < ALIGNMENT) align = ALIGNMENT;
+  if (unlikely(size > PTRDIFF_MAX - align)) { errno = ENOMEM; return NULL; }
+  return alloc_tiers(size, align, false);
+}
+
+API int strata_posix_memalign(void **out, size_t align, size_t size) {
+  if (!is_pow2(align) || align % sizeof(void *)) return EINVAL;
+  int saved = errno;
+  void *p = aligned(align, size);
+  errno = saved;
+  if (!p) return ENOMEM;
+  *out = p;
+  return 0;
+}
+
+/* Like glibc 2.38+: an alignment that is not a power of two is EINVAL. */
+API void *strata_aligned_alloc(size_t align, size_t size) {
+  if (!is_pow2(align)) { errno = EINVAL; return NULL; }
+  return aligned(align, size);
+}
+
+/* glibc memalign rounds a non-power-of-two alignment up. */
+API void *strata_memalign(size_t align, size_t size) {
+  if (align > (SIZE_MAX >> 1) + 1) { errno = EINVAL; return NULL; }
+  if (!is_pow2(align)) align = (size_t)1 << log2_ceil(align);
+  return aligned(align, size);
+}
+
+API void *strata_valloc(size_t size) { return aligned(OS_PAGE, size); }
+
+API void *strata_pvalloc(size_t size) {
+  if (size > PTRDIFF_MAX - OS_PAGE) { errno = ENOMEM; return NULL; }
+  return aligned(OS_PAGE, align_up(size ? size : 1, OS_PAGE));
+}
+
+/* ---- returning memory -------------------------------------------------------- */
+API int strata_malloc_trim(size_t pad) {
+  (void)pad;
+  if (atomic_load_acquire(&init_state) != 2) return 0;
+  heap_collect();
+  bool a = pageheap_trim();
+  bool b = large_trim();
+  return a || b;
+}
+
+/* ---- the standard names --------------------------------------------------------- */
+#ifndef STRATA_NO_OVERRIDE
+#pragma GCC diagnostic ignored "-Wmissing-attributes"   /* aliases need not repeat malloc attributes */
+#define ALIAS(name) __attribute__((alias(#name), visibility("default")))
+void *malloc(size_t) ALIAS(strata_malloc);
+void free(void *) ALIAS(strata_free);
+void *calloc(size_t, size_t) ALIAS(strata_calloc);
+void *realloc(void *, size_t) ALIAS(strata_realloc);
+void *reallocarray(void *, size_t, size_t) ALIAS(strata_reallocarray);
+int posix_memalign(void **, size_t, size_t) ALIAS(strata_posix_memalign);
+void *aligned_alloc(size_t, size_t) ALIAS(strata_aligned_alloc);
+void *memalign(size_t, size_t) ALIAS(strata_memalign);
+void *valloc(size_t) ALIAS(strata_valloc);
+void *pvalloc(size_t) ALIAS(strata_pvalloc);
+size_t malloc_usable_size(void *) ALIAS(strata_malloc_usable_size);
+void free_sized(void *, size_t) ALIAS(strata_free_sized);
+void free_aligned_sized(void *, size_t, size_t) ALIAS(strata_free_aligned_sized);
+int malloc_trim(size_t) ALIAS(strata_malloc_trim);
+/* glibc's internal names, so no pointer crosses between two allocators. */
+void *__libc_malloc(size_t) ALIAS(strata_malloc);
+void __libc_free(void *) ALIAS(strata_free);
+void *__libc_calloc(size_t, size_t) ALIAS(strata_calloc);
+void *__libc_realloc(void *, size_t) ALIAS(strata_realloc);
+void *__libc_memalign(size_t, size_t) ALIAS(strata_memalign);
+void *__libc_valloc(size_t) ALIAS(strata_valloc);
+void *__libc_pvalloc(size_t) ALIAS(strata_pvalloc);
+void cfree(void *) ALIAS(strata_free);
+#endif

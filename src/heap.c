@@ -1,0 +1,329 @@
+/* heap.c - thread heaps: refill of bins, parking full spans, remote frees,
+ * thread exit and adoption of abandoned spans.
+ *
+ * Lock order (outer first; every lock here is taken alone, never nested, except
+ * that any of them may call into the page heap, whose lock is a leaf):
+ *   heap_orphan_lock -> heap_pool_lock -> heap_abandoned_lock -> page heap
+ */
+#include "heap.h"
+#include "os.h"
+
+#include <string.h>
+
+__thread heap_t *heap_tls __attribute__((tls_model("initial-exec"))) = &heap_empty;
+heap_t heap_empty;
+
+/* Thread state: a thread whose heap was torn down (by the thread-exit key
+ * destructor) allocates from the orphan heap under a lock; its frees are
+ * remote frees, valid from any thread. */
+enum { THREAD_NEW = 0, THREAD_LIVE, THREAD_DEAD };
+static __thread uint8_t heap_thread_state __attribute__((tls_model("initial-exec")));
+
+static pthread_key_t heap_key;
+static lock_t heap_orphan_lock = LOCK_INIT;
+static heap_t heap_orphan;
+static lock_t heap_pool_lock = LOCK_INIT;
+static heap_t *heap_pool;                  /* free heaps (next_free) */
+static heap_t *heap_all;                   /* every heap (next_all) */
+static lock_t heap_abandoned_lock = LOCK_INIT;
+static span_t *heap_abandoned[CLASS_COUNT]; /* spans of exited threads (next) */
+
+/* ---- bin lists (owner only) -------------------------------------------- */
+static void list_push(span_t **head, span_t *s) {
+  s->prev = NULL;
+  s->next = *head;
+  if (*head) (*head)->prev = s;
+  *head = s;
+}
+static void list_insert_second(span_t **head, span_t *s) {
+  if (!*head) { list_push(head, s); return; }
+  s->prev = *head;
+  s->next = (*head)->next;
+  if (s->next) s->next->prev = s;
+  (*head)->next = s;
+}
+static void list_remove(span_t **head, span_t *s) {
+  if (s->prev) s->prev->next = s->next;
+  else *head = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+}
+
+/* ---- parking: a span with nothing to hand out leaves the bin's list ----- */
+/* Returns false (span left on `spans`) when a remote free raced in. */
+static bool heap_park(bin_t *bin, span_t *s) {
+  atomic_fetch_or_explicit(&s->flags, SPAN_FULL, memory_order_seq_cst);
+  if (atomic_load_explicit(&s->xfree, memory_order_seq_cst)) {
+    atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_FULL, memory_order_relaxed);
+    return false;
+  }
+  list_remove(&bin->spans, s);
+  list_push(&bin->full, s);
+  s->used |= USED_PARKED;
+  return true;
+}
+
+static void heap_unpark(bin_t *bin, span_t *s) {
+  list_remove(&bin->full, s);
+  list_insert_second(&bin->spans, s);
+  s->used &= ~USED_PARKED;
+  atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_FULL, memory_order_relaxed);
+}
+
+/* An empty span goes back to the page heap unless it is the bin's only span
+ * (kept to avoid a page-heap round trip per block) or still queued. */
+static void heap_release_if_empty(bin_t *bin, span_t *s) {
+  if (s->used != 0 || (bin->spans == s && !s->next)) return;
+  if (atomic_load_acquire(&s->flags) & SPAN_QUEUED) return;
+  list_remove(&bin->spans, s);
+  pageheap_free_span(s);
+}
+
+/* Spans queued by remote frees while parked come back to their bin lists. */
+static void heap_take_ready(heap_t *h) {
+  span_t *s = atomic_exchange_acq_rel(&h->ready, NULL);
+  while (s) {
+    span_t *next = s->qnext;
+    uint32_t f = atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_QUEUED, memory_order_acq_rel);
+    if (atomic_load_relaxed(&s->owner) == h && (f & SPAN_FULL) && (s->used & USED_PARKED))
+      heap_unpark(&h->bins[s->cls], s);
+    s = next;
+  }
+}
+
+void heap_free_local_slow(heap_t *h, span_t *s) {
+  bin_t *bin = &h->bins[s->cls];
+  if (s->used & USED_PARKED) heap_unpark(bin, s);
+  heap_release_if_empty(bin, s);
+}
+
+/* ---- abandoned spans ----------------------------------------------------- */
+static span_t *heap_adopt(heap_t *h, unsigned cls) {
+  lock_acquire(&heap_abandoned_lock);
+  span_t *s = heap_abandoned[cls];
+  if (s) heap_abandoned[cls] = s->next;
+  lock_release(&heap_abandoned_lock);
+  if (!s) return NULL;
+  s->next = s->prev = NULL;
+  atomic_store_release(&s->owner, h);
+  return s;
+}
+
+static void heap_abandon(span_t *s) {
+  span_drain_remote(s);
+  s->used &= ~USED_PARKED;
+  if (s->used == 0 && !(atomic_load_acquire(&s->flags) & SPAN_QUEUED)) {
+    pageheap_free_span(s);
+    return;
+  }
+  atomic_store_release(&s->owner, NULL);
+  atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_FULL, memory_order_relaxed);
+  lock_acquire(&heap_abandoned_lock);
+  s->prev = NULL;
+  s->next = heap_abandoned[s->cls];
+  heap_abandoned[s->cls] = s;
+  lock_release(&heap_abandoned_lock);
+}
+
+/* Give every abandoned span that has become empty back to the page heap. */
+static void heap_sweep_abandoned(void) {
+  lock_acquire(&heap_abandoned_lock);
+  for (unsigned c = 0; c < CLASS_COUNT; c++)
+    for (span_t **pp = &heap_abandoned[c]; *pp;) {
+      span_t *s = *pp;
+      span_drain_remote(s);           /* the lock makes us its owner */
+      if (s->used == 0 && !(atomic_load_acquire(&s->flags) & SPAN_QUEUED)) {
+        *pp = s->next;
+        pageheap_free_span(s);
+      } else {
+        pp = &s->next;
+      }
+    }
+  lock_release(&heap_abandoned_lock);
+}
+
+/* ---- refill ---------------------------------------------------------------- */
+static void *heap_refill(heap_t *h, unsigned cls) {
+  if (atomic_load_relaxed(&h->ready)) heap_take_ready(h);
+  bin_t *bin = &h->bins[cls];
+  for (;;) {
+    span_t *s = bin->spans;
+    if (!s) {
+      s = heap_adopt(h, cls);
+      if (!s) {
+        s = pageheap_alloc_span(class_info[cls].pages);
+        if (!s) return NULL;
+        span_init_small(s, cls, h);
+      }
+      list_push(&bin->spans, s);
+    }
+    block_t *list = span_take_free(s);
+    if (list) {
+      bin->free = block_next(list);
+      return list;
+    }
+    heap_park(bin, s);
+  }
+}
+
+/* ---- heaps for threads ----------------------------------------------------- */
+static heap_t *heap_new(void) {
+  lock_acquire(&heap_pool_lock);
+  heap_t *h = heap_pool;
+  if (h) {
+    heap_pool = h->next_free;
+  } else {
+    static heap_t *chunk;
+    static size_t left;
+    if (!left) {
+      size_t bytes = 64 * KiB;
+      chunk = os_map_aligned(bytes, OS_PAGE, 0);
+      left = chunk ? bytes / sizeof(heap_t) : 0;
+    }
+    if (left) {
+      h = chunk++;
+      left--;
+      h->next_all = heap_all;
+      heap_all = h;
+    }
+  }
+  if (h) h->in_use = true;
+  lock_release(&heap_pool_lock);
+  return h;
+}
+
+static heap_t *heap_for_thread(void) {
+  if (heap_thread_state == THREAD_DEAD) return NULL;
+  heap_t *h = heap_new();
+  if (!h) return NULL;
+  heap_thread_state = THREAD_LIVE;
+  heap_tls = h;
+  pthread_setspecific(heap_key, h);
+  if (atomic_load_relaxed(&h->ready)) heap_take_ready(h);   /* stale queue */
+  return h;
+}
+
+void *heap_alloc_class(unsigned cls) {
+  heap_t *h = heap_tls;
+  if (unlikely(h == &heap_empty)) {
+    h = heap_for_thread();
+    if (!h) {                       /* thread torn down, or no memory */
+      lock_acquire(&heap_orphan_lock);
+      void *p = heap_malloc_small(&heap_orphan, cls);
+      if (!p) p = heap_refill(&heap_orphan, cls);
+      lock_release(&heap_orphan_lock);
+      return p;
+    }
+    void *p = heap_malloc_small(h, cls);
+    if (p) return p;
+  }
+  return heap_refill(h, cls);
+}
+
+/* ---- frees that are not the owner's fast path ------------------------------ */
+void heap_free_small_slow(void *p, const char *call) {
+  span_t *s = span_of(p);
+  CHECK(s->kind == SPAN_SMALL && span_is_block_start(s, p), call, p,
+        "pointer not allocated by strata (or already freed)");
+  heap_t *owner = atomic_load_acquire(&s->owner);
+  if (owner == heap_tls) {          /* owner, reached through a checked call */
+    heap_free_small(p);
+    return;
+  }
+  if (span_push_remote(s, p) && owner) {
+    span_t *head = atomic_load_relaxed(&owner->ready);
+    do s->qnext = head;
+    while (!atomic_cas_weak_release(&owner->ready, &head, s));
+  }
+}
+
+/* ---- thread exit, collect, fork -------------------------------------------- */
+static void heap_flush_bins(heap_t *h) {
+  for (unsigned c = 0; c < CLASS_COUNT; c++) {
+    bin_t *bin = &h->bins[c];
+    for (block_t *b = bin->free; b;) {
+      block_t *next = block_next(b);
+      span_t *s = bin->spans;        /* checked-out blocks are the head's */
+      block_set_next(b, s->local_free);
+      s->local_free = b;
+      s->used--;
+      b = next;
+    }
+    bin->free = NULL;
+  }
+}
+
+void heap_thread_exit(heap_t *h) {
+  heap_flush_bins(h);
+  heap_take_ready(h);
+  for (unsigned c = 0; c < CLASS_COUNT; c++) {
+    bin_t *bin = &h->bins[c];
+    span_t *lists[2] = { bin->spans, bin->full };
+    for (int l = 0; l < 2; l++)
+      for (span_t *s = lists[l], *next; s; s = next) {
+        next = s->next;
+        heap_abandon(s);
+      }
+    bin->spans = bin->full = NULL;
+  }
+  lock_acquire(&heap_pool_lock);
+  h->in_use = false;
+  h->next_free = heap_pool;
+  heap_pool = h;
+  lock_release(&heap_pool_lock);
+}
+
+static void heap_key_destructor(void *arg) {
+  heap_thread_state = THREAD_DEAD;
+  heap_tls = &heap_empty;
+  heap_thread_exit(arg);
+}
+
+bool heap_init(void) {
+  return pthread_key_create(&heap_key, heap_key_destructor) == 0;
+}
+
+void heap_collect(void) {
+  heap_t *h = heap_tls;
+  if (h != &heap_empty) {
+    heap_flush_bins(h);
+    heap_take_ready(h);
+    for (unsigned c = 0; c < CLASS_COUNT; c++) {
+      bin_t *bin = &h->bins[c];
+      for (span_t *s = bin->full, *next; s; s = next) {
+        next = s->next;
+        if (span_drain_remote(s) || s->local_free) heap_unpark(bin, s);
+      }
+      for (span_t *s = bin->spans, *next; s; s = next) {
+        next = s->next;
+        span_drain_remote(s);
+        if (s->used == 0 && !(atomic_load_acquire(&s->flags) & SPAN_QUEUED)) {
+          list_remove(&bin->spans, s);
+          pageheap_free_span(s);
+        }
+      }
+    }
+  }
+  heap_sweep_abandoned();
+}
+
+void heap_fork_prepare(void) {
+  lock_acquire(&heap_orphan_lock);
+  lock_acquire(&heap_pool_lock);
+  lock_acquire(&heap_abandoned_lock);
+}
+
+void heap_fork_parent(void) {
+  lock_release(&heap_abandoned_lock);
+  lock_release(&heap_pool_lock);
+  lock_release(&heap_orphan_lock);
+}
+
+void heap_fork_child(void) {
+  lock_reinit(&heap_abandoned_lock);
+  lock_reinit(&heap_pool_lock);
+  lock_reinit(&heap_orphan_lock);
+  /* The other threads are gone in the child: their heaps are abandoned. */
+  for (heap_t *h = heap_all; h; h = h->next_all)
+    if (h->in_use && h != heap_tls) heap_thread_exit(h);
+}

@@ -1,0 +1,124 @@
+/* init.c - initialisation on the first call, options, fork handlers.
+ *
+ * Initialisation allocates nothing and needs no dlsym, so it is safe from
+ * another library's constructor and when glibc allocates inside pthread or
+ * stdio calls. pthread_atfork may allocate: it is registered after the
+ * allocator can serve.
+ *
+ * Global lock order (the fork handlers take them all in this order):
+ *   init_lock -> heap orphan -> heap pool -> heap abandoned
+ *   -> large grow -> arenas by index -> page heap
+ */
+#include "init.h"
+#include "heap.h"
+#include "large.h"
+#include "os.h"
+#include "sizeclass.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+_Atomic int init_state;
+options_t options = { HUGE_MIN, true, false };
+static lock_t init_lock = LOCK_INIT;
+
+static void warn(const char *what, const char *text, size_t len) {
+  char buf[160];
+  size_t n = 0;
+  const char *parts[] = { "strata: STRATA_OPTIONS: ", what, " '" };
+  for (int i = 0; i < 3; i++)
+    for (const char *q = parts[i]; *q && n < 100; q++) buf[n++] = *q;
+  for (size_t i = 0; i < len && n < 150; i++) buf[n++] = text[i];
+  buf[n++] = '\'';
+  buf[n++] = '\n';
+  ssize_t w = write(STDERR_FILENO, buf, n);
+  (void)w;
+}
+
+/* Parse a decimal size with an optional k/m/g suffix; false when malformed. */
+static bool parse_size(const char *s, size_t len, size_t *out) {
+  size_t v = 0, i = 0;
+  if (!len) return false;
+  for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+    if (v > (SIZE_MAX - 9) / 10) return false;
+    v = v * 10 + (size_t)(s[i] - '0');
+  }
+  if (i == 0) return false;
+  if (i < len) {
+    unsigned shift = s[i] == 'k' || s[i] == 'K' ? 10 : s[i] == 'm' || s[i] == 'M' ? 20
+                   : s[i] == 'g' || s[i] == 'G' ? 30 : 64;
+    if (shift == 64 || i + 1 != len || v > (SIZE_MAX >> shift)) return false;
+    v <<= shift;
+  }
+  *out = v;
+  return true;
+}
+
+/* STRATA_OPTIONS=key=value,... without allocating; a bad entry is reported
+ * and ignored. */
+static void options_parse(void) {
+  const char *env = getenv("STRATA_OPTIONS");
+  if (!env) return;
+  while (*env) {
+    const char *end = strchr(env, ',');
+    size_t len = end ? (size_t)(end - env) : strlen(env);
+    const char *eq = memchr(env, '=', len);
+    size_t klen = eq ? (size_t)(eq - env) : len;
+    const char *val = eq ? eq + 1 : env + len;
+    size_t vlen = eq ? len - klen - 1 : 0;
+    size_t v = 0;
+    bool ok = parse_size(val, vlen, &v);
+#define KEY(k) (klen == sizeof(k) - 1 && memcmp(env, k, klen) == 0)
+    if (KEY("huge") && ok && v > SMALL_MAX) options.huge_threshold = v;
+    else if (KEY("sbrk") && ok && v <= 1) options.use_sbrk = v;
+    else if (KEY("verbose") && ok && v <= 1) options.verbose = v;
+    else if (KEY("huge") || KEY("sbrk") || KEY("verbose")) warn("bad value in", env, len);
+    else warn("unknown option", env, len);
+#undef KEY
+    env += len + (end ? 1 : 0);
+  }
+}
+
+static void fork_prepare(void) {
+  if (atomic_load_acquire(&init_state) != 2) return;
+  lock_acquire(&init_lock);
+  heap_fork_prepare();
+  large_fork_prepare();
+  pageheap_lock();
+}
+static void fork_parent(void) {
+  if (atomic_load_acquire(&init_state) != 2) return;
+  pageheap_unlock();
+  large_fork_parent();
+  heap_fork_parent();
+  lock_release(&init_lock);
+}
+static void fork_child(void) {
+  if (atomic_load_acquire(&init_state) != 2) return;
+  pageheap_reinit_lock();
+  large_fork_child();
+  lock_reinit(&init_lock);
+  heap_fork_child();
+}
+
+void init_slow(void) {
+  static __thread bool inside __attribute__((tls_model("initial-exec")));
+  static _Atomic bool atfork_done;
+  if (inside) return;                  /* re-entered from below: core is up */
+  inside = true;
+  lock_acquire(&init_lock);
+  if (atomic_load_acquire(&init_state) != 2) {
+    class_init();
+    span_secret = (uintptr_t)os_random_secret();
+    options_parse();
+    pageheap_set_sbrk(options.use_sbrk);
+    if (!heap_init()) fatal("init", NULL, "pthread_key_create failed");
+    atomic_store_release(&init_state, 2);
+  }
+  lock_release(&init_lock);
+  bool expected = false;
+  if (atomic_compare_exchange_strong(&atfork_done, &expected, true))
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+  inside = false;
+}

@@ -1,0 +1,21 @@
+/* init.h - lazy process initialisation and options. */
+#ifndef STRATA_INIT_H
+#define STRATA_INIT_H
+
+#include "internal.h"
+
+extern _Atomic int init_state;     /* 2 once the allocator can serve */
+void init_slow(void);
+static inline void init_ensure(void) {
+  if (unlikely(atomic_load_acquire(&init_state) != 2)) init_slow();
+}
+
+/* Options, from STRATA_OPTIONS=key=value,... (read once at init). */
+typedef struct {
+  size_t huge_threshold;   /* huge=BYTES: above this, direct mmap */
+  bool use_sbrk;           /* sbrk=0|1 */
+  bool verbose;            /* verbose=0|1: warnings on stderr */
+} options_t;
+extern options_t options;
+
+#endif

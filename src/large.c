@@ -1,0 +1,222 @@
+/* large.c - buddy arenas for the large tier.
+ *
+ * Arena layout: arena_t (lock, canaries, the dirty-page bitmap and the usable
+ * size of each block) at the arena's start, then the buddy core's metadata,
+ * then blocks; all of it is one strata_buddy over the arena with arena_t as
+ * its prefix.
+ *
+ * Dirty bitmap: bit i set when the OS page i of the arena may hold non-zero
+ * bytes. Set for the usable pages of each block handed out; cleared when
+ * pages are purged. It tells calloc what to clear and which tail pages of a
+ * reused block must be purged to keep them non-resident.
+ */
+#define _GNU_SOURCE
+#include "large.h"
+#include "buddy.h"
+#include "heap.h"
+#include "os.h"
+
+#include <string.h>
+
+#define ARENA_PAGES   (ARENA_SIZE / OS_PAGE)
+#define ARENA_MAGIC   0x5354524141524e41ull   /* "STRAARNA" */
+#define LARGE_ARENAS  256                     /* at most 16 GiB of arenas */
+#define PURGE_ON_FREE ((size_t)1 * MiB)       /* free blocks this big are purged at once */
+
+typedef struct arena {
+  uint64_t canary_lo;                  /* ARENA_MAGIC ^ address */
+  lock_t lock;
+  strata_buddy *buddy;
+  uint64_t dirty[ARENA_PAGES / 64];
+  uint16_t usable[ARENA_PAGES];        /* usable pages of the block starting at page i */
+  uint64_t canary_hi;
+} arena_t;
+
+static arena_t *large_arenas[LARGE_ARENAS];
+static _Atomic unsigned large_count;
+static lock_t large_grow_lock = LOCK_INIT;
+static __thread unsigned large_hint __attribute__((tls_model("initial-exec")));
+
+static bool arena_intact(const arena_t *a) {
+  uint64_t key = ARENA_MAGIC ^ (uintptr_t)a;
+  return a->canary_lo == key && a->canary_hi == key && buddy_check_canaries(a->buddy);
+}
+
+static arena_t *arena_new(void) {
+  arena_t *a = pageheap_alloc_arena();
+  if (!a) return NULL;
+  a->canary_lo = a->canary_hi = ARENA_MAGIC ^ (uintptr_t)a;
+  lock_reinit(&a->lock);
+  a->buddy = strata_buddy_init(a, ARENA_SIZE, sizeof(arena_t), OS_PAGE);
+  if (!a->buddy) { pageheap_free_arena(a); return NULL; }
+  return a;
+}
+
+/* Bits [from, to) of the dirty map: set them, or clear them and report the
+ * first and last page that was dirty (*lo > *hi when none was). */
+static void dirty_set(arena_t *a, size_t from, size_t to) {
+  for (size_t i = from; i < to; i++) a->dirty[i / 64] |= (uint64_t)1 << (i % 64);
+}
+static bool dirty_any(const arena_t *a, size_t from, size_t to) {
+  for (size_t i = from; i < to; i++)
+    if (a->dirty[i / 64] >> (i % 64) & 1) return true;
+  return false;
+}
+static void dirty_take(arena_t *a, size_t from, size_t to, size_t *lo, size_t *hi) {
+  *lo = to; *hi = 0;
+  for (size_t i = from; i < to; i++)
+    if (a->dirty[i / 64] >> (i % 64) & 1) {
+      a->dirty[i / 64] &= ~((uint64_t)1 << (i % 64));
+      if (*lo == to) *lo = i;
+      *hi = i + 1;
+    }
+}
+
+/* Under a's lock: take a block, mark its usable pages, find the dirty tail. */
+static void *arena_alloc(arena_t *a, unsigned order, size_t pages, bool *dirty,
+                         size_t *purge_lo, size_t *purge_hi) {
+  char *p = buddy_alloc_order(a->buddy, order);
+  if (!p) return NULL;
+  size_t i = (size_t)(p - (char *)a) / OS_PAGE;
+  *dirty = dirty_any(a, i, i + pages);
+  dirty_take(a, i + pages, i + ((size_t)1 << order), purge_lo, purge_hi);
+  dirty_set(a, i, i + pages);
+  a->usable[i] = (uint16_t)pages;
+  return p;
+}
+
+void *large_alloc(size_t size, size_t align, bool *dirty) {
+  size_t pages = (size + OS_PAGE - 1) / OS_PAGE;
+  size_t bytes = pages * OS_PAGE > align ? pages * OS_PAGE : align;
+  unsigned order = log2_ceil(bytes / OS_PAGE);
+  if (((size_t)OS_PAGE << order) > LARGE_MAX) return NULL;
+  size_t lo, hi;
+  void *p = NULL;
+  arena_t *a = NULL;
+  unsigned n = atomic_load_acquire(&large_count);
+  /* Two passes over the arenas (first without waiting for a lock), then a new one. */
+  for (int pass = 0; pass < 2 && !p; pass++)
+    for (unsigned k = 0; k < n && !p; k++) {
+      a = large_arenas[(large_hint + k) % n];
+      if (pass == 0 ? !lock_try(&a->lock) : (lock_acquire(&a->lock), false)) continue;
+      p = arena_alloc(a, order, pages, dirty, &lo, &hi);
+      lock_release(&a->lock);
+      if (p) large_hint = (large_hint + k) % n;
+    }
+  if (!p) {
+    lock_acquire(&large_grow_lock);
+    n = atomic_load_acquire(&large_count);
+    if (n < LARGE_ARENAS && (a = arena_new())) {
+      lock_acquire(&a->lock);
+      p = arena_alloc(a, order, pages, dirty, &lo, &hi);
+      lock_release(&a->lock);
+      large_arenas[n] = a;
+      atomic_store_release(&large_count, n + 1);
+      large_hint = n;
+    }
+    lock_release(&large_grow_lock);
+    if (!p) return NULL;
+  }
+  if (lo < hi) os_purge((char *)a + lo * OS_PAGE, (hi - lo) * OS_PAGE);
+  return p;
+}
+
+static arena_t *arena_of(const void *p, const char *call) {
+  arena_t *a = (arena_t *)(((uintptr_t)p - 1) & ~(uintptr_t)ARENA_MASK);
+  CHECK(arena_intact(a), call, p, "large arena metadata corrupted");
+  return a;
+}
+
+void large_free(void *p, const char *call) {
+  arena_t *a = arena_of(p, call);
+  size_t i = (size_t)((char *)p - (char *)a) / OS_PAGE;
+  lock_acquire(&a->lock);
+  int order = buddy_order_of(a->buddy, p);
+  if (unlikely(order < 0)) {
+    lock_release(&a->lock);
+    fatal(call, p, "pointer not allocated by strata (or already freed)");
+  }
+  size_t lo = 0, hi = 0;
+  if (((size_t)OS_PAGE << order) >= PURGE_ON_FREE) dirty_take(a, i, i + a->usable[i], &lo, &hi);
+  buddy_free_block(a->buddy, p);
+  lock_release(&a->lock);
+  /* Purging after the unlock is safe: a new owner of these pages saw their
+   * dirty bits clear, and zero pages are what it expects. */
+  if (lo < hi) os_purge((char *)a + lo * OS_PAGE, (hi - lo) * OS_PAGE);
+}
+
+size_t large_usable(const void *p, const char *call) {
+  arena_t *a = arena_of(p, call);
+  lock_acquire(&a->lock);
+  int order = buddy_order_of(a->buddy, p);
+  size_t pages = a->usable[(size_t)((const char *)p - (const char *)a) / OS_PAGE];
+  lock_release(&a->lock);
+  if (unlikely(order < 0)) fatal(call, p, "pointer not allocated by strata (or already freed)");
+  return pages * OS_PAGE;
+}
+
+bool large_resize(void *p, size_t size) {
+  arena_t *a = arena_of(p, CALL_REALLOC);
+  size_t i = (size_t)((char *)p - (char *)a) / OS_PAGE;
+  size_t pages = (size + OS_PAGE - 1) / OS_PAGE;
+  unsigned want = log2_ceil(pages);
+  if (((size_t)OS_PAGE << want) > LARGE_MAX) return false;
+  lock_acquire(&a->lock);
+  int order = buddy_order_of(a->buddy, p);
+  if (unlikely(order < 0)) {
+    lock_release(&a->lock);
+    fatal(CALL_REALLOC, p, "pointer not allocated by strata (or already freed)");
+  }
+  bool ok = true;
+  if (want < (unsigned)order) buddy_shrink(a->buddy, p, want);
+  else if (want > (unsigned)order) ok = buddy_grow_in_place(a->buddy, p, want);
+  if (ok) {
+    dirty_set(a, i, i + pages);
+    a->usable[i] = (uint16_t)pages;
+  }
+  lock_release(&a->lock);
+  return ok;
+}
+
+bool large_trim(void) {
+  bool purged = false;
+  unsigned n = atomic_load_acquire(&large_count);
+  for (unsigned k = 0; k < n; k++) {
+    arena_t *a = large_arenas[k];
+    lock_acquire(&a->lock);
+    /* A free page is one not covered by an allocated block: walk the
+     * blocks by asking the buddy for each dirty page's block. */
+    for (size_t i = 0; i < ARENA_PAGES; i++) {
+      if (!(a->dirty[i / 64] >> (i % 64) & 1)) { if (i % 64 == 0 && !a->dirty[i / 64]) i += 63; continue; }
+      int order = buddy_order_of(a->buddy, (char *)a + i * OS_PAGE);
+      if (order >= 0) { i += ((size_t)1 << order) - 1; continue; }
+      size_t lo, hi;
+      size_t end = i + 1;
+      while (end < ARENA_PAGES && (a->dirty[end / 64] >> (end % 64) & 1) &&
+             buddy_order_of(a->buddy, (char *)a + end * OS_PAGE) < 0 && end - i < 4096)
+        end++;
+      dirty_take(a, i, end, &lo, &hi);
+      os_purge((char *)a + lo * OS_PAGE, (hi - lo) * OS_PAGE);
+      purged = true;
+      i = end - 1;
+    }
+    lock_release(&a->lock);
+  }
+  return purged;
+}
+
+void large_fork_prepare(void) {
+  lock_acquire(&large_grow_lock);
+  unsigned n = atomic_load_acquire(&large_count);
+  for (unsigned k = 0; k < n; k++) lock_acquire(&large_arenas[k]->lock);
+}
+void large_fork_parent(void) {
+  unsigned n = atomic_load_acquire(&large_count);
+  for (unsigned k = n; k-- > 0;) lock_release(&large_arenas[k]->lock);
+  lock_release(&large_grow_lock);
+}
+void large_fork_child(void) {
+  unsigned n = atomic_load_acquire(&large_count);
+  for (unsigned k = 0; k < n; k++) lock_reinit(&large_arenas[k]->lock);
+  lock_reinit(&large_grow_lock);
+}

@@ -1,0 +1,34 @@
+/* large.h - the large tier: sizes above SMALL_MAX up to the huge threshold,
+ * from buddy arenas (64 MiB, aligned to their size). A block of 2^k bytes is
+ * aligned to 2^k, so aligned requests up to half an arena cost nothing extra.
+ * Only the pages up to the request (its usable size) are ever made resident:
+ * the rest of the power-of-two block is purged if a previous user dirtied it.
+ *
+ * Locks: one per arena, plus large_grow_lock around adding an arena; taken
+ * in that order (grow lock, then arenas by index), page heap last.
+ */
+#ifndef STRATA_LARGE_H
+#define STRATA_LARGE_H
+
+#include "internal.h"
+
+/* The largest block an arena can give (half of it: the metadata sits in the
+ * first half). */
+#define LARGE_MAX (ARENA_SIZE / 2)
+
+/* A block of at least size bytes aligned to align (<= LARGE_MAX); *dirty is
+ * set when some of its first size bytes may be non-zero. NULL: no memory. */
+void *large_alloc(size_t size, size_t align, bool *dirty);
+void large_free(void *p, const char *call);
+/* Usable bytes of the block at p (checked: fatal when p is not a block). */
+size_t large_usable(const void *p, const char *call);
+/* Resize in place (grow by absorbing free buddies); false: must move. */
+bool large_resize(void *p, size_t size);
+/* Purge every free page of every arena; true if something was purged. */
+bool large_trim(void);
+
+void large_fork_prepare(void);
+void large_fork_parent(void);
+void large_fork_child(void);
+
+#endif

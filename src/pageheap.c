@@ -1,0 +1,238 @@
+/* pageheap.c - segments, free page runs and their coalescing.
+ *
+ * Free runs are kept in lists by length (1 .. SEG_PAGES) with a bitmap of the
+ * non-empty lengths; allocation takes the shortest run that fits (best fit)
+ * and returns the rest. A freed run merges with free neighbours in its
+ * segment. A segment with no allocated page is given back to the OS at once
+ * (one is kept, purged, to damp grow/shrink cycles).
+ */
+#include "pageheap.h"
+#include "os.h"
+#include "segmap.h"
+
+#include <string.h>
+
+span_t span_none;     /* owner NULL, kind SPAN_NONE: never a valid block */
+
+static lock_t ph_lock = LOCK_INIT;
+static span_t *ph_runs[SEG_PAGES + 1];              /* free runs by length */
+static uint64_t ph_nonempty[(SEG_PAGES + 1 + 63) / 64];
+static segment_t *ph_segments;                      /* all small segments */
+static segment_t *ph_spare;        /* empty segments, purged, for reuse */
+static bool ph_spare_mapped;       /* one mmap segment is among them */
+static char *ph_sbrk_top;                           /* end of our break heap */
+static bool ph_use_sbrk = true;
+static size_t ph_mapped;
+
+void pageheap_lock(void) { lock_acquire(&ph_lock); }
+void pageheap_unlock(void) { lock_release(&ph_lock); }
+void pageheap_reinit_lock(void) { lock_reinit(&ph_lock); }
+void pageheap_set_sbrk(bool use) { ph_use_sbrk = use; }
+
+static void run_push(span_t *s) {
+  uint32_t n = s->npages;
+  s->prev = NULL;
+  s->next = ph_runs[n];
+  if (s->next) s->next->prev = s;
+  ph_runs[n] = s;
+  ph_nonempty[n / 64] |= (uint64_t)1 << (n % 64);
+}
+
+static void run_unlink(span_t *s) {
+  uint32_t n = s->npages;
+  if (s->prev) s->prev->next = s->next;
+  else ph_runs[n] = s->next;
+  if (s->next) s->next->prev = s->prev;
+  if (!ph_runs[n]) ph_nonempty[n / 64] &= ~((uint64_t)1 << (n % 64));
+}
+
+static span_t *run_find(uint32_t n) {
+  for (uint32_t w = n / 64; w < sizeof ph_nonempty / 8; w++) {
+    uint64_t bits = ph_nonempty[w];
+    if (w == n / 64) bits &= ~(uint64_t)0 << (n % 64);
+    if (bits) return ph_runs[w * 64 + (uint32_t)__builtin_ctzl(bits)];
+  }
+  return NULL;
+}
+
+static inline segment_t *seg_of_span(const span_t *s) {
+  return (segment_t *)((uintptr_t)s & ~(uintptr_t)SEG_MASK);
+}
+static inline uint32_t span_index(const span_t *s) {
+  return (uint32_t)(s - seg_of_span(s)->spans);
+}
+
+/* Make pages [i, i+n) of seg a free run and list it. */
+static span_t *run_make(segment_t *seg, uint32_t i, uint32_t n, bool dirty) {
+  span_t *s = &seg->spans[i];
+  s->kind = SPAN_FREE_RUN;
+  atomic_store_relaxed(&s->owner, NULL);
+  s->npages = n;
+  s->dirty = dirty;
+  s->start = (char *)seg + (size_t)i * PAGE_SIZE;
+  seg->pagemap[i] = s;
+  seg->pagemap[i + n - 1] = s;
+  run_push(s);
+  return s;
+}
+
+/* A new segment from the break heap, else from mmap. */
+static segment_t *segment_map(void) {
+  segment_t *seg = NULL;
+  bool sbrk = false;
+  if (ph_use_sbrk) {
+    char *cur = os_sbrk_current();
+    if (cur) {
+      char *base = (char *)align_up((uintptr_t)cur, SEG_SIZE);
+      if ((uintptr_t)base + SEG_SIZE <= ((uintptr_t)1 << ADDR_BITS) &&
+          os_sbrk_grow(cur, (size_t)(base - cur) + SEG_SIZE)) {
+        seg = (segment_t *)base;
+        ph_sbrk_top = base + SEG_SIZE;
+        sbrk = true;
+      }
+    }
+  }
+  if (!seg) seg = os_map_aligned(SEG_SIZE, SEG_SIZE, 0);
+  if (!seg) return NULL;
+  seg->from_sbrk = sbrk;
+  ph_mapped += SEG_SIZE;
+  return seg;
+}
+
+static segment_t *segment_new(void) {
+  segment_t *seg = ph_spare;
+  if (seg) {
+    ph_spare = seg->next;
+    if (!seg->from_sbrk) ph_spare_mapped = false;
+  } else if (!(seg = segment_map())) {
+    return NULL;
+  }
+  for (uint32_t i = 0; i < SEG_PAGES; i++) seg->pagemap[i] = &span_none;
+  seg->free_pages = SEG_USABLE_PAGES;
+  seg->prev = NULL;
+  seg->next = ph_segments;
+  if (ph_segments) ph_segments->prev = seg;
+  ph_segments = seg;
+  run_make(seg, SEG_HEADER_PAGES, SEG_USABLE_PAGES, false);
+  segmap_set(seg, SEG_SIZE, SEG_SMALL);
+  return seg;
+}
+
+/* The segment has no allocated page: its one free run goes, and the
+ * segment goes back to the OS. brk is lowered when it is the top of the break
+ * heap; a break segment below the top cannot be unmapped, so it is purged and
+ * kept for reuse; of mapped segments one is kept, purged, to damp cycles. */
+static void segment_release(segment_t *seg) {
+  run_unlink(&seg->spans[SEG_HEADER_PAGES]);
+  if (seg->prev) seg->prev->next = seg->next;
+  else ph_segments = seg->next;
+  if (seg->next) seg->next->prev = seg->prev;
+  segmap_clear(seg, SEG_SIZE, SEG_SMALL);
+  if (seg->from_sbrk && (char *)seg + SEG_SIZE == ph_sbrk_top &&
+      os_sbrk_shrink(ph_sbrk_top, seg)) {
+    ph_sbrk_top = (char *)seg;
+    ph_mapped -= SEG_SIZE;
+    return;
+  }
+  if (!seg->from_sbrk && ph_spare_mapped) {
+    os_unmap(seg, SEG_SIZE);
+    ph_mapped -= SEG_SIZE;
+    return;
+  }
+  os_purge((char *)seg + SEG_HEADER_PAGES * PAGE_SIZE, SEG_USABLE_PAGES * PAGE_SIZE);
+  if (!seg->from_sbrk) ph_spare_mapped = true;
+  seg->next = ph_spare;
+  ph_spare = seg;
+}
+
+span_t *pageheap_alloc_span(uint32_t npages) {
+  ASSERT(npages >= 1 && npages <= SEG_USABLE_PAGES);
+  lock_acquire(&ph_lock);
+  span_t *run = run_find(npages);
+  if (!run && segment_new()) run = run_find(npages);
+  if (!run) { lock_release(&ph_lock); return NULL; }
+  run_unlink(run);
+  segment_t *seg = seg_of_span(run);
+  uint32_t i = span_index(run), total = run->npages;
+  bool dirty = run->dirty;
+  if (total > npages) run_make(seg, i + npages, total - npages, dirty);
+  seg->free_pages -= npages;
+  lock_release(&ph_lock);
+
+  span_t *s = &seg->spans[i];
+  s->kind = SPAN_NONE;
+  s->npages = npages;
+  s->dirty = dirty;
+  s->start = (char *)seg + (size_t)i * PAGE_SIZE;
+  for (uint32_t k = 0; k < npages; k++) seg->pagemap[i + k] = s;
+  return s;
+}
+
+void pageheap_free_span(span_t *s) {
+  segment_t *seg = seg_of_span(s);
+  uint32_t i = span_index(s), n = s->npages, freed = n;
+  atomic_store_relaxed(&s->owner, NULL);
+  s->kind = SPAN_FREE_RUN;
+  for (uint32_t k = 0; k < n; k++) seg->pagemap[i + k] = &span_none;
+  lock_acquire(&ph_lock);
+  span_t *right = i + n < SEG_PAGES ? seg->pagemap[i + n] : &span_none;
+  if (right->kind == SPAN_FREE_RUN) {          /* absorb the run after */
+    run_unlink(right);
+    seg->pagemap[i + n] = &span_none;
+    n += right->npages;
+  }
+  span_t *left = seg->pagemap[i - 1];
+  if (left->kind == SPAN_FREE_RUN) {           /* join the run before */
+    run_unlink(left);
+    seg->pagemap[i - 1] = &span_none;
+    i = span_index(left);
+    n += left->npages;
+  }
+  run_make(seg, i, n, true);
+  seg->free_pages += freed;
+  if (seg->free_pages == SEG_USABLE_PAGES) segment_release(seg);
+  lock_release(&ph_lock);
+}
+
+bool pageheap_trim(void) {
+  bool released = false;
+  lock_acquire(&ph_lock);
+  for (uint32_t n = 1; n <= SEG_PAGES; n++)
+    for (span_t *r = ph_runs[n]; r; r = r->next)
+      if (r->dirty) {
+        os_purge(r->start, (size_t)r->npages * PAGE_SIZE);
+        r->dirty = false;
+        released = true;
+      }
+  for (segment_t **pp = &ph_spare; *pp;) {
+    segment_t *seg = *pp;
+    if (seg->from_sbrk) { pp = &seg->next; continue; }
+    *pp = seg->next;
+    os_unmap(seg, SEG_SIZE);
+    ph_mapped -= SEG_SIZE;
+    ph_spare_mapped = false;
+    released = true;
+  }
+  lock_release(&ph_lock);
+  return released;
+}
+
+void *pageheap_alloc_arena(void) {
+  void *a = os_map_aligned(ARENA_SIZE, ARENA_SIZE, 0);
+  if (!a) return NULL;
+  segmap_set(a, ARENA_SIZE, SEG_ARENA);
+  lock_acquire(&ph_lock);
+  ph_mapped += ARENA_SIZE;
+  lock_release(&ph_lock);
+  return a;
+}
+
+void pageheap_free_arena(void *arena) {
+  segmap_clear(arena, ARENA_SIZE, SEG_ARENA);
+  os_unmap(arena, ARENA_SIZE);
+  lock_acquire(&ph_lock);
+  ph_mapped -= ARENA_SIZE;
+  lock_release(&ph_lock);
+}
+
+size_t pageheap_mapped(void) { return ph_mapped; }

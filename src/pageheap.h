@@ -1,0 +1,61 @@
+/* pageheap.h - the global page heap: owns 4 MiB segments (from the program
+ * break while it can be moved contiguously, else mmap) and hands out runs of
+ * 8 KiB pages as spans; free runs coalesce; empty segments go back to the OS
+ * (brk is lowered when the top of the break heap is free). It also maps and
+ * unmaps the 64 MiB arenas of the large tier.
+ *
+ * Lock: one global lock, a leaf (taken last, see init.c for the order).
+ */
+#ifndef STRATA_PAGEHEAP_H
+#define STRATA_PAGEHEAP_H
+
+#include "span.h"
+
+/* Segment header. Invariant: pagemap[i] is the span whose pages include i
+ * for every page of an allocated span, the head of a free run for its first
+ * and last page, and &span_none everywhere else (header pages, the interior
+ * of free runs), so any pointer into a small segment maps to a span struct. */
+typedef struct segment {
+  span_t *pagemap[SEG_PAGES];
+  span_t spans[SEG_PAGES];          /* valid at the head page of each run */
+  struct segment *next, *prev;      /* all small segments */
+  uint32_t free_pages;
+  bool from_sbrk;
+} segment_t;
+
+#define SEG_HEADER_PAGES ((sizeof(segment_t) + PAGE_SIZE - 1) / PAGE_SIZE)
+#define SEG_USABLE_PAGES (SEG_PAGES - SEG_HEADER_PAGES)
+
+extern span_t span_none;
+
+static inline segment_t *segment_of(const void *p) {
+  return (segment_t *)(((uintptr_t)p - 1) & ~(uintptr_t)SEG_MASK);
+}
+static inline span_t *span_of(const void *p) {
+  segment_t *seg = segment_of(p);
+  return seg->pagemap[((uintptr_t)p - (uintptr_t)seg) >> PAGE_SHIFT];
+}
+
+/* A run of npages pages (<= SEG_USABLE_PAGES), kind SPAN_NONE, start and
+ * npages set, dirty telling whether it may hold non-zero bytes; NULL when out
+ * of memory. */
+span_t *pageheap_alloc_span(uint32_t npages);
+void pageheap_free_span(span_t *s);
+
+/* A zeroed 64 MiB arena aligned to its size, registered in the segment map;
+ * NULL when out of memory. */
+void *pageheap_alloc_arena(void);
+void pageheap_free_arena(void *arena);
+
+/* Purge every free run, give empty segments back; true if anything went. */
+bool pageheap_trim(void);
+
+/* Bytes of address space held from the OS (segments and arenas). */
+size_t pageheap_mapped(void);
+
+void pageheap_lock(void);
+void pageheap_unlock(void);
+void pageheap_reinit_lock(void);
+void pageheap_set_sbrk(bool use);
+
+#endif
