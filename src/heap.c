@@ -230,7 +230,11 @@ void heap_free_small_slow(void *p, const char *call) {
     heap_free_small(p);
     return;
   }
-  if (span_push_remote(s, p) && owner) {
+  if (span_push_remote(s, p)) {
+    if (!owner) {                   /* abandoned meanwhile: nobody to tell */
+      atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_QUEUED, memory_order_relaxed);
+      return;
+    }
     span_t *head = atomic_load_relaxed(&owner->ready);
     do s->qnext = head;
     while (!atomic_cas_weak_release(&owner->ready, &head, s));

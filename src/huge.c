@@ -15,6 +15,10 @@ typedef struct huge_hdr {
   void *user;
 } huge_hdr_t;
 
+/* Every segment the mapping touches is marked, so strata_owns answers for
+ * any byte of the block; only the first holds the header. */
+static size_t huge_segs(size_t total) { return align_up(total, SEG_SIZE); }
+
 static size_t huge_offset(size_t align) {
   return align <= OS_PAGE ? OS_PAGE : align <= SEG_SIZE ? align : SEG_SIZE;
 }
@@ -27,7 +31,7 @@ static huge_hdr_t *huge_map(size_t size, size_t align) {
                                     : os_map_aligned(total, align, SEG_SIZE);
   if (!h) return NULL;
   *h = (huge_hdr_t){ HUGE_MAGIC ^ (uintptr_t)h, total, off, align, (char *)h + off };
-  segmap_set(h, SEG_SIZE, SEG_HUGE);
+  segmap_set(h, huge_segs(total), SEG_HUGE);
   return h;
 }
 
@@ -46,7 +50,7 @@ static huge_hdr_t *huge_header(const void *p, const char *call) {
 void huge_free(void *p, const char *call) {
   huge_hdr_t *h = huge_header(p, call);
   h->magic = 0;
-  segmap_clear(h, SEG_SIZE, SEG_HUGE);
+  segmap_clear(h, huge_segs(h->size), SEG_HUGE);   /* before the range is free */
   os_unmap(h, h->size);
 }
 
@@ -61,10 +65,13 @@ void *huge_realloc(void *p, size_t size) {
   size_t total = align_up(h->offset + size, OS_PAGE);
   if (total <= h->size) {                      /* shrink: unmap the tail */
     if (total < h->size) os_unmap((char *)h + total, h->size - total);
+    if (huge_segs(total) < huge_segs(h->size))
+      segmap_clear((char *)h + huge_segs(total), huge_segs(h->size) - huge_segs(total), SEG_HUGE);
     h->size = total;
     return p;
   }
   if (os_remap(h, h->size, total, h)) {        /* grew in place */
+    segmap_set(h, huge_segs(total), SEG_HUGE);
     h->size = total;
     return p;
   }
@@ -74,12 +81,18 @@ void *huge_realloc(void *p, size_t size) {
   if (!to) return NULL;
   size_t old = h->size;
   huge_hdr_t *from = h;
-  if (!os_remap(from, old, total, to)) { os_unmap(to, total); return NULL; }
-  segmap_clear(from, SEG_SIZE, SEG_HUGE);
+  /* Clear before the old range is unmapped: a new mapping there may be
+   * marked by another thread the moment it is. */
+  segmap_clear(from, huge_segs(old), SEG_HUGE);
+  if (!os_remap(from, old, total, to)) {
+    segmap_set(from, huge_segs(old), SEG_HUGE);
+    os_unmap(to, total);
+    return NULL;
+  }
   h = (huge_hdr_t *)to;
   h->magic = HUGE_MAGIC ^ (uintptr_t)h;
   h->size = total;
   h->user = to + h->offset;
-  segmap_set(h, SEG_SIZE, SEG_HUGE);
+  segmap_set(h, huge_segs(total), SEG_HUGE);
   return h->user;
 }

@@ -136,13 +136,17 @@ void large_free(void *p, const char *call) {
     lock_release(&a->lock);
     fatal(call, p, "pointer not allocated by strata (or already freed)");
   }
-  size_t lo = 0, hi = 0;
-  if (((size_t)OS_PAGE << order) >= PURGE_ON_FREE) dirty_take(a, i, i + a->usable[i], &lo, &hi);
+  if (((size_t)OS_PAGE << order) >= PURGE_ON_FREE) {
+    /* Purge while the block is still ours, then free it: a later owner that
+     * sees clear dirty bits must find zero pages. */
+    size_t lo, hi;
+    dirty_take(a, i, i + a->usable[i], &lo, &hi);
+    lock_release(&a->lock);
+    if (lo < hi) os_purge((char *)a + lo * OS_PAGE, (hi - lo) * OS_PAGE);
+    lock_acquire(&a->lock);
+  }
   buddy_free_block(a->buddy, p);
   lock_release(&a->lock);
-  /* Purging after the unlock is safe: a new owner of these pages saw their
-   * dirty bits clear, and zero pages are what it expects. */
-  if (lo < hi) os_purge((char *)a + lo * OS_PAGE, (hi - lo) * OS_PAGE);
 }
 
 size_t large_usable(const void *p, const char *call) {

@@ -157,24 +157,24 @@ span_t *pageheap_alloc_span(uint32_t npages) {
   bool dirty = run->dirty;
   if (total > npages) run_make(seg, i + npages, total - npages, dirty);
   seg->free_pages -= npages;
-  lock_release(&ph_lock);
-
+  /* Under the lock: a neighbour being freed reads these entries to merge. */
   span_t *s = &seg->spans[i];
   s->kind = SPAN_NONE;
   s->npages = npages;
   s->dirty = dirty;
   s->start = (char *)seg + (size_t)i * PAGE_SIZE;
   for (uint32_t k = 0; k < npages; k++) seg->pagemap[i + k] = s;
+  lock_release(&ph_lock);
   return s;
 }
 
 void pageheap_free_span(span_t *s) {
   segment_t *seg = seg_of_span(s);
   uint32_t i = span_index(s), n = s->npages, freed = n;
+  lock_acquire(&ph_lock);
   atomic_store_relaxed(&s->owner, NULL);
   s->kind = SPAN_FREE_RUN;
   for (uint32_t k = 0; k < n; k++) seg->pagemap[i + k] = &span_none;
-  lock_acquire(&ph_lock);
   span_t *right = i + n < SEG_PAGES ? seg->pagemap[i + n] : &span_none;
   if (right->kind == SPAN_FREE_RUN) {          /* absorb the run after */
     run_unlink(right);
