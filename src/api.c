@@ -125,9 +125,13 @@ API void *strata_realloc(void *p, size_t size) {
   if (unlikely(size > PTRDIFF_MAX)) { errno = ENOMEM; return NULL; }
   size_t old = usable_size(p, CALL_REALLOC);
   switch (segmap_kind(p)) {
-  case SEG_SMALL:       /* same class, or shrinking by less than half: stay */
+  case SEG_SMALL: {     /* same class, or shrinking by less than half: stay */
+    span_t *s = span_of(p);
+    if (block_looks_free(p) && atomic_load_relaxed(&s->owner) == heap_tls)
+      heap_check_double_free(heap_tls, s, p, CALL_REALLOC);
     if (size <= old && (size > old / 2 || size <= ALIGNMENT)) return p;
     break;
+  }
   case SEG_ARENA:
     if (size > SMALL_MAX && size <= options.huge_threshold && large_resize(p, size)) return p;
     break;

@@ -97,6 +97,14 @@ void heap_free_local_slow(heap_t *h, span_t *s) {
   heap_release_if_empty(bin, s);
 }
 
+void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call) {
+  for (block_t *f = s->local_free; f; f = block_next(f))
+    if (f == b) fatal(call, b, "double free");
+  if (h->bins[s->cls].spans == s)
+    for (block_t *f = h->bins[s->cls].free; f; f = block_next(f))
+      if (f == b) fatal(call, b, "double free");
+}
+
 /* ---- abandoned spans ----------------------------------------------------- */
 static span_t *heap_adopt(heap_t *h, unsigned cls) {
   lock_acquire(&heap_abandoned_lock);

@@ -43,6 +43,7 @@ static inline void *heap_malloc_small(heap_t *h, unsigned cls) {
   block_t *b = h->bins[cls].free;
   if (unlikely(b == NULL)) return NULL;
   h->bins[cls].free = block_next(b);
+  b->next_enc = 0;        /* an allocated block never looks like a free one */
   return b;
 }
 
@@ -58,12 +59,25 @@ void heap_free_small_slow(void *p, const char *call);
  * single compare: used - 1 >= USED_PARKED - 1 after the decrement. */
 #define USED_PARKED 0x80000000u
 void heap_free_local_slow(heap_t *h, span_t *s);
+/* The block's first word decodes to a link within its segment, as on a free
+ * list: abort if it is on one of the owner's lists (a double free). */
+void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call);
+
+/* Does b hold an encoded free-list link (NULL or into b's own segment)?
+ * Allocated blocks hold 0 or the program's data, which decodes to neither
+ * but with a chance of about 2^-42 for random data. */
+static inline bool block_looks_free(const block_t *b) {
+  uintptr_t link = (uintptr_t)block_next(b);
+  return link == 0 || ((link ^ (uintptr_t)b) >> SEG_SHIFT) == 0;
+}
 
 static inline bool heap_free_small(void *p) {
   span_t *s = span_of(p);
   heap_t *h = heap_tls;
   if (unlikely(atomic_load_relaxed(&s->owner) != h)) return false;
   block_t *b = p;
+  if (unlikely(!span_is_block_start(s, p))) return false;   /* checked and reported by the slow path */
+  if (unlikely(block_looks_free(b))) heap_check_double_free(h, s, b, "free");
   block_set_next(b, s->local_free);
   s->local_free = b;
   if (unlikely(--s->used - 1 >= USED_PARKED - 1)) heap_free_local_slow(h, s);

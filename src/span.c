@@ -11,6 +11,7 @@ void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
   s->cls = (uint8_t)cls;
   s->block_size = class_info[cls].size;
   s->count = class_info[cls].count;
+  s->div_magic = UINT64_MAX / s->block_size + 1;
   atomic_store_relaxed(&s->xfree, NULL);
   atomic_store_relaxed(&s->flags, 0);
   s->next = s->prev = s->qnext = NULL;
@@ -76,9 +77,4 @@ bool span_push_remote(span_t *s, block_t *b) {
   uint32_t f = atomic_load_explicit(&s->flags, memory_order_seq_cst);
   return (f & SPAN_FULL) && !(f & SPAN_QUEUED) &&
          atomic_compare_exchange_strong(&s->flags, &f, f | SPAN_QUEUED);
-}
-
-bool span_is_block_start(const span_t *s, const void *p) {
-  size_t off = (uintptr_t)p - (uintptr_t)s->start;
-  return off < (size_t)s->count * s->block_size && off % s->block_size == 0;
 }
