@@ -1,0 +1,78 @@
+/* unit_segmap.c - the segment map (wild pointers, NULL, kinds, set/clear)
+ * and spans (carving, local and remote lists, the used invariant, the
+ * block-start test) over a page run from the real page heap. */
+#include <stdio.h>
+#include <stdlib.h>
+#include "pageheap.h"
+#include "segmap.h"
+#include "sizeclass.h"
+
+static int failures;
+#define EXPECT(c, ...) do { if (!(c)) { failures++; if (failures < 20) { printf(__VA_ARGS__); printf("\n"); } } } while (0)
+
+static void test_segmap(void) {
+  static char data[64];
+  int local;
+  const void *wild[] = { NULL, (void *)1, (void *)0xbadbeef, data, &local,
+                         (void *)UINTPTR_MAX, (void *)((uintptr_t)1 << 47), (void *)((uintptr_t)1 << 62) };
+  for (size_t i = 0; i < sizeof wild / sizeof *wild; i++)
+    EXPECT(segmap_kind(wild[i]) == SEG_NONE, "wild pointer %p is ours", wild[i]);
+  /* A fake segment-aligned address range: only the map is touched. */
+  char *base = (char *)((uintptr_t)0x7e0000000000);
+  for (seg_kind_t k = SEG_SMALL; k <= SEG_HUGE; k++) {
+    segmap_set(base, 3 * SEG_SIZE, k);
+    EXPECT(segmap_kind(base) == SEG_NONE, "segment start belongs to the segment before");
+    EXPECT(segmap_kind(base + 1) == k, "first byte after start not kind %d", k);
+    EXPECT(segmap_kind(base + 3 * SEG_SIZE) == k, "last byte (p-1 rule) not kind %d", k);
+    EXPECT(segmap_kind(base + 3 * SEG_SIZE + 1) == SEG_NONE, "past the end is ours");
+    EXPECT(segmap_is(base + SEG_SIZE + 17, k), "segmap_is disagrees");
+    segmap_clear(base + SEG_SIZE, SEG_SIZE, k);
+    EXPECT(segmap_kind(base + SEG_SIZE + 17) == SEG_NONE, "cleared segment still ours");
+    EXPECT(segmap_kind(base + 17) == k, "clear went too far");
+    segmap_clear(base, 3 * SEG_SIZE, k);
+    EXPECT(segmap_kind(base + 17) == SEG_NONE, "clear failed");
+  }
+}
+
+static void test_span(void) {
+  span_secret = 0x1234567890abcdefull;
+  for (unsigned c = 0; c < CLASS_COUNT; c += 3) {
+    span_t *s = pageheap_alloc_span(class_info[c].pages);
+    EXPECT(s != NULL, "no span");
+    if (!s) return;
+    span_init_small(s, c, NULL);
+    EXPECT(span_of(s->start + 1) == s, "pagemap does not point at the span");
+    size_t taken = 0;
+    block_t *list;
+    void **blocks = calloc(s->count, sizeof *blocks);
+    while ((list = span_take_free(s)))
+      for (block_t *b = list; b; b = block_next(b)) {
+        EXPECT(span_is_block_start(s, b), "carved block %p not a block start", (void *)b);
+        EXPECT(taken < s->count, "more blocks than fit");
+        if (taken < s->count) blocks[taken++] = b;
+      }
+    EXPECT(taken == s->count && s->used == s->count, "class %u: took %zu of %u", c, taken, s->count);
+    EXPECT(!span_is_block_start(s, (char *)blocks[0] + 16) || s->block_size == 16, "interior accepted");
+    EXPECT(!span_is_block_start(s, s->start + (size_t)s->count * s->block_size), "tail accepted");
+    /* half back locally, half remotely: all must come back, used reaches 0 */
+    for (size_t i = 0; i < taken; i++) {
+      if (i % 2) { block_set_next(blocks[i], s->local_free); s->local_free = blocks[i]; s->used--; }
+      else span_push_remote(s, blocks[i]);
+    }
+    EXPECT(span_drain_remote(s) == (taken + 1) / 2, "remote drain count");
+    EXPECT(s->used == 0, "class %u: used %u after all frees", c, s->used);
+    size_t again = 0;
+    for (block_t *b = span_take_free(s); b; b = block_next(b)) again++;
+    EXPECT(again == taken, "class %u: %zu blocks back of %zu", c, again, taken);
+    free(blocks);
+    pageheap_free_span(s);
+  }
+}
+
+int main(void) {
+  class_init();
+  test_segmap();
+  test_span();
+  printf("unit_segmap: %d failure(s)\n", failures);
+  return failures != 0;
+}
