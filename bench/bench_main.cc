@@ -1,10 +1,15 @@
 // strata_bench: allocator workloads on Google Benchmark.
 //
-// Usage: strata_bench [--threads=1,2,4,8,16] [--smoke] [--benchmark_...]
+// Usage: strata_bench [--threads=1,2,4,8,16] [--smoke] [--expect-malloc=S]
+//                     [--benchmark_...]
 //
-//   --threads=LIST  thread counts to register for threaded workloads
-//                   (default 1,2,4,8,16)
-//   --smoke         tiny working sets, for `meson test` (numbers meaningless)
+//   --threads=LIST     thread counts to register for threaded workloads
+//                      (default 1,2,4,8,16)
+//   --smoke            tiny working sets, for `meson test` (numbers
+//                      meaningless)
+//   --expect-malloc=S  fail (exit 4) unless the shared object serving malloc
+//                      has S in its path: a preload that did not take effect
+//                      must not pass for a test of the preloaded allocator
 //
 // All --benchmark_* flags of Google Benchmark 1.7.1 work as usual (note
 // --benchmark_min_time takes plain seconds there: 0.05, not 0.05s).
@@ -91,6 +96,7 @@ int main(int argc, char** argv) {
   // Our own flags first; Google Benchmark rejects unknown ones.
   int k = 1;
   bool list = false, out = false, out_json = true;
+  const char* expect = nullptr;
   for (int i = 1; i < argc; i++) {
     if (strncmp(argv[i], "--threads=", 10) == 0) {
       if (!parse_threads(argv[i] + 10, sb::g_cfg.threads)) {
@@ -99,6 +105,8 @@ int main(int argc, char** argv) {
       }
     } else if (strcmp(argv[i], "--smoke") == 0) {
       sb::g_cfg.smoke = true;
+    } else if (strncmp(argv[i], "--expect-malloc=", 16) == 0) {
+      expect = argv[i] + 16;
     } else {
       if (strncmp(argv[i], "--benchmark_list_tests", 22) == 0 &&
           strcmp(argv[i], "--benchmark_list_tests=false") != 0)
@@ -123,7 +131,14 @@ int main(int argc, char** argv) {
 
   std::string threads;
   for (int t : sb::g_cfg.threads) threads += (threads.empty() ? "" : ",") + std::to_string(t);
-  benchmark::AddCustomContext("malloc_provider", malloc_provider());
+  const std::string provider = malloc_provider();
+  if (expect && provider.find(expect) == std::string::npos) {
+    fprintf(stderr, "strata_bench: malloc is served by %s, not by a library matching \"%s\" "
+            "(LD_PRELOAD=%s)\n", provider.c_str(), expect,
+            getenv("LD_PRELOAD") ? getenv("LD_PRELOAD") : "");
+    return 4;
+  }
+  benchmark::AddCustomContext("malloc_provider", provider);
   benchmark::AddCustomContext("strata_bench_threads", threads);
   benchmark::AddCustomContext("strata_bench_smoke", sb::g_cfg.smoke ? "1" : "0");
 

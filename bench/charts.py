@@ -206,9 +206,13 @@ def _draw_gnuplot(s, outdir, gnuplot):
         png = os.path.join(outdir, "throughput-%s.png" % _slug(w))
         plots = ", ".join("'%s' index %d with linespoints title '%s'" % (dat, i, a)
                           for i, a in enumerate(names))
-        run("set terminal %s\nset output '%s'\nset title '%s'\nset logscale x 2\n"
+        ths = sorted({t for pts in per_alloc.values() for t, _ in pts})
+        run("set terminal %s noenhanced\nset output '%s'\nset title '%s'\nset logscale x 2\n"
+            "set xtics (%s)\nset xrange [%g:%g]\n"
             "set xlabel 'threads'\nset ylabel '%s'\nset yrange [0:*]\nset grid\n"
-            "set key outside right\nplot %s\n" % (term, png, w, unit, plots))
+            "set key outside right\nplot %s\n" % (
+                term, png, w, ", ".join(str(t) for t in ths), ths[0] / 1.2, ths[-1] * 1.2,
+                unit, plots))
         os.remove(dat)
         files.append(png)
 
@@ -217,7 +221,7 @@ def _draw_gnuplot(s, outdir, gnuplot):
     if names:
         dat = os.path.join(outdir, "memory.dat")
         with open(dat, "w") as f:
-            f.write("alloc allocated after_free final peak\n")
+            f.write("alloc allocated after-free-90% after-re-allocating peak\n")
             for a in names:
                 c = mem[a]
                 f.write("%s %g %g %g %g\n" % (a, c.get("allocated_MiB") or 0,
@@ -225,10 +229,11 @@ def _draw_gnuplot(s, outdir, gnuplot):
                                               c.get("final_MiB") or 0,
                                               c.get("peak_MiB") or 0))
         png = os.path.join(outdir, "memory.png")
-        run("set terminal %s\nset output '%s'\nset title 'memory workload (MiB, lower is "
-            "better)'\nset style data histograms\nset style fill solid 0.8\n"
-            "set key autotitle columnhead\nset yrange [0:*]\nset grid ytics\n"
-            "plot '%s' using 2:xtic(1), '' using 3, '' using 4, '' using 5\n" % (term, png, dat))
+        run("set terminal %s noenhanced\nset output '%s'\nset title 'memory workload (MiB, "
+            "lower is better)'\nset style data histograms\nset style fill solid 0.8\n"
+            "set key autotitle columnhead outside right\nset yrange [0:*]\nset grid ytics\n"
+            "plot '%s' using 2:xtic(1), '' using 3, '' using 4, '' using 5\n" % (
+                term.replace("700,450", "1000,450"), png, dat))
         os.remove(dat)
         files.insert(0, png)
     return files

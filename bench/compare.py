@@ -55,12 +55,15 @@ DEFAULT_ALLOCATORS = [
 
 PROFILES = {
     # About 3 minutes for 5 allocators on a 2-core machine.
-    "quick": {"rounds": 3, "min_time": 0.02, "threads": "1,2,8", "timeout": 900},
+    "quick": {"rounds": 3, "min_time": 0.01, "threads": "1,2,8", "timeout": 900,
+              "stall_timeout": 60},
     # Careful runs: every thread count, longer runs, more repetitions.
-    "full": {"rounds": 5, "min_time": 0.2, "threads": "1,2,4,8,16", "timeout": 3600},
+    "full": {"rounds": 5, "min_time": 0.2, "threads": "1,2,4,8,16", "timeout": 3600,
+             "stall_timeout": 300},
 }
 
 MEMORY_RE = re.compile(r"^memory(/|$)")
+MAX_FAILURES = 8  # per allocator, round and process kind, before giving up
 CALLGRIND_ITERS = {"pair": 200000, "batch": 200}  # 200k pairs each
 
 
@@ -192,39 +195,53 @@ class Progress:
         sys.stdout.flush()
 
 
-def run_process(cmd, env, stdout_log, known_names, progress, timeout):
+def run_process(cmd, env, stdout_log, known_names, progress, timeout, stall):
     """Runs cmd, streams its console output to stdout_log and counts the
-    benchmarks it reports.  Returns (exit code, wall seconds, max RSS in
-    KiB, timed out?, benchmarks seen)."""
+    benchmarks it reports.  Kills it after `timeout` seconds in all, or
+    after `stall` seconds without a benchmark finishing (a hang).
+    Returns (exit code, wall seconds, max RSS in KiB, None or why it was
+    killed, benchmarks seen)."""
     t0 = time.monotonic()
+    state = {"last": t0, "killed": None, "done": False}
     with open(stdout_log, "w") as logf:
         p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, start_new_session=True,
                              universal_newlines=True, errors="replace")
-        timed_out = []
 
-        def kill():
-            timed_out.append(True)
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except OSError:
-                pass
+        def watchdog():
+            while not state["done"]:
+                time.sleep(0.5)
+                now = time.monotonic()
+                why = None
+                if now - t0 > timeout:
+                    why = "timed out after %ds" % timeout
+                elif now - state["last"] > stall:
+                    why = "hung (no benchmark finished for %ds)" % stall
+                if why and not state["done"]:
+                    state["killed"] = why
+                    try:
+                        os.killpg(p.pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                    return
 
-        timer = threading.Timer(timeout, kill)
-        timer.daemon = True
-        timer.start()
+        dog = threading.Thread(target=watchdog, daemon=True)
+        dog.start()
         seen = 0
         for line in p.stdout:
             logf.write(line)
             tok = line.split(" ", 1)[0]
             if tok in known_names:
                 seen += 1
+                state["last"] = time.monotonic()
                 progress.bench_done(split_name(tok)[0])
-        timer.cancel()
         p.stdout.close()
         _, status, ru = os.wait4(p.pid, 0)
+        state["done"] = True
         p.returncode = waitstatus_to_exitcode(status)
-    return p.returncode, time.monotonic() - t0, ru.ru_maxrss, bool(timed_out), seen
+        if state["killed"]:
+            logf.write("\n[compare.py: killed: %s]\n" % state["killed"])
+    return p.returncode, time.monotonic() - t0, ru.ru_maxrss, state["killed"], seen
 
 
 # ---------------------------------------------------------------- setup
@@ -251,14 +268,17 @@ def parse_args(argv):
     ap.add_argument("--threads", help="thread counts, e.g. 1,2,4,8,16")
     ap.add_argument("--filter", help="regex on benchmark names (Google Benchmark syntax)")
     ap.add_argument("--timeout", type=float, help="seconds allowed per process")
+    ap.add_argument("--stall-timeout", type=float,
+                    help="seconds without a benchmark finishing before a process "
+                         "counts as hung and is killed")
     ap.add_argument("--out", help="results directory (default: bench/results/<timestamp>)")
     ap.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     ap.add_argument("--list", action="store_true",
                     help="show the allocators and whether they are installed, then exit")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     prof = PROFILES["full" if args.full else "quick"]
     args.profile = "full" if args.full else "quick"
-    for k in ("rounds", "min_time", "threads", "timeout"):
+    for k in ("rounds", "min_time", "threads", "timeout", "stall_timeout"):
         if getattr(args, k) is None:
             setattr(args, k, prof[k])
     if args.rounds < 1:
@@ -312,6 +332,18 @@ def list_benchmarks(binary, threads, filt):
     if r.returncode != 0:
         raise RuntimeError("%s failed:\n%s" % (" ".join(cmd), r.stderr))
     return [l.strip() for l in r.stdout.splitlines() if l.strip()]
+
+
+def starts_up(binary, threads, path):
+    """Can the benchmark binary start (and list its benchmarks) under this
+    preload?"""
+    try:
+        r = subprocess.run([binary, "--benchmark_list_tests", "--threads=" + threads],
+                           env=preload_env(path), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=30)
+        return r.returncode == 0
+    except (subprocess.TimeoutExpired, OSError):
+        return False
 
 
 def exact_filter(names):
@@ -422,6 +454,7 @@ def run_benchmarks(args, allocs, missing, out):
     samples = {a: {} for a, _ in allocs}     # alloc -> bench name -> [entry]
     maxrss = {a: {} for a, _ in allocs}      # alloc -> run kind -> [KiB]
     problems = {a: [] for a, _ in allocs}
+    failures = {a: {} for a, _ in allocs}    # alloc -> bench name -> "crashed" ...
     providers = {a: None for a, _ in allocs}
     context = None
     known = set(names)
@@ -430,56 +463,99 @@ def run_benchmarks(args, allocs, missing, out):
     for rnd in range(1, args.rounds + 1):
         for name, path in allocs:
             for kind, ns in runs:
-                tag = "%s.r%d.%s" % (name, rnd, kind)
-                jpath = os.path.join(out, "raw", tag + ".json")
-                cmd = [binary, "--threads=" + args.threads,
-                       "--benchmark_filter=" + exact_filter(ns),
-                       "--benchmark_min_time=%g" % args.min_time,
-                       "--benchmark_repetitions=1",
-                       "--benchmark_color=false",
-                       "--benchmark_out=" + jpath, "--benchmark_out_format=json"]
                 progress.start("round %d/%d %-9s %-6s" % (rnd, args.rounds, name, kind))
-                rc, wall, rss_kib, tmo, seen = run_process(
-                    cmd, preload_env(path), os.path.join(out, "raw", tag + ".log"),
-                    known, progress, args.timeout)
-                data = load_bench_json(jpath)
-                got = 0
-                if data:
-                    context = context or data.get("context")
-                    prov = data.get("context", {}).get("malloc_provider")
-                    if providers[name] is None:
-                        providers[name] = prov
-                        msg = check_provider(name, path, prov)
-                        if msg:
-                            problems[name].append(msg)
-                            warn("%s: %s" % (name, msg))
-                    for b in data.get("benchmarks", []):
-                        if b.get("run_type", "iteration") != "iteration":
-                            continue
-                        samples[name].setdefault(b["name"], []).append(b)
-                        got += 1
-                        if b.get("error_occurred"):
-                            problems[name].append("%s: %s" % (b["name"], b.get("error_message")))
-                maxrss[name].setdefault(kind, []).append(rss_kib / 1024.0)
-                status = "ok"
-                if tmo:
-                    status = "TIMED OUT after %ds" % args.timeout
-                elif rc < 0:
-                    status = "CRASHED (signal %d)" % -rc
-                elif rc != 0:
-                    status = "exit status %d" % rc
-                if status != "ok":
-                    problems[name].append("round %d %s run: %s (see raw/%s.log)" %
-                                          (rnd, kind, status, tag))
-                    warn("%s round %d %s run: %s; log: %s" %
-                         (name, rnd, kind, status, os.path.join(out, "raw", tag + ".log")))
-                # Count the benchmarks a failed process never reached as done.
-                progress.done += max(0, len(ns) - seen)
-                progress.proc_done("%d benchmarks in %s, %s" % (got, fmt_duration(wall), status))
+                remaining, part, got, t_proc = list(ns), 0, 0, time.monotonic()
+                statuses, rss_parts, nfail = [], [], 0
+                # A process that crashes or hangs loses only the benchmark it
+                # was running: the runner starts another for the ones after.
+                while remaining:
+                    part += 1
+                    tag = "%s.r%d.%s%s" % (name, rnd, kind, "" if part == 1 else ".part%d" % part)
+                    jpath = os.path.join(out, "raw", tag + ".json")
+                    cmd = [binary, "--threads=" + args.threads,
+                           "--benchmark_filter=" + exact_filter(remaining),
+                           "--benchmark_min_time=%g" % args.min_time,
+                           "--benchmark_repetitions=1",
+                           "--benchmark_color=false",
+                           "--benchmark_out=" + jpath, "--benchmark_out_format=json"]
+                    rc, wall, rss_kib, killed, seen = run_process(
+                        cmd, preload_env(path), os.path.join(out, "raw", tag + ".log"),
+                        known, progress, args.timeout, args.stall_timeout)
+                    rss_parts.append(rss_kib / 1024.0)
+                    data = load_bench_json(jpath)
+                    completed = set()
+                    if data:
+                        context = context or data.get("context")
+                        prov = data.get("context", {}).get("malloc_provider")
+                        if providers[name] is None:
+                            providers[name] = prov
+                            msg = check_provider(name, path, prov)
+                            if msg:
+                                problems[name].append(msg)
+                                warn("%s: %s" % (name, msg))
+                        for b in data.get("benchmarks", []):
+                            if b.get("run_type", "iteration") != "iteration":
+                                continue
+                            samples[name].setdefault(b["name"], []).append(b)
+                            completed.add(b["name"])
+                            got += 1
+                            if b.get("error_occurred"):
+                                problems[name].append("round %d: %s: %s" % (
+                                    rnd, b["name"], b.get("error_message")))
+                    if killed:
+                        status, short = killed, "hung" if killed.startswith("hung") else "timeout"
+                    elif rc < 0:
+                        status, short = "crashed (signal %d)" % -rc, "crashed"
+                    elif rc != 0:
+                        status, short = "exit status %d" % rc, "failed"
+                    else:
+                        status, short = "ok", None
+                    statuses.append(status)
+                    todo = [n for n in remaining if n not in completed]
+                    if not todo:
+                        if status != "ok":
+                            problems[name].append("round %d %s run: %s (see raw/%s.log)" %
+                                                  (rnd, kind, status, tag))
+                        break
+                    # The first benchmark that did not complete is the culprit,
+                    # unless the process cannot even start (checked by listing
+                    # the benchmarks under the same preload), or too many
+                    # benchmarks fail (each hang costs the stall timeout).
+                    culprit = todo[0]
+                    nfail += 1
+                    log_path = os.path.join(out, "raw", tag + ".log")
+                    why_stop = None
+                    if not completed and not starts_up(binary, args.threads, path):
+                        why_stop = "the benchmark process does not even start"
+                    elif nfail > MAX_FAILURES:
+                        why_stop = "more than %d benchmarks failed" % MAX_FAILURES
+                    if why_stop:
+                        for n in todo:
+                            failures[name].setdefault(n, short or "failed")
+                        progress.done += len(todo)
+                        problems[name].append("round %d %s run: %s: %s; %d benchmarks not run "
+                                              "(see raw/%s.log)" % (rnd, kind, status, why_stop,
+                                                                    len(todo), tag))
+                        warn("%s: %s: %s; giving up on this round (log: %s)" %
+                             (name, status, why_stop, log_path))
+                        break
+                    failures[name].setdefault(culprit, short or "failed")
+                    problems[name].append("round %d: %s: process %s (see raw/%s.log)" %
+                                          (rnd, culprit, status, tag))
+                    warn("%s round %d: %s: %s; log: %s%s" % (
+                        name, rnd, culprit, status, log_path,
+                        "; resuming after it" if len(todo) > 1 else ""))
+                    progress.done += 1
+                    remaining = todo[1:]
+                maxrss[name].setdefault(kind, []).append(max(rss_parts))
+                bad = [s for s in statuses if s != "ok"]
+                progress.proc_done("%d benchmarks in %s, %s" % (
+                    got, fmt_duration(time.monotonic() - t_proc),
+                    "ok" if not bad else "%d process(es) failed: %s" % (len(bad), bad[0])))
 
     wall_total = time.monotonic() - t_start
     summary = summarize(args, allocs, missing, names, samples, maxrss, problems,
-                        providers, context, wall_total)
+                        failures, providers, context, wall_total)
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     table = render_table(summary)
@@ -531,8 +607,8 @@ STD_FIELDS = {"name", "family_index", "per_family_instance_index", "run_name", "
               "aggregate_name", "aggregate_unit", "items_per_second", "bytes_per_second"}
 
 
-def summarize(args, allocs, missing, names, samples, maxrss, problems, providers,
-              context, wall):
+def summarize(args, allocs, missing, names, samples, maxrss, problems, failures,
+              providers, context, wall):
     rows = []
     for n in names:
         base, threads = split_name(n)
@@ -544,6 +620,8 @@ def summarize(args, allocs, missing, names, samples, maxrss, problems, providers
             bad = [r for r in runs if r.get("error_occurred")]
             if bad:
                 row["errors"][a] = bad[0].get("error_message")
+            elif n in failures[a] and not good:
+                row["errors"][a] = failures[a][n]
             ips = [r.get("items_per_second") for r in good]
             row["samples"][a] = ips
             row["items_per_second"][a] = median(ips)
@@ -606,8 +684,9 @@ def render_table(s):
         cells = []
         for a in allocs:
             v = vals.get(a)
-            if a in r["errors"]:
-                cells.append("error")
+            if a in r["errors"] and not v:
+                e = r["errors"][a]
+                cells.append(e if e in ("crashed", "hung", "timeout", "failed") else "error")
             elif not v:
                 cells.append("-")
             else:
