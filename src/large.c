@@ -21,7 +21,8 @@
 #define ARENA_PAGES   (ARENA_SIZE / OS_PAGE)
 #define ARENA_MAGIC   0x5354524141524e41ull   /* "STRAARNA" */
 #define LARGE_ARENAS  256                     /* at most 16 GiB of arenas */
-#define PURGE_ON_FREE ((size_t)1 * MiB)       /* free blocks this big are purged at once */
+#define PURGE_ON_FREE ((size_t)8 * MiB)       /* free blocks this big are purged at once;
+                                                 smaller ones stay resident for reuse until malloc_trim */
 
 typedef struct arena {
   uint64_t canary_lo;                  /* ARENA_MAGIC ^ address */
