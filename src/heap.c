@@ -168,6 +168,7 @@ static void *heap_refill(heap_t *h, unsigned cls) {
     block_t *list = span_take_free(s);
     if (list) {
       bin->free = block_next(list);
+      list->next_enc = 0;           /* allocated blocks never look free */
       return list;
     }
     heap_park(bin, s);
@@ -234,8 +235,9 @@ void heap_free_small_slow(void *p, const char *call) {
   CHECK(s->kind == SPAN_SMALL && span_is_block_start(s, p), call, p,
         "pointer not allocated by strata (or already freed)");
   heap_t *owner = atomic_load_acquire(&s->owner);
-  if (owner == heap_tls) {          /* owner, reached through a checked call */
-    heap_free_small(p);
+  if (owner == heap_tls) {          /* the owner's free of a block that looks free */
+    heap_check_double_free(owner, s, p, call);
+    heap_push_local(owner, s, p);
     return;
   }
   if (span_push_remote(s, p)) {

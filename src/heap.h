@@ -71,16 +71,21 @@ static inline bool block_looks_free(const block_t *b) {
   return link == 0 || ((link ^ (uintptr_t)b) >> SEG_SHIFT) == 0;
 }
 
+/* The owner's push; the caller has checked that b is a block of s. */
+static inline void heap_push_local(heap_t *h, span_t *s, block_t *b) {
+  block_set_next(b, s->local_free);
+  s->local_free = b;
+  if (unlikely(--s->used - 1 >= USED_PARKED - 1)) heap_free_local_slow(h, s);
+}
+
+/* Owner fast path; false sends the free to the checked slow path (another
+ * thread's span, not a block start, or a block that looks already free). */
 static inline bool heap_free_small(void *p) {
   span_t *s = span_of(p);
   heap_t *h = heap_tls;
   if (unlikely(atomic_load_relaxed(&s->owner) != h)) return false;
-  block_t *b = p;
-  if (unlikely(!span_is_block_start(s, p))) return false;   /* checked and reported by the slow path */
-  if (unlikely(block_looks_free(b))) heap_check_double_free(h, s, b, "free");
-  block_set_next(b, s->local_free);
-  s->local_free = b;
-  if (unlikely(--s->used - 1 >= USED_PARKED - 1)) heap_free_local_slow(h, s);
+  if (unlikely(!span_is_block_start(s, p) || block_looks_free(p))) return false;
+  heap_push_local(h, s, p);
   return true;
 }
 

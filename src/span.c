@@ -11,6 +11,7 @@ void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
   s->cls = (uint8_t)cls;
   s->block_size = class_info[cls].size;
   s->count = class_info[cls].count;
+  s->blocks_bytes = (uint32_t)s->count * s->block_size;
   s->div_magic = UINT64_MAX / s->block_size + 1;
   atomic_store_relaxed(&s->xfree, NULL);
   atomic_store_relaxed(&s->flags, 0);

@@ -39,6 +39,7 @@ typedef struct span {
   uint32_t npages;                  /* length in PAGE_SIZE pages */
   uint32_t block_size;
   uint16_t count;                   /* blocks that fit */
+  uint32_t blocks_bytes;            /* count * block_size */
   uint64_t div_magic;               /* ceil(2^64 / block_size), see span_is_block_start */
   bool dirty;                       /* page heap: pages may be non-zero */
   char *start;                      /* first page */
@@ -71,7 +72,7 @@ bool span_push_remote(span_t *s, block_t *b);
  * constant (Lemire et al., for 32-bit off): one multiply, no division. */
 static inline bool span_is_block_start(const span_t *s, const void *p) {
   uint64_t off = (uintptr_t)p - (uintptr_t)s->start;
-  return off < (uint64_t)s->count * s->block_size && off * s->div_magic < s->div_magic;
+  return off < s->blocks_bytes && off * s->div_magic < s->div_magic;
 }
 
 #endif
