@@ -212,6 +212,7 @@ static heap_t *heap_for_thread(void) {
   return h;
 }
 
+/* Sizes above CLASS_FAST_MAX come here without trying the bin first. */
 void *heap_alloc_class(unsigned cls) {
   heap_t *h = heap_tls;
   if (unlikely(h == &heap_empty)) {
@@ -223,10 +224,9 @@ void *heap_alloc_class(unsigned cls) {
       lock_release(&heap_orphan_lock);
       return p;
     }
-    void *p = heap_malloc_small(h, cls);
-    if (p) return p;
   }
-  return heap_refill(h, cls);
+  void *p = heap_malloc_small(h, cls);
+  return p ? p : heap_refill(h, cls);
 }
 
 /* ---- frees that are not the owner's fast path ------------------------------ */

@@ -10,11 +10,13 @@
  * links, canaries, whatever the allocator keeps there) into live blocks and
  * freeing those is legitimate.
  *
- * Uses the strata_* API only.
+ * Uses the strata_* API only. Some cases free from a second thread, to go
+ * through the remote-free path.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -183,6 +185,56 @@ static void c_realloc_freed(void) {
   (void)q;
 }
 
+/* The same through the remote path: another thread frees. */
+static void *free_in_thread(void *p) {
+  strata_free(p);
+  return NULL;
+}
+static void free_from_thread(void *p) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, free_in_thread, p)) _exit(95);
+  pthread_join(t, NULL);
+}
+static void c_double_free_remote_remote(void) {
+  void *v[16];
+  for (int i = 0; i < 16; i++) v[i] = strata_malloc(80);
+  void *p = v[3];
+  free_from_thread(p);
+  expect_addr(p);
+  free_from_thread(hide(p));
+}
+static void c_double_free_remote_local(void) {
+  void *v[16];
+  for (int i = 0; i < 16; i++) v[i] = strata_malloc(80);
+  void *p = v[5];
+  free_from_thread(p);
+  expect_addr(p);
+  strata_free(hide(p));
+}
+static void c_double_free_local_remote(void) {
+  void *v[16];
+  for (int i = 0; i < 16; i++) v[i] = strata_malloc(80);
+  void *p = v[7];
+  strata_free(p);
+  expect_addr(p);
+  free_from_thread(hide(p));
+}
+static void c_free_interior_remote(void) {
+  char *p = strata_malloc(128);
+  char *q = strata_malloc(128);
+  expect_addr(p + 32);
+  free_from_thread(hide(p + 32));
+  strata_free(q);
+}
+static void c_double_free_large_remote(void) {
+  void *keep = strata_malloc(300 * KiB);
+  void *p = strata_malloc(300 * KiB);
+  free_from_thread(p);
+  expect_addr(p);
+  free_from_thread(hide(p));
+  strata_free(keep);
+}
+
 /* Harness self-checks: a fake diagnostic must be recognised... */
 static void c_selftest_fake(void) {
   void *p = (void *)(uintptr_t)0x12345670;
@@ -301,6 +353,11 @@ static const case_t cases[] = {
     {"double free (large, other frees between)", c_double_free_large_between, "free"},
     {"double free (huge, 64 MiB)", c_double_free_huge, "free"},
     {"double free_sized (small)", c_double_free_sized, "free_sized|free"},
+    {"double free (small, both frees from another thread)", c_double_free_remote_remote, "free"},
+    {"double free (small, remote then local)", c_double_free_remote_local, "free"},
+    {"double free (small, local then remote)", c_double_free_local_remote, "free"},
+    {"free(interior of small block) from another thread", c_free_interior_remote, "free"},
+    {"double free (large, from another thread)", c_double_free_large_remote, "free"},
     {"realloc of a freed block", c_realloc_freed, "realloc"},
     {"no false alarm: freed bytes copied into live blocks", c_no_false_alarm, NULL},
     {"no false alarm: freed bytes in realloc'd/aligned blocks", c_no_false_alarm_realloc, NULL},

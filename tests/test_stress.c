@@ -4,7 +4,7 @@
  * Uses only the strata_* API, so that it also runs in the ThreadSanitizer
  * build (override=false).
  *
- * usage: test_stress [scale [threads]]   (defaults 100 and 4)
+ * usage: test_stress [scale [threads]]   (defaults 40 and 4)
  *
  * Phase 1 (mixed): each thread keeps a table of live blocks and does random
  *   operations on it: allocate (malloc, calloc, aligned variants), realloc,
@@ -226,7 +226,7 @@ static struct {
 } queue = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
            {{0, 0}}, 0, 0, 0};
 
-static long scale = 100;
+static long scale = 40;
 static int nthreads = 4;
 static pthread_barrier_t barrier;
 
