@@ -24,7 +24,6 @@ static lock_t heap_orphan_lock = LOCK_INIT;
 static heap_t heap_orphan;
 static lock_t heap_pool_lock = LOCK_INIT;
 static heap_t *heap_pool;                  /* free heaps (next_free) */
-static heap_t *heap_all;                   /* every heap (next_all) */
 static lock_t heap_abandoned_lock = LOCK_INIT;
 static span_t *heap_abandoned[CLASS_COUNT]; /* spans of exited threads (next) */
 
@@ -192,11 +191,8 @@ static heap_t *heap_new(void) {
     if (left) {
       h = chunk++;
       left--;
-      h->next_all = heap_all;
-      heap_all = h;
     }
   }
-  if (h) h->in_use = true;
   lock_release(&heap_pool_lock);
   return h;
 }
@@ -281,7 +277,6 @@ void heap_thread_exit(heap_t *h) {
     bin->spans = bin->full = NULL;
   }
   lock_acquire(&heap_pool_lock);
-  h->in_use = false;
   h->next_free = heap_pool;
   heap_pool = h;
   lock_release(&heap_pool_lock);
@@ -337,7 +332,8 @@ void heap_fork_child(void) {
   lock_reinit(&heap_abandoned_lock);
   lock_reinit(&heap_pool_lock);
   lock_reinit(&heap_orphan_lock);
-  /* The other threads are gone in the child: their heaps are abandoned. */
-  for (heap_t *h = heap_all; h; h = h->next_all)
-    if (h->in_use && h != heap_tls) heap_thread_exit(h);
+  /* The other threads are gone in the child. Their heaps are left as they
+   * are: a thread may have been halfway through a lock-free list update when
+   * fork copied its heap, so walking them could crash. What they cached stays
+   * unused in the child (freeing their blocks works: those are remote frees). */
 }

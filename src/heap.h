@@ -27,10 +27,8 @@ typedef struct bin {
 typedef struct heap {
   bin_t bins[CLASS_COUNT];
   span_t *_Atomic ready;  /* full spans that got remote frees (qnext list) */
-  struct heap *next_all;  /* every heap ever made (they are never unmapped) */
-  struct heap *next_free; /* heap pool */
-  bool in_use;
-  unsigned arena_hint;    /* large tier: arena tried first */
+  struct heap *next_free; /* heap pool (heaps are never unmapped: a late
+                             remote free may still queue on one) */
 } heap_t;
 
 /* The calling thread's heap; &heap_empty (all bins empty) until the thread's
@@ -96,8 +94,7 @@ void heap_thread_exit(heap_t *h);
 bool heap_init(void);
 /* Return what the calling thread caches and sweep abandoned spans. */
 void heap_collect(void);
-/* Fork: take / release / reset the heap layer's locks; in the child, every
- * heap but the caller's is abandoned (its thread is gone). */
+/* Fork: take / release / reset the heap layer's locks. */
 void heap_fork_prepare(void);
 void heap_fork_parent(void);
 void heap_fork_child(void);
