@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 _Atomic int init_state;
-options_t options = { HUGE_MIN, true, false };
+options_t options = { HUGE_MIN, true };
 static lock_t init_lock = LOCK_INIT;
 
 static void warn(const char *what, const char *text, size_t len) {
@@ -72,8 +72,7 @@ static void options_parse(void) {
 #define KEY(k) (klen == sizeof(k) - 1 && memcmp(env, k, klen) == 0)
     if (KEY("huge") && ok && v > SMALL_MAX) options.huge_threshold = v;
     else if (KEY("sbrk") && ok && v <= 1) options.use_sbrk = v;
-    else if (KEY("verbose") && ok && v <= 1) options.verbose = v;
-    else if (KEY("huge") || KEY("sbrk") || KEY("verbose")) warn("bad value in", env, len);
+    else if (KEY("huge") || KEY("sbrk")) warn("bad value in", env, len);
     else warn("unknown option", env, len);
 #undef KEY
     env += len + (end ? 1 : 0);

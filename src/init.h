@@ -14,7 +14,6 @@ static inline void init_ensure(void) {
 typedef struct {
   size_t huge_threshold;   /* huge=BYTES: above this, direct mmap */
   bool use_sbrk;           /* sbrk=0|1 */
-  bool verbose;            /* verbose=0|1: warnings on stderr */
 } options_t;
 extern options_t options;
 

@@ -26,9 +26,6 @@
 #ifndef STRATA_DEBUG
 #define STRATA_DEBUG 1
 #endif
-#ifndef STRATA_STATS
-#define STRATA_STATS 1
-#endif
 
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
