@@ -158,7 +158,7 @@ static void *heap_refill(heap_t *h, unsigned cls) {
     if (!s) {
       s = heap_adopt(h, cls);
       if (!s) {
-        s = pageheap_alloc_span(class_info[cls].pages);
+        s = pageheap_alloc_span(class_info[cls].pages, SPAN_SMALL);
         if (!s) return NULL;
         span_init_small(s, cls, h);
       }

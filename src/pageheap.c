@@ -145,7 +145,7 @@ static void segment_release(segment_t *seg) {
   ph_spare = seg;
 }
 
-span_t *pageheap_alloc_span(uint32_t npages) {
+span_t *pageheap_alloc_span(uint32_t npages, uint8_t kind) {
   ASSERT(npages >= 1 && npages <= SEG_USABLE_PAGES);
   lock_acquire(&ph_lock);
   span_t *run = run_find(npages);
@@ -159,7 +159,7 @@ span_t *pageheap_alloc_span(uint32_t npages) {
   seg->free_pages -= npages;
   /* Under the lock: a neighbour being freed reads these entries to merge. */
   span_t *s = &seg->spans[i];
-  s->kind = SPAN_NONE;
+  s->kind = kind;
   s->npages = npages;
   s->dirty = dirty;
   s->start = (char *)seg + (size_t)i * PAGE_SIZE;

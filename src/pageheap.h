@@ -36,10 +36,11 @@ static inline span_t *span_of(const void *p) {
   return seg->pagemap[((uintptr_t)p - (uintptr_t)seg) >> PAGE_SHIFT];
 }
 
-/* A run of npages pages (<= SEG_USABLE_PAGES), kind SPAN_NONE, start and
- * npages set, dirty telling whether it may hold non-zero bytes; NULL when out
- * of memory. */
-span_t *pageheap_alloc_span(uint32_t npages);
+/* A run of npages pages (<= SEG_USABLE_PAGES) with its kind, start and
+ * npages set (kind is written under the lock: neighbours being freed read
+ * it), dirty telling whether it may hold non-zero bytes; NULL when out of
+ * memory. */
+span_t *pageheap_alloc_span(uint32_t npages, uint8_t kind);
 void pageheap_free_span(span_t *s);
 
 /* A zeroed 64 MiB arena aligned to its size, registered in the segment map;

@@ -16,7 +16,6 @@ void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
   atomic_store_relaxed(&s->xfree, NULL);
   atomic_store_relaxed(&s->flags, 0);
   s->next = s->prev = s->qnext = NULL;
-  s->kind = SPAN_SMALL;
   atomic_store_release(&s->owner, owner);
 }
 

@@ -56,7 +56,8 @@ static inline void block_set_next(block_t *b, const block_t *next) {
   b->next_enc = (uintptr_t)next ^ (uintptr_t)b ^ span_secret;
 }
 
-/* Make fresh pages a span of class cls owned by owner. */
+/* Make a run from pageheap_alloc_span(.., SPAN_SMALL) a span of class cls
+ * owned by owner. */
 void span_init_small(span_t *s, unsigned cls, struct heap *owner);
 /* Take every block the span can give now (local frees, remote frees, and a
  * batch of never-used blocks) as one list; counts them as used. NULL when the

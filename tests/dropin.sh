@@ -92,7 +92,7 @@ have() {
 # ---- sanity: the preload is in effect -------------------------------------
 # cat is the process under test here.
 # shellcheck disable=SC2002
-if LD_PRELOAD="$SO" cat /proc/self/maps | grep -qF "$SO"; then
+if LD_PRELOAD="$SO" cat /proc/self/maps | grep -F "$SO" >/dev/null; then
   echo "PASS: preload (libstrata.so is mapped into a preloaded process)"
   pass=$((pass + 1))
 else

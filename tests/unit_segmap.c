@@ -37,7 +37,7 @@ static void test_segmap(void) {
 static void test_span(void) {
   span_secret = 0x1234567890abcdefull;
   for (unsigned c = 0; c < CLASS_COUNT; c += 3) {
-    span_t *s = pageheap_alloc_span(class_info[c].pages);
+    span_t *s = pageheap_alloc_span(class_info[c].pages, SPAN_SMALL);
     EXPECT(s != NULL, "no span");
     if (!s) return;
     span_init_small(s, c, NULL);
