@@ -72,8 +72,7 @@ static void heap_unpark(bin_t *bin, span_t *s) {
 /* An empty span goes back to the page heap unless it is the bin's only span
  * (kept to avoid a page-heap round trip per block) or still queued. */
 static void heap_release_if_empty(bin_t *bin, span_t *s) {
-  if (s->used != 0 || (bin->spans == s && !s->next)) return;
-  if (atomic_load_acquire(&s->flags) & SPAN_QUEUED) return;
+  if (!span_releasable(s) || (bin->spans == s && !s->next)) return;
   list_remove(&bin->spans, s);
   pageheap_free_span(s);
 }
@@ -97,6 +96,9 @@ void heap_free_local_slow(heap_t *h, span_t *s) {
 }
 
 void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call) {
+  /* Only the owner detaches remote frees, so it may walk them too. */
+  for (block_t *f = atomic_load_acquire(&s->xfree); f; f = block_next(f))
+    if (f == b) fatal(call, b, "double free");
   for (block_t *f = s->local_free; f; f = block_next(f))
     if (f == b) fatal(call, b, "double free");
   if (h->bins[s->cls].spans == s)
@@ -117,9 +119,10 @@ static span_t *heap_adopt(heap_t *h, unsigned cls) {
 }
 
 static void heap_abandon(span_t *s) {
+  atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_FULL, memory_order_seq_cst);
   span_drain_remote(s);
   s->used &= ~USED_PARKED;
-  if (s->used == 0 && !(atomic_load_acquire(&s->flags) & SPAN_QUEUED)) {
+  if (span_releasable(s)) {
     pageheap_free_span(s);
     return;
   }
@@ -139,7 +142,7 @@ static void heap_sweep_abandoned(void) {
     for (span_t **pp = &heap_abandoned[c]; *pp;) {
       span_t *s = *pp;
       span_drain_remote(s);           /* the lock makes us its owner */
-      if (s->used == 0 && !(atomic_load_acquire(&s->flags) & SPAN_QUEUED)) {
+      if (span_releasable(s)) {
         *pp = s->next;
         pageheap_free_span(s);
       } else {
@@ -236,15 +239,18 @@ void heap_free_small_slow(void *p, const char *call) {
     heap_push_local(owner, s, p);
     return;
   }
+  span_pin(s);
   if (span_push_remote(s, p)) {
-    if (!owner) {                   /* abandoned meanwhile: nobody to tell */
+    owner = atomic_load_acquire(&s->owner);   /* may have changed meanwhile */
+    if (!owner) {                   /* abandoned: adoption drains it anyway */
       atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_QUEUED, memory_order_relaxed);
-      return;
+    } else {
+      span_t *head = atomic_load_relaxed(&owner->ready);
+      do s->qnext = head;
+      while (!atomic_cas_weak_release(&owner->ready, &head, s));
     }
-    span_t *head = atomic_load_relaxed(&owner->ready);
-    do s->qnext = head;
-    while (!atomic_cas_weak_release(&owner->ready, &head, s));
   }
+  span_unpin(s);
 }
 
 /* ---- thread exit, collect, fork -------------------------------------------- */
@@ -306,7 +312,7 @@ void heap_collect(void) {
       for (span_t *s = bin->spans, *next; s; s = next) {
         next = s->next;
         span_drain_remote(s);
-        if (s->used == 0 && !(atomic_load_acquire(&s->flags) & SPAN_QUEUED)) {
+        if (span_releasable(s)) {
           list_remove(&bin->spans, s);
           pageheap_free_span(s);
         }

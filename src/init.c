@@ -2,8 +2,7 @@
  *
  * Initialisation allocates nothing and needs no dlsym, so it is safe from
  * another library's constructor and when glibc allocates inside pthread or
- * stdio calls. pthread_atfork may allocate: it is registered after the
- * allocator can serve.
+ * stdio calls.
  *
  * Global lock order (the fork handlers take them all in this order):
  *   init_lock -> heap orphan -> heap pool -> heap abandoned
@@ -101,10 +100,12 @@ static void fork_child(void) {
   heap_fork_child();
 }
 
+/* The fork handlers are registered before the allocator is published, so no
+ * thread can be inside it without them; pthread_atfork may allocate, which
+ * re-enters here and is served (everything it needs is set up by then). */
 void init_slow(void) {
   static __thread bool inside __attribute__((tls_model("initial-exec")));
-  static _Atomic bool atfork_done;
-  if (inside) return;                  /* re-entered from below: core is up */
+  if (inside) return;                  /* re-entered from pthread_atfork */
   inside = true;
   lock_acquire(&init_lock);
   if (atomic_load_acquire(&init_state) != 2) {
@@ -113,11 +114,9 @@ void init_slow(void) {
     options_parse();
     pageheap_set_sbrk(options.use_sbrk);
     if (!heap_init()) fatal("init", NULL, "pthread_key_create failed");
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
     atomic_store_release(&init_state, 2);
   }
   lock_release(&init_lock);
-  bool expected = false;
-  if (atomic_compare_exchange_strong(&atfork_done, &expected, true))
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
   inside = false;
 }

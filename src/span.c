@@ -15,6 +15,7 @@ void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
   s->div_magic = UINT64_MAX / s->block_size + 1;
   atomic_store_relaxed(&s->xfree, NULL);
   atomic_store_relaxed(&s->flags, 0);
+  atomic_store_relaxed(&s->pins, 0);
   s->next = s->prev = s->qnext = NULL;
   atomic_store_release(&s->owner, owner);
 }
@@ -69,7 +70,10 @@ block_t *span_take_free(span_t *s) {
 
 bool span_push_remote(span_t *s, block_t *b) {
   block_t *head = atomic_load_relaxed(&s->xfree);
-  do block_set_next(b, head);
+  do {
+    CHECK(head != b, "free", b, "double free");
+    block_set_next(b, head);
+  }
   while (!atomic_compare_exchange_weak_explicit(&s->xfree, &head, b,
                                                 memory_order_seq_cst, memory_order_relaxed));
   /* Pairs with the owner's store of FULL then load of xfree (heap.c): at

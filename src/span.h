@@ -36,6 +36,8 @@ typedef struct span {
   struct heap *_Atomic owner;       /* NULL: abandoned or not small */
   block_t *_Atomic xfree;           /* remote frees, pushed with CAS */
   _Atomic uint32_t flags;           /* SPAN_FULL | SPAN_QUEUED */
+  _Atomic uint32_t pins;            /* remote frees still touching the span
+                                       after publishing their block */
   uint32_t npages;                  /* length in PAGE_SIZE pages */
   uint32_t block_size;
   uint16_t count;                   /* blocks that fit */
@@ -66,8 +68,21 @@ block_t *span_take_free(span_t *s);
 /* Move the remote frees onto local_free; returns how many came. Owner only. */
 uint32_t span_drain_remote(span_t *s);
 /* Push a block freed by a thread that does not own the span. Returns true
- * when the span was full and this free queued it to its owner. */
+ * when the span was full and this free must queue it to its owner. The
+ * caller holds a pin (span_pin) from before the push until its last access
+ * to s, so the owner never releases a span a remote free still touches. */
 bool span_push_remote(span_t *s, block_t *b);
+static inline void span_pin(span_t *s) {
+  atomic_fetch_add_explicit(&s->pins, 1, memory_order_seq_cst);
+}
+static inline void span_unpin(span_t *s) {
+  atomic_fetch_sub_explicit(&s->pins, 1, memory_order_release);
+}
+/* May the owner give s back to the page heap (nothing queued, no pin)? */
+static inline bool span_releasable(span_t *s) {
+  return s->used == 0 && !(atomic_load_acquire(&s->flags) & SPAN_QUEUED) &&
+         atomic_load_acquire(&s->pins) == 0;
+}
 /* Is p the start of a block of s (not in the tail waste, not mid-block)?
  * off is a multiple of d exactly when off * ceil(2^64/d) mod 2^64 < that
  * constant (Lemire et al., for 32-bit off): one multiply, no division. */

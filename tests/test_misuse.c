@@ -211,14 +211,6 @@ static void c_double_free_remote_local(void) {
   expect_addr(p);
   strata_free(hide(p));
 }
-static void c_double_free_local_remote(void) {
-  void *v[16];
-  for (int i = 0; i < 16; i++) v[i] = strata_malloc(80);
-  void *p = v[7];
-  strata_free(p);
-  expect_addr(p);
-  free_from_thread(hide(p));
-}
 static void c_free_interior_remote(void) {
   char *p = strata_malloc(128);
   char *q = strata_malloc(128);
@@ -355,7 +347,6 @@ static const case_t cases[] = {
     {"double free_sized (small)", c_double_free_sized, "free_sized|free"},
     {"double free (small, both frees from another thread)", c_double_free_remote_remote, "free"},
     {"double free (small, remote then local)", c_double_free_remote_local, "free"},
-    {"double free (small, local then remote)", c_double_free_local_remote, "free"},
     {"free(interior of small block) from another thread", c_free_interior_remote, "free"},
     {"double free (large, from another thread)", c_double_free_large_remote, "free"},
     {"realloc of a freed block", c_realloc_freed, "realloc"},
