@@ -106,8 +106,15 @@ void *large_alloc(size_t size, size_t align, bool *dirty) {
     }
   if (!p) {
     lock_acquire(&large_grow_lock);
+    unsigned seen = n;
     n = atomic_load_acquire(&large_count);
-    if (n < LARGE_ARENAS && (a = arena_new())) {
+    for (unsigned k = seen; k < n && !p; k++) {   /* added while we waited */
+      a = large_arenas[k];
+      lock_acquire(&a->lock);
+      p = arena_alloc(a, order, pages, dirty, &lo, &hi);
+      lock_release(&a->lock);
+    }
+    if (!p && n < LARGE_ARENAS && (a = arena_new())) {
       lock_acquire(&a->lock);
       p = arena_alloc(a, order, pages, dirty, &lo, &hi);
       lock_release(&a->lock);
@@ -173,6 +180,15 @@ bool large_resize(void *p, size_t size) {
     fatal(CALL_REALLOC, p, "pointer not allocated by strata (or already freed)");
   }
   bool ok = true;
+  size_t lo = 0, hi = 0;
+  if (pages < a->usable[i]) {      /* the dropped tail must not stay resident */
+    /* Only inside the block we keep: halves given back to the buddy keep
+     * their dirty bits (their next owner purges or clears them), since a
+     * purge after the unlock could hit that owner's data. */
+    size_t kept = (size_t)1 << (want < (unsigned)order ? want : (unsigned)order);
+    size_t end = a->usable[i] < kept ? a->usable[i] : kept;
+    if (pages < end) dirty_take(a, i + pages, i + end, &lo, &hi);
+  }
   if (want < (unsigned)order) buddy_shrink(a->buddy, p, want);
   else if (want > (unsigned)order) ok = buddy_grow_in_place(a->buddy, p, want);
   if (ok) {
@@ -180,6 +196,7 @@ bool large_resize(void *p, size_t size) {
     a->usable[i] = (uint16_t)pages;
   }
   lock_release(&a->lock);
+  if (lo < hi)                      /* our own block: safe after the unlock */ os_purge((char *)a + lo * OS_PAGE, (hi - lo) * OS_PAGE);
   return ok;
 }
 
