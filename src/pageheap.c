@@ -118,6 +118,24 @@ static segment_t *segment_new(void) {
   return seg;
 }
 
+/* Spare break segments that the top has come down to go back too. */
+static void sbrk_lower_spares(void) {
+  for (bool again = true; again;) {
+    again = false;
+    for (segment_t **pp = &ph_spare; *pp; pp = &(*pp)->next) {
+      segment_t *seg = *pp, *next = seg->next;   /* read before the memory goes */
+      if (seg->from_sbrk && (char *)seg + SEG_SIZE == ph_sbrk_top &&
+          os_sbrk_shrink(ph_sbrk_top, seg)) {
+        *pp = next;
+        ph_sbrk_top = (char *)seg;
+        ph_mapped -= SEG_SIZE;
+        again = true;
+        break;
+      }
+    }
+  }
+}
+
 /* The segment has no allocated page: its one free run goes, and the
  * segment goes back to the OS. brk is lowered when it is the top of the break
  * heap; a break segment below the top cannot be unmapped, so it is purged and
@@ -132,6 +150,7 @@ static void segment_release(segment_t *seg) {
       os_sbrk_shrink(ph_sbrk_top, seg)) {
     ph_sbrk_top = (char *)seg;
     ph_mapped -= SEG_SIZE;
+    sbrk_lower_spares();
     return;
   }
   if (!seg->from_sbrk && ph_spare_mapped) {
@@ -197,6 +216,9 @@ void pageheap_free_span(span_t *s) {
 bool pageheap_trim(void) {
   bool released = false;
   lock_acquire(&ph_lock);
+  size_t before = ph_mapped;
+  sbrk_lower_spares();
+  released = ph_mapped != before;
   for (uint32_t n = 1; n <= SEG_PAGES; n++)
     for (span_t *r = ph_runs[n]; r; r = r->next)
       if (r->dirty) {
