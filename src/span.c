@@ -20,12 +20,14 @@ void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
   atomic_store_release(&s->owner, owner);
 }
 
-/* Cut up to one OS page worth of never-used blocks (at least one), so a span
- * of a rarely used class stays mostly untouched, hence not resident. */
+/* Cut one OS page worth of never-used blocks, but at least 8 (writing a link
+ * touches one page per big block), so a span of a rarely used class stays
+ * mostly untouched, hence not resident, while a big class still refills its
+ * bin only once per 8 allocations. */
 static block_t *span_carve(span_t *s, uint32_t *n) {
   uint32_t left = s->count - s->carved;
   uint32_t batch = (uint32_t)(OS_PAGE / s->block_size);
-  if (batch == 0) batch = 1;
+  if (batch < 8) batch = 8;
   if (batch > left) batch = left;
   char *first = s->start + (size_t)s->carved * s->block_size;
   for (uint32_t i = 0; i + 1 < batch; i++)
