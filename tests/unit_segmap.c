@@ -3,6 +3,8 @@
  * block-start test) over a page run from the real page heap. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
+#include "os.h"
 #include "pageheap.h"
 #include "segmap.h"
 #include "sizeclass.h"
@@ -69,10 +71,27 @@ static void test_span(void) {
   }
 }
 
+/* Out of memory through the fake OS: every tier fails cleanly with ENOMEM
+ * and recovers once the OS gives memory again. */
+static void test_oom(void) {
+  atomic_store(&os_fail_after, 0);
+  size_t sizes[] = { 1 * MiB, 30 * MiB, 100 * MiB };   /* large (no arena yet), huge */
+  for (size_t i = 0; i < 3; i++) {
+    errno = 0;
+    void *p = strata_malloc(sizes[i]);
+    EXPECT(p == NULL && errno == ENOMEM, "malloc(%zu) with no OS memory: %p errno %d", sizes[i], p, errno);
+  }
+  atomic_store(&os_fail_after, -1);
+  void *p = strata_malloc(1 * MiB);
+  EXPECT(p != NULL, "no recovery after the OS gives memory again");
+  strata_free(p);
+}
+
 int main(void) {
   class_init();
   test_segmap();
   test_span();
+  test_oom();
   printf("unit_segmap: %d failure(s)\n", failures);
   return failures != 0;
 }
