@@ -81,12 +81,7 @@ API void strata_free_aligned_sized(void *p, size_t align, size_t size) {
 /* ---- sizes ------------------------------------------------------------------ */
 static size_t usable_size(const void *p, const char *call) {
   switch (segmap_kind(p)) {
-  case SEG_SMALL: {
-    span_t *s = span_of(p);
-    CHECK(s->kind == SPAN_SMALL && span_is_block_start(s, p), call, p,
-          "pointer not allocated by strata (or already freed)");
-    return s->block_size;
-  }
+  case SEG_SMALL: return heap_span_checked(p, call)->block_size;
   case SEG_ARENA: return large_usable(p, call);
   case SEG_HUGE:  return huge_usable(p, call);
   case SEG_NONE:  break;

@@ -229,10 +229,14 @@ void *heap_alloc_class(unsigned cls) {
 }
 
 /* ---- frees that are not the owner's fast path ------------------------------ */
-void heap_free_small_slow(void *p, const char *call) {
+span_t *heap_span_checked(const void *p, const char *call) {
   span_t *s = span_of(p);
-  CHECK(s->kind == SPAN_SMALL && span_is_block_start(s, p), call, p,
-        "pointer not allocated by strata (or already freed)");
+  CHECK(s->kind == SPAN_SMALL && span_is_block_start(s, p), call, p, MSG_NOT_BLOCK);
+  return s;
+}
+
+void heap_free_small_slow(void *p, const char *call) {
+  span_t *s = heap_span_checked(p, call);
   heap_t *owner = atomic_load_acquire(&s->owner);
   if (owner == heap_tls) {          /* the owner's free of a block that looks free */
     heap_check_double_free(owner, s, p, call);

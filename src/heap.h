@@ -52,6 +52,8 @@ void *heap_alloc_class(unsigned cls);
 /* Free of a small block the calling thread does not own, or whose owner
  * path is slow; checks that p is a block of s. */
 void heap_free_small_slow(void *p, const char *call);
+/* The span of small block p; aborts naming `call` when p is not a block. */
+span_t *heap_span_checked(const void *p, const char *call);
 /* A parked (full-list) span carries USED_PARKED in `used`, so the owner's
  * free fast path notices both "span now empty" and "span was parked" with a
  * single compare: used - 1 >= USED_PARKED - 1 after the decrement. */

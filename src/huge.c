@@ -43,7 +43,7 @@ void *huge_alloc(size_t size, size_t align) {
 static huge_hdr_t *huge_header(const void *p, const char *call) {
   huge_hdr_t *h = (huge_hdr_t *)(((uintptr_t)p - 1) & ~(uintptr_t)SEG_MASK);
   CHECK(h->magic == (HUGE_MAGIC ^ (uintptr_t)h) && h->user == p, call, p,
-        "pointer not allocated by strata (or already freed)");
+        MSG_NOT_BLOCK);
   return h;
 }
 

@@ -53,7 +53,6 @@
 #define HUGE_MIN      ((size_t)16 * MiB)      /* default huge threshold */
 
 static inline uintptr_t align_up(uintptr_t x, size_t a) { return (x + a - 1) & ~(uintptr_t)(a - 1); }
-static inline uintptr_t align_down(uintptr_t x, size_t a) { return x & ~(uintptr_t)(a - 1); }
 static inline bool is_pow2(size_t x) { return x && !(x & (x - 1)); }
 static inline unsigned log2_ceil(size_t x) { return x <= 1 ? 0 : 64 - (unsigned)__builtin_clzl(x - 1); }
 
@@ -97,5 +96,6 @@ void fatal(const char *call, const void *addr, const char *what);
 #define CALL_FREE    "free"
 #define CALL_REALLOC "realloc"
 #define CALL_USABLE  "malloc_usable_size"
+#define MSG_NOT_BLOCK "pointer not allocated by strata (or already freed)"
 
 #endif

@@ -135,15 +135,22 @@ static arena_t *arena_of(const void *p, const char *call) {
   return a;
 }
 
-void large_free(void *p, const char *call) {
-  arena_t *a = arena_of(p, call);
-  size_t i = (size_t)((char *)p - (char *)a) / OS_PAGE;
+/* Lock a and return the order of the block at p; aborts (unlocked) when p
+ * is not an allocated block. */
+static unsigned arena_lock_block(arena_t *a, const void *p, const char *call) {
   lock_acquire(&a->lock);
   int order = buddy_order_of(a->buddy, p);
   if (unlikely(order < 0)) {
     lock_release(&a->lock);
-    fatal(call, p, "pointer not allocated by strata (or already freed)");
+    fatal(call, p, MSG_NOT_BLOCK);
   }
+  return (unsigned)order;
+}
+
+void large_free(void *p, const char *call) {
+  arena_t *a = arena_of(p, call);
+  size_t i = (size_t)((char *)p - (char *)a) / OS_PAGE;
+  unsigned order = arena_lock_block(a, p, call);
   if (((size_t)OS_PAGE << order) >= PURGE_ON_FREE) {
     /* Purge while the block is still ours, then free it: a later owner that
      * sees clear dirty bits must find zero pages. */
@@ -159,11 +166,9 @@ void large_free(void *p, const char *call) {
 
 size_t large_usable(const void *p, const char *call) {
   arena_t *a = arena_of(p, call);
-  lock_acquire(&a->lock);
-  int order = buddy_order_of(a->buddy, p);
+  arena_lock_block(a, p, call);
   size_t pages = a->usable[(size_t)((const char *)p - (const char *)a) / OS_PAGE];
   lock_release(&a->lock);
-  if (unlikely(order < 0)) fatal(call, p, "pointer not allocated by strata (or already freed)");
   return pages * OS_PAGE;
 }
 
@@ -173,24 +178,19 @@ bool large_resize(void *p, size_t size) {
   size_t pages = (size + OS_PAGE - 1) / OS_PAGE;
   unsigned want = log2_ceil(pages);
   if (((size_t)OS_PAGE << want) > LARGE_MAX) return false;
-  lock_acquire(&a->lock);
-  int order = buddy_order_of(a->buddy, p);
-  if (unlikely(order < 0)) {
-    lock_release(&a->lock);
-    fatal(CALL_REALLOC, p, "pointer not allocated by strata (or already freed)");
-  }
+  unsigned order = arena_lock_block(a, p, CALL_REALLOC);
   bool ok = true;
   size_t lo = 0, hi = 0;
   if (pages < a->usable[i]) {      /* the dropped tail must not stay resident */
     /* Only inside the block we keep: halves given back to the buddy keep
      * their dirty bits (their next owner purges or clears them), since a
      * purge after the unlock could hit that owner's data. */
-    size_t kept = (size_t)1 << (want < (unsigned)order ? want : (unsigned)order);
+    size_t kept = (size_t)1 << (want < order ? want : order);
     size_t end = a->usable[i] < kept ? a->usable[i] : kept;
     if (pages < end) dirty_take(a, i + pages, i + end, &lo, &hi);
   }
-  if (want < (unsigned)order) buddy_shrink(a->buddy, p, want);
-  else if (want > (unsigned)order) ok = buddy_grow_in_place(a->buddy, p, want);
+  if (want < order) buddy_shrink(a->buddy, p, want);
+  else if (want > order) ok = buddy_grow_in_place(a->buddy, p, want);
   if (ok) {
     dirty_set(a, i, i + pages);
     a->usable[i] = (uint16_t)pages;
@@ -206,6 +206,7 @@ bool large_trim(void) {
   for (unsigned k = 0; k < n; k++) {
     arena_t *a = large_arenas[k];
     lock_acquire(&a->lock);
+    EXPENSIVE_ASSERT(buddy_check(a->buddy));
     /* A free page is one not covered by an allocated block: walk the
      * blocks by asking the buddy for each dirty page's block. */
     for (size_t i = 0; i < ARENA_PAGES; i++) {

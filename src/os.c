@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 _Atomic long os_fail_after = -1;
@@ -99,12 +98,6 @@ uint64_t os_random_secret(void) {
   if (r) memcpy(&s, r + 8, sizeof s);   /* glibc uses the first 8 for its canary */
   s ^= (uint64_t)(uintptr_t)&s * 0x9E3779B97F4A7C15ull;
   return s | 1;
-}
-
-uint64_t os_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* "strata: CALL(0xADDR): WHAT\n", built in a stack buffer: no allocation. */

@@ -25,8 +25,6 @@ bool  os_sbrk_shrink(void *top, void *to);
 
 /* A random 64-bit secret from the kernel's AT_RANDOM bytes. */
 uint64_t os_random_secret(void);
-/* Monotonic clock in milliseconds. */
-uint64_t os_now_ms(void);
 
 /* Fault injection for tests: when >= 0, that many more mappings succeed
  * and then every os_map_aligned and os_sbrk_grow fails. */

@@ -256,5 +256,3 @@ void pageheap_free_arena(void *arena) {
   ph_mapped -= ARENA_SIZE;
   lock_release(&ph_lock);
 }
-
-size_t pageheap_mapped(void) { return ph_mapped; }

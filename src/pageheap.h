@@ -51,9 +51,6 @@ void pageheap_free_arena(void *arena);
 /* Purge every free run, give empty segments back; true if anything went. */
 bool pageheap_trim(void);
 
-/* Bytes of address space held from the OS (segments and arenas). */
-size_t pageheap_mapped(void);
-
 void pageheap_lock(void);
 void pageheap_unlock(void);
 void pageheap_reinit_lock(void);
