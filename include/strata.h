@@ -44,6 +44,46 @@ int   strata_owns(const void *p);
  * (the glibc malloc_trim contract; pad is accepted and ignored). */
 int   strata_malloc_trim(size_t pad);
 
+/* Return what the calling thread caches, the empty spans of exited threads
+ * and every free page at once (malloc_trim(0) does the same). */
+void  strata_collect(void);
+
+/* ---- statistics ----------------------------------------------------------
+ * A snapshot, merged from per-thread counters on read (no lock on the fast
+ * paths). Bytes unless named otherwise. "allocated" counts blocks at their
+ * class size (small), usable pages (large) or mapping less header (huge). */
+#define STRATA_CLASSES 40
+typedef struct strata_class_stats {
+  size_t size;                /* block size of the class */
+  unsigned long long nmalloc; /* blocks handed out so far */
+  unsigned long long nfree;   /* blocks freed so far */
+  size_t live;                /* nmalloc - nfree */
+} strata_class_stats_t;
+
+typedef struct strata_tier_stats {
+  unsigned long long nmalloc, nfree;
+  size_t allocated;           /* bytes in live blocks */
+  size_t active;              /* bytes of pages holding them (spans, buddy blocks, mappings) */
+  size_t resident;            /* bytes of the tier's mappings in memory */
+} strata_tier_stats_t;
+
+typedef struct strata_stats {
+  size_t allocated;           /* live bytes: the sum of the tiers */
+  size_t active;              /* pages holding live blocks */
+  size_t resident;            /* bytes of Strata's mappings in memory (mincore) */
+  size_t mapped;              /* bytes of Strata's mappings */
+  size_t returned;            /* bytes given back to the OS so far (purged or unmapped) */
+  size_t dirty;               /* free bytes not yet returned (the decay's backlog) */
+  strata_tier_stats_t small, large, huge;
+  strata_class_stats_t classes[STRATA_CLASSES];
+} strata_stats_t;
+
+/* Fill *out; returns 0 (EINVAL when out is NULL). Walks Strata's mappings to
+ * count resident pages, so it costs about 1 ms per GiB mapped. */
+int   strata_stats(strata_stats_t *out);
+/* Write a readable table of the statistics to fd, without allocating. */
+void  strata_stats_print(int fd);
+
 /* ---- the standalone buddy allocator ------------------------------------
  * A power-of-two buddy allocator over a region the caller owns (a static
  * buffer, shared memory, an arena on the stack). It makes no system call and

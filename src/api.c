@@ -6,6 +6,7 @@
  * segment map, so foreign pointers are detected before any header is read.
  */
 #define _GNU_SOURCE
+#include "decay.h"
 #include "heap.h"
 #include "huge.h"
 #include "init.h"
@@ -43,7 +44,11 @@ nomem:
   return NULL;
 }
 
-static NOINLINE void *malloc_slow(size_t size) { return alloc_tiers(size, ALIGNMENT, false); }
+static NOINLINE void *malloc_slow(size_t size) {
+  void *p = alloc_tiers(size, ALIGNMENT, false);
+  decay_poll();
+  return p;
+}
 
 /* Fast path: one table lookup, one pop from the thread's bin. */
 API void *strata_malloc(size_t size) {
@@ -57,18 +62,19 @@ API void *strata_malloc(size_t size) {
 /* ---- free ------------------------------------------------------------------ */
 static NOINLINE void free_slow(void *p, const char *call) {
   switch (segmap_kind(p)) {
-  case SEG_SMALL: heap_free_small_slow(p, call); return;
-  case SEG_ARENA: large_free(p, call); return;
-  case SEG_HUGE:  huge_free(p, call); return;
+  case SEG_SMALL: heap_free_small_slow(p, call); break;
+  case SEG_ARENA: large_free(p, call); break;
+  case SEG_HUGE:  huge_free(p, call); break;
   case SEG_NONE:
     if (p == NULL) return;
     fatal(call, p, "pointer not allocated by strata");
   }
+  decay_poll();
 }
 
 /* Fast path: the block is small and this thread owns its span. */
 API void strata_free(void *p) {
-  if (likely(segmap_is(p, SEG_SMALL)) && likely(heap_free_small(p))) return;
+  if (likely(segmap_kind(p) == SEG_SMALL) && likely(heap_free_small(p))) return;
   free_slow(p, CALL_FREE);
 }
 
@@ -122,7 +128,7 @@ API void *strata_realloc(void *p, size_t size) {
   switch (segmap_kind(p)) {
   case SEG_SMALL: {     /* same class, or shrinking by less than half: stay */
     span_t *s = span_of(p);
-    if (block_looks_free(p) && atomic_load_relaxed(&s->owner) == heap_tls)
+    if (((block_t *)p)->key == span_free_key && owner_heap(atomic_load_relaxed(&s->owner)) == heap_tls)
       heap_check_double_free(heap_tls, s, p, CALL_REALLOC);
     if (size <= old && (size > old / 2 || size <= ALIGNMENT)) return p;
     break;
@@ -188,13 +194,19 @@ API void *strata_pvalloc(size_t size) {
 }
 
 /* ---- returning memory -------------------------------------------------------- */
-API int strata_malloc_trim(size_t pad) {
-  (void)pad;
-  if (atomic_load_acquire(&init_state) != 2) return 0;
+static bool collect(void) {
+  if (atomic_load_acquire(&init_state) != 2) return false;
   heap_collect();
   bool a = pageheap_trim();
   bool b = large_trim();
   return a || b;
+}
+
+API void strata_collect(void) { collect(); }
+
+API int strata_malloc_trim(size_t pad) {
+  (void)pad;
+  return collect();
 }
 
 /* ---- the standard names --------------------------------------------------------- */

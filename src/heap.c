@@ -6,6 +6,7 @@
  *   heap_orphan_lock -> heap_pool_lock -> heap_abandoned_lock -> page heap
  */
 #include "heap.h"
+#include "decay.h"
 #include "os.h"
 
 #include <string.h>
@@ -26,6 +27,9 @@ static lock_t heap_pool_lock = LOCK_INIT;
 static heap_t *heap_pool;                  /* free heaps (next_free) */
 static lock_t heap_abandoned_lock = LOCK_INIT;
 static span_t *heap_abandoned[CLASS_COUNT]; /* spans of exited threads (next) */
+static heap_t *_Atomic heap_all;           /* every heap made (next_all) */
+/* Frees by threads that have no heap (yet, or any more), for statistics. */
+static _Atomic uint64_t heap_nfree_homeless[CLASS_COUNT];
 
 /* ---- bin lists (owner only) -------------------------------------------- */
 static void list_push(span_t **head, span_t *s) {
@@ -49,8 +53,12 @@ static void list_remove(span_t **head, span_t *s) {
 }
 
 /* ---- parking: a span with nothing to hand out leaves the bin's list ----- */
+/* A parked span's owner field carries OWNER_PARKED, so the owner's next free
+ * into it fails the fast path's owner compare and unparks it. */
+static heap_t *owner_parked(heap_t *h) { return (heap_t *)((uintptr_t)h | OWNER_PARKED); }
+
 /* Returns false (span left on `spans`) when a remote free raced in. */
-static bool heap_park(bin_t *bin, span_t *s) {
+static bool heap_park(heap_t *h, bin_t *bin, span_t *s) {
   atomic_fetch_or_explicit(&s->flags, SPAN_FULL, memory_order_seq_cst);
   if (atomic_load_explicit(&s->xfree, memory_order_seq_cst)) {
     atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_FULL, memory_order_relaxed);
@@ -58,23 +66,41 @@ static bool heap_park(bin_t *bin, span_t *s) {
   }
   list_remove(&bin->spans, s);
   list_push(&bin->full, s);
-  s->used |= USED_PARKED;
+  atomic_store_relaxed(&s->owner, owner_parked(h));
   return true;
 }
 
-static void heap_unpark(bin_t *bin, span_t *s) {
+static void heap_unpark(heap_t *h, bin_t *bin, span_t *s) {
   list_remove(&bin->full, s);
   list_insert_second(&bin->spans, s);
-  s->used &= ~USED_PARKED;
+  atomic_store_relaxed(&s->owner, h);
   atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_FULL, memory_order_relaxed);
 }
 
-/* An empty span goes back to the page heap unless it is the bin's only span
- * (kept to avoid a page-heap round trip per block) or still queued. */
-static void heap_release_if_empty(bin_t *bin, span_t *s) {
-  if (!span_releasable(s) || (bin->spans == s && !s->next)) return;
+/* ---- empty spans: kept up to HEAP_CACHE_PAGES, else given back ---------- */
+static void heap_uncache(heap_t *h, span_t *s) {
+  if (!s->cached) return;
+  s->cached = false;
+  h->cached_pages -= s->npages;
+}
+
+static void heap_release(heap_t *h, bin_t *bin, span_t *s) {
+  heap_uncache(h, s);
   list_remove(&bin->spans, s);
   pageheap_free_span(s);
+}
+
+/* A span that just became empty (on bin->spans) is kept while the cache has
+ * room, so a thread that frees and reallocates a batch does not carve its
+ * spans again; otherwise it goes back to the page heap. */
+static void heap_empty_span(heap_t *h, bin_t *bin, span_t *s) {
+  if (!span_releasable(s) || s->cached) return;
+  if (h->cached_pages + s->npages <= HEAP_CACHE_PAGES) {
+    s->cached = true;
+    h->cached_pages += s->npages;
+  } else {
+    heap_release(h, bin, s);
+  }
 }
 
 /* Spans queued by remote frees while parked come back to their bin lists. */
@@ -83,27 +109,22 @@ static void heap_take_ready(heap_t *h) {
   while (s) {
     span_t *next = s->qnext;
     uint32_t f = atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_QUEUED, memory_order_acq_rel);
-    if (atomic_load_relaxed(&s->owner) == h && (f & SPAN_FULL) && (s->used & USED_PARKED))
-      heap_unpark(&h->bins[s->cls], s);
+    if (atomic_load_relaxed(&s->owner) == owner_parked(h) && (f & SPAN_FULL))
+      heap_unpark(h, &h->bins[s->cls], s);
     s = next;
   }
 }
 
-void heap_free_local_slow(heap_t *h, span_t *s) {
-  bin_t *bin = &h->bins[s->cls];
-  if (s->used & USED_PARKED) heap_unpark(bin, s);
-  heap_release_if_empty(bin, s);
+void heap_span_emptied(heap_t *h, span_t *s) {
+  heap_empty_span(h, &h->bins[s->cls], s);
+  decay_poll();                     /* no lock is held here */
 }
 
 void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call) {
   /* Only the owner detaches remote frees, so it may walk them too. */
-  for (block_t *f = atomic_load_acquire(&s->xfree); f; f = block_next(f))
-    if (f == b) fatal(call, b, "double free");
-  for (block_t *f = s->local_free; f; f = block_next(f))
-    if (f == b) fatal(call, b, "double free");
-  if (h->bins[s->cls].spans == s)
-    for (block_t *f = h->bins[s->cls].free; f; f = block_next(f))
-      if (f == b) fatal(call, b, "double free");
+  span_check_not_on(s, atomic_load_acquire(&s->xfree), b, call);
+  span_check_not_on(s, s->local_free, b, call);
+  if (h->bins[s->cls].spans == s) span_check_not_on(s, h->free[s->cls], b, call);
 }
 
 /* ---- abandoned spans ----------------------------------------------------- */
@@ -119,9 +140,9 @@ static span_t *heap_adopt(heap_t *h, unsigned cls) {
 }
 
 static void heap_abandon(span_t *s) {
+  s->cached = false;
   atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_FULL, memory_order_seq_cst);
   span_drain_remote(s);
-  s->used &= ~USED_PARKED;
   if (span_releasable(s)) {
     pageheap_free_span(s);
     return;
@@ -136,7 +157,7 @@ static void heap_abandon(span_t *s) {
 }
 
 /* Give every abandoned span that has become empty back to the page heap. */
-static void heap_sweep_abandoned(void) {
+void heap_sweep_abandoned(void) {
   lock_acquire(&heap_abandoned_lock);
   for (unsigned c = 0; c < CLASS_COUNT; c++)
     for (span_t **pp = &heap_abandoned[c]; *pp;) {
@@ -167,13 +188,15 @@ static void *heap_refill(heap_t *h, unsigned cls) {
       }
       list_push(&bin->spans, s);
     }
+    heap_uncache(h, s);
     block_t *list = span_take_free(s);
     if (list) {
-      bin->free = block_next(list);
-      list->next_enc = 0;           /* allocated blocks never look free */
+      h->free[cls] = block_next(list);
+      list->key = 0;                /* allocated blocks do not look free */
+      STAT_INC(h->nmalloc[cls]);
       return list;
     }
-    heap_park(bin, s);
+    heap_park(h, bin, s);
   }
 }
 
@@ -194,6 +217,10 @@ static heap_t *heap_new(void) {
     if (left) {
       h = chunk++;
       left--;
+      h->secret = span_secret;
+      h->free_key = span_free_key;
+      h->next_all = heap_all;
+      atomic_store_release(&heap_all, h);
     }
   }
   lock_release(&heap_pool_lock);
@@ -237,15 +264,19 @@ span_t *heap_span_checked(const void *p, const char *call) {
 
 void heap_free_small_slow(void *p, const char *call) {
   span_t *s = heap_span_checked(p, call);
-  heap_t *owner = atomic_load_acquire(&s->owner);
-  if (owner == heap_tls) {          /* the owner's free of a block that looks free */
-    heap_check_double_free(owner, s, p, call);
-    heap_push_local(owner, s, p);
+  heap_t *owner = atomic_load_acquire(&s->owner), *h = heap_tls;
+  if (owner_heap(owner) == h) {     /* the owner: a parked span, or the key */
+    if (((block_t *)p)->key == h->free_key) heap_check_double_free(h, s, p, call);
+    if (owner != h) heap_unpark(h, &h->bins[s->cls], s);
+    STAT_INC(h->nfree[s->cls]);
+    heap_push_local(h, s, p);
     return;
   }
+  if (h != &heap_empty) STAT_INC(h->nfree[s->cls]);
+  else atomic_add_relaxed(&heap_nfree_homeless[s->cls], 1);
   span_pin(s);
   if (span_push_remote(s, p)) {
-    owner = atomic_load_acquire(&s->owner);   /* may have changed meanwhile */
+    owner = owner_heap(atomic_load_acquire(&s->owner));   /* may have changed */
     if (!owner) {                   /* abandoned: adoption drains it anyway */
       atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_QUEUED, memory_order_relaxed);
     } else {
@@ -260,21 +291,21 @@ void heap_free_small_slow(void *p, const char *call) {
 /* ---- thread exit, collect, fork -------------------------------------------- */
 static void heap_flush_bins(heap_t *h) {
   for (unsigned c = 0; c < CLASS_COUNT; c++) {
-    bin_t *bin = &h->bins[c];
-    for (block_t *b = bin->free; b;) {
+    for (block_t *b = h->free[c]; b;) {
       block_t *next = block_next(b);
-      span_t *s = bin->spans;        /* checked-out blocks are the head's */
+      span_t *s = h->bins[c].spans;  /* checked-out blocks are the head's */
       block_set_next(b, s->local_free);
       s->local_free = b;
       s->used--;
       b = next;
     }
-    bin->free = NULL;
+    h->free[c] = NULL;
   }
 }
 
 void heap_thread_exit(heap_t *h) {
   heap_flush_bins(h);
+  h->cached_pages = 0;              /* heap_abandon clears span.cached */
   heap_take_ready(h);
   for (unsigned c = 0; c < CLASS_COUNT; c++) {
     bin_t *bin = &h->bins[c];
@@ -299,6 +330,9 @@ static void heap_key_destructor(void *arg) {
 }
 
 bool heap_init(void) {
+  heap_orphan.secret = span_secret;
+  heap_orphan.free_key = span_free_key;
+  atomic_store_release(&heap_all, &heap_orphan);
   return pthread_key_create(&heap_key, heap_key_destructor) == 0;
 }
 
@@ -311,19 +345,26 @@ void heap_collect(void) {
       bin_t *bin = &h->bins[c];
       for (span_t *s = bin->full, *next; s; s = next) {
         next = s->next;
-        if (span_drain_remote(s) || s->local_free) heap_unpark(bin, s);
+        if (span_drain_remote(s) || s->local_free) heap_unpark(h, bin, s);
       }
       for (span_t *s = bin->spans, *next; s; s = next) {
         next = s->next;
         span_drain_remote(s);
-        if (span_releasable(s)) {
-          list_remove(&bin->spans, s);
-          pageheap_free_span(s);
-        }
+        if (span_releasable(s)) heap_release(h, bin, s);
       }
     }
   }
   heap_sweep_abandoned();
+}
+
+void heap_stats(uint64_t nmalloc[CLASS_COUNT], uint64_t nfree[CLASS_COUNT]) {
+  /* Frees first: a free counted implies its malloc is counted too. */
+  for (unsigned c = 0; c < CLASS_COUNT; c++) nfree[c] = atomic_load_relaxed(&heap_nfree_homeless[c]);
+  for (heap_t *h = atomic_load_acquire(&heap_all); h; h = h->next_all)
+    for (unsigned c = 0; c < CLASS_COUNT; c++) nfree[c] += STAT_READ(h->nfree[c]);
+  for (unsigned c = 0; c < CLASS_COUNT; c++) nmalloc[c] = 0;
+  for (heap_t *h = atomic_load_acquire(&heap_all); h; h = h->next_all)
+    for (unsigned c = 0; c < CLASS_COUNT; c++) nmalloc[c] += STAT_READ(h->nmalloc[c]);
 }
 
 void heap_fork_prepare(void) {

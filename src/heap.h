@@ -1,16 +1,18 @@
 /* heap.h - the per-thread heap: one bin per size class.
  *
  * Allocation code overview:
- *   strata_malloc -> heap_malloc_small (inline: pop bins[c].free)
+ *   strata_malloc -> heap_malloc_small (inline: pop heap.free[c])
  *                 -> heap_alloc_class -> heap_refill -> span_take_free
  *                    -> adopt an abandoned span -> pageheap_alloc_span
  *   strata_free   -> heap_free_small (inline: owner pushes on local_free)
  *                 -> heap_free_small_slow (remote CAS push, checks)
  *
- * A bin's `free` list holds blocks of its first span, checked out (counted
- * as used). Invariant: every span a heap owns is on exactly one list of its
- * bin: `spans` (may have blocks; the first is the one being allocated from)
- * or `full` (nothing to hand out when it was parked; flag SPAN_FULL).
+ * heap.free[c] holds blocks of the first span of bins[c].spans, checked out
+ * (counted as used). Invariant: every span a heap owns is on exactly one
+ * list of its bin: `spans` (may have blocks; the first is the one being
+ * allocated from) or `full` (nothing to hand out when it was parked; flag
+ * SPAN_FULL). An empty span stays on `spans` (cached) while the heap keeps
+ * at most HEAP_CACHE_PAGES pages of them.
  */
 #ifndef STRATA_HEAP_H
 #define STRATA_HEAP_H
@@ -19,17 +21,41 @@
 #include "sizeclass.h"
 
 typedef struct bin {
-  block_t *free;          /* checked-out blocks of spans (the head span) */
   span_t *spans;          /* spans that may have free blocks */
   span_t *full;           /* spans that had none */
 } bin_t;
 
+/* Statistics counters are written by their heap's thread only, with a plain
+ * add (one instruction on the fast path; an aligned 64-bit store does not
+ * tear), and read by any thread with relaxed atomic loads. ThreadSanitizer
+ * builds write them atomically so the tool sees no race. */
+#if !STRATA_STATS
+#define STAT_INC(c) ((void)0)
+#elif defined(__SANITIZE_THREAD__)
+#define STAT_INC(c) __atomic_store_n(&(c), (c) + 1, __ATOMIC_RELAXED)
+#else
+#define STAT_INC(c) ((c)++)
+#endif
+#define STAT_READ(c) __atomic_load_n(&(c), __ATOMIC_RELAXED)
+
 typedef struct heap {
+  block_t *free[CLASS_COUNT]; /* per class: checked-out blocks of the head
+                                 span of bins[c].spans (counted as used) */
+  uintptr_t secret;       /* copies of span_secret and span_free_key, one */
+  uintptr_t free_key;     /* load away on the fast paths */
+  uint64_t nmalloc[CLASS_COUNT];  /* blocks handed out (STAT_INC) */
+  uint64_t nfree[CLASS_COUNT];    /* blocks freed by this thread */
   bin_t bins[CLASS_COUNT];
+  uint32_t cached_pages;  /* pages of empty spans kept (span.cached) */
   span_t *_Atomic ready;  /* full spans that got remote frees (qnext list) */
   struct heap *next_free; /* heap pool (heaps are never unmapped: a late
                              remote free may still queue on one) */
+  struct heap *next_all;  /* every heap ever made, for statistics */
 } heap_t;
+
+/* Empty spans a heap keeps for reuse instead of returning them to the page
+ * heap at once (they would be carved again on the next allocation). */
+#define HEAP_CACHE_PAGES 64
 
 /* The calling thread's heap; &heap_empty (all bins empty) until the thread's
  * first allocation, and again after the thread's heap was torn down. */
@@ -38,10 +64,16 @@ extern heap_t heap_empty;
 
 /* Fast paths: no lock, no atomic read-modify-write. */
 static inline void *heap_malloc_small(heap_t *h, unsigned cls) {
-  block_t *b = h->bins[cls].free;
+  block_t *b = h->free[cls];
   if (unlikely(b == NULL)) return NULL;
-  h->bins[cls].free = block_next(b);
-  b->next_enc = 0;        /* an allocated block never looks like a free one */
+  /* A corrupted link is caught here, before it is followed: the next block
+   * of a bin's list lies in the same segment (or the list ends). */
+  uintptr_t next_xor_b = b->next_enc ^ h->secret;
+  if (unlikely(next_xor_b >> SEG_SHIFT) && STRATA_DEBUG >= 1 && next_xor_b != (uintptr_t)b)
+    fatal("malloc", b, "corrupted free list");
+  h->free[cls] = (block_t *)(next_xor_b ^ (uintptr_t)b);
+  b->key = 0;             /* an allocated block does not look free */
+  STAT_INC(h->nmalloc[cls]);
   return b;
 }
 
@@ -54,38 +86,37 @@ void *heap_alloc_class(unsigned cls);
 void heap_free_small_slow(void *p, const char *call);
 /* The span of small block p; aborts naming `call` when p is not a block. */
 span_t *heap_span_checked(const void *p, const char *call);
-/* A parked (full-list) span carries USED_PARKED in `used`, so the owner's
- * free fast path notices both "span now empty" and "span was parked" with a
- * single compare: used - 1 >= USED_PARKED - 1 after the decrement. */
-#define USED_PARKED 0x80000000u
-void heap_free_local_slow(heap_t *h, span_t *s);
-/* The block's first word decodes to a link within its segment, as on a free
- * list: abort if it is on one of the owner's lists (a double free). */
-void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call);
-
-/* Does b hold an encoded free-list link (NULL or into b's own segment)?
- * Allocated blocks hold 0 or the program's data, which decodes to neither
- * but with a chance of about 2^-42 for random data. */
-static inline bool block_looks_free(const block_t *b) {
-  uintptr_t link = (uintptr_t)block_next(b);
-  return link == 0 || ((link ^ (uintptr_t)b) >> SEG_SHIFT) == 0;
+/* A span of h whose `used` fell to 0 on the owner's free. */
+void heap_span_emptied(heap_t *h, span_t *s);
+/* span.owner is the owning heap, tagged with OWNER_PARKED while the span is
+ * parked on its bin's full list (the fast path then fails its compare). */
+#define OWNER_PARKED 1u
+static inline heap_t *owner_heap(heap_t *owner) {
+  return (heap_t *)((uintptr_t)owner & ~(uintptr_t)OWNER_PARKED);
 }
+/* b carries the free key: abort if it is on one of the owner's lists (a
+ * double free); otherwise it is a live block holding a copy of free bytes. */
+void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call);
 
 /* The owner's push; the caller has checked that b is a block of s. */
 static inline void heap_push_local(heap_t *h, span_t *s, block_t *b) {
-  block_set_next(b, s->local_free);
+  block_encode(b, s->local_free, h->secret);
+  b->key = h->free_key;
   s->local_free = b;
-  if (unlikely(--s->used - 1 >= USED_PARKED - 1)) heap_free_local_slow(h, s);
+  if (unlikely(--s->used == 0)) heap_span_emptied(h, s);
 }
 
 /* Owner fast path; false sends the free to the checked slow path (another
- * thread's span, not a block start, or a block that looks already free). */
+ * thread's span or a parked one, not a block start, or a block that carries
+ * the free key). */
 static inline bool heap_free_small(void *p) {
   span_t *s = span_of(p);
   heap_t *h = heap_tls;
+  block_t *b = p;
   if (unlikely(atomic_load_relaxed(&s->owner) != h)) return false;
-  if (unlikely(!span_is_block_start(s, p) || block_looks_free(p))) return false;
-  heap_push_local(h, s, p);
+  if (unlikely(!span_is_block_start(s, p) || b->key == h->free_key)) return false;
+  STAT_INC(h->nfree[s->cls]);
+  heap_push_local(h, s, b);
   return true;
 }
 
@@ -96,6 +127,10 @@ void heap_thread_exit(heap_t *h);
 bool heap_init(void);
 /* Return what the calling thread caches and sweep abandoned spans. */
 void heap_collect(void);
+/* Give every abandoned span that has become empty back to the page heap. */
+void heap_sweep_abandoned(void);
+/* Blocks handed out and freed per class, summed over every heap. */
+void heap_stats(uint64_t nmalloc[CLASS_COUNT], uint64_t nfree[CLASS_COUNT]);
 /* Fork: take / release / reset the heap layer's locks. */
 void heap_fork_prepare(void);
 void heap_fork_parent(void);

@@ -6,10 +6,12 @@
  *
  * Global lock order (the fork handlers take them all in this order):
  *   init_lock -> heap orphan -> heap pool -> heap abandoned
- *   -> large grow -> arenas by index -> page heap
+ *   -> large grow -> arenas by index -> huge list -> page heap -> decay
  */
 #include "init.h"
+#include "decay.h"
 #include "heap.h"
+#include "huge.h"
 #include "large.h"
 #include "os.h"
 #include "sizeclass.h"
@@ -19,7 +21,7 @@
 #include <unistd.h>
 
 _Atomic int init_state;
-options_t options = { HUGE_MIN, true };
+options_t options = { HUGE_MIN, true, DECAY_MS, true, false, false };
 static lock_t init_lock = LOCK_INIT;
 
 static void warn(const char *what, const char *text, size_t len) {
@@ -68,12 +70,21 @@ static void options_parse(void) {
     size_t vlen = eq ? len - klen - 1 : 0;
     size_t v = 0;
     bool ok = parse_size(val, vlen, &v);
+    bool flag = ok && v <= 1;
 #define KEY(k) (klen == sizeof(k) - 1 && memcmp(env, k, klen) == 0)
+#define VAL(k) (vlen == sizeof(k) - 1 && memcmp(val, k, vlen) == 0)
     if (KEY("huge") && ok && v > SMALL_MAX) options.huge_threshold = v;
-    else if (KEY("sbrk") && ok && v <= 1) options.use_sbrk = v;
-    else if (KEY("huge") || KEY("sbrk")) warn("bad value in", env, len);
+    else if (KEY("sbrk") && flag) options.use_sbrk = v;
+    else if (KEY("decay") && ok && v <= 3600000) options.decay_ms = (uint32_t)v;
+    else if (KEY("bg") && flag) options.bg_thread = v;
+    else if (KEY("stats") && flag) options.stats_at_exit = v;
+    else if (KEY("verbose") && flag) options.verbose = v;
+    else if (KEY("purge") && (VAL("free") || VAL("dontneed"))) os_lazy_purge = VAL("free");
+    else if (KEY("huge") || KEY("sbrk") || KEY("decay") || KEY("bg") || KEY("stats") ||
+             KEY("verbose") || KEY("purge")) warn("bad value in", env, len);
     else warn("unknown option", env, len);
 #undef KEY
+#undef VAL
     env += len + (end ? 1 : 0);
   }
 }
@@ -83,18 +94,24 @@ static void fork_prepare(void) {
   lock_acquire(&init_lock);
   heap_fork_prepare();
   large_fork_prepare();
+  huge_fork_prepare();
   pageheap_lock();
+  decay_fork_prepare();
 }
 static void fork_parent(void) {
   if (atomic_load_acquire(&init_state) != 2) return;
+  decay_fork_parent();
   pageheap_unlock();
+  huge_fork_parent();
   large_fork_parent();
   heap_fork_parent();
   lock_release(&init_lock);
 }
 static void fork_child(void) {
   if (atomic_load_acquire(&init_state) != 2) return;
+  decay_fork_child();
   pageheap_reinit_lock();
+  huge_fork_child();
   large_fork_child();
   lock_reinit(&init_lock);
   heap_fork_child();
@@ -110,7 +127,7 @@ void init_slow(void) {
   lock_acquire(&init_lock);
   if (atomic_load_acquire(&init_state) != 2) {
     class_init();
-    span_secret = (uintptr_t)os_random_secret();
+    span_init_secrets(os_random_secret());
     options_parse();
     pageheap_set_sbrk(options.use_sbrk);
     if (!heap_init()) fatal("init", NULL, "pthread_key_create failed");

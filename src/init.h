@@ -14,6 +14,10 @@ static inline void init_ensure(void) {
 typedef struct {
   size_t huge_threshold;   /* huge=BYTES: above this, direct mmap */
   bool use_sbrk;           /* sbrk=0|1 */
+  uint32_t decay_ms;       /* decay=MS: free memory returned after this long */
+  bool bg_thread;          /* bg=0|1: the purge thread (else inline decay) */
+  bool stats_at_exit;      /* stats=0|1: print statistics at exit */
+  bool verbose;            /* verbose=0|1: warnings about the environment */
 } options_t;
 extern options_t options;
 

@@ -26,6 +26,9 @@
 #ifndef STRATA_DEBUG
 #define STRATA_DEBUG 1
 #endif
+#ifndef STRATA_STATS           /* per-thread counters on the fast paths */
+#define STRATA_STATS 1
+#endif
 
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -51,6 +54,7 @@
 #define ALIGNMENT     16                      /* alignof(max_align_t) */
 #define SMALL_MAX     ((size_t)32 * KiB)      /* largest small size class */
 #define HUGE_MIN      ((size_t)16 * MiB)      /* default huge threshold */
+#define DECAY_MS      250                     /* default decay (free -> purged) */
 
 static inline uintptr_t align_up(uintptr_t x, size_t a) { return (x + a - 1) & ~(uintptr_t)(a - 1); }
 static inline bool is_pow2(size_t x) { return x && !(x & (x - 1)); }

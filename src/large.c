@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include "large.h"
 #include "buddy.h"
+#include "decay.h"
 #include "heap.h"
 #include "os.h"
 
@@ -30,10 +31,21 @@ typedef struct arena {
   strata_buddy *buddy;
   uint64_t dirty[ARENA_PAGES / 64];
   uint16_t usable[ARENA_PAGES];        /* usable pages of the block starting at page i */
+  bool unpurged;                       /* blocks were freed since the last purge */
+  uint32_t freed_ms;                   /* when the last was (os_now_ms) */
   uint64_t canary_hi;
 } arena_t;
 
 static arena_t *large_arenas[LARGE_ARENAS];
+/* Statistics (relaxed atomics; updated under the arena's lock). */
+static _Atomic uint64_t large_nmalloc, large_nfree;
+static _Atomic size_t large_allocated, large_active;   /* usable / block bytes */
+
+static void large_count_alloc(size_t pages, unsigned order) {
+  atomic_add_relaxed(&large_nmalloc, 1);
+  atomic_add_relaxed(&large_allocated, pages * OS_PAGE);
+  atomic_add_relaxed(&large_active, (size_t)OS_PAGE << order);
+}
 static _Atomic unsigned large_count;
 static lock_t large_grow_lock = LOCK_INIT;
 static __thread unsigned large_hint __attribute__((tls_model("initial-exec")));
@@ -83,6 +95,7 @@ static void *arena_alloc(arena_t *a, unsigned order, size_t pages, bool *dirty,
   dirty_take(a, i + pages, i + ((size_t)1 << order), purge_lo, purge_hi);
   dirty_set(a, i, i + pages);
   a->usable[i] = (uint16_t)pages;
+  large_count_alloc(pages, order);
   return p;
 }
 
@@ -135,6 +148,12 @@ static arena_t *arena_of(const void *p, const char *call) {
   return a;
 }
 
+static void large_count_free(arena_t *a, size_t i, unsigned order) {
+  atomic_add_relaxed(&large_nfree, 1);
+  atomic_sub_relaxed(&large_allocated, (size_t)a->usable[i] * OS_PAGE);
+  atomic_sub_relaxed(&large_active, (size_t)OS_PAGE << order);
+}
+
 /* Lock a and return the order of the block at p; aborts (unlocked) when p
  * is not an allocated block. */
 static unsigned arena_lock_block(arena_t *a, const void *p, const char *call) {
@@ -150,7 +169,9 @@ static unsigned arena_lock_block(arena_t *a, const void *p, const char *call) {
 void large_free(void *p, const char *call) {
   arena_t *a = arena_of(p, call);
   size_t i = (size_t)((char *)p - (char *)a) / OS_PAGE;
+  uint32_t now = os_now_ms();
   unsigned order = arena_lock_block(a, p, call);
+  large_count_free(a, i, order);
   if (((size_t)OS_PAGE << order) >= PURGE_ON_FREE) {
     /* Purge while the block is still ours, then free it: a later owner that
      * sees clear dirty bits must find zero pages. */
@@ -161,7 +182,10 @@ void large_free(void *p, const char *call) {
     lock_acquire(&a->lock);
   }
   buddy_free_block(a->buddy, p);
+  a->unpurged = true;
+  a->freed_ms = now;
   lock_release(&a->lock);
+  decay_note();
 }
 
 size_t large_usable(const void *p, const char *call) {
@@ -189,9 +213,17 @@ bool large_resize(void *p, size_t size) {
     size_t end = a->usable[i] < kept ? a->usable[i] : kept;
     if (pages < end) dirty_take(a, i + pages, i + end, &lo, &hi);
   }
-  if (want < order) buddy_shrink(a->buddy, p, want);
+  if (want < order) {
+    buddy_shrink(a->buddy, p, want);
+    a->unpurged = true;               /* the halves given back may be dirty */
+    a->freed_ms = os_now_ms();
+  }
   else if (want > order) ok = buddy_grow_in_place(a->buddy, p, want);
   if (ok) {
+    large_count_free(a, i, order);
+    large_count_alloc(pages, want);
+    atomic_sub_relaxed(&large_nmalloc, 1);
+    atomic_sub_relaxed(&large_nfree, 1);
     dirty_set(a, i, i + pages);
     a->usable[i] = (uint16_t)pages;
   }
@@ -200,32 +232,79 @@ bool large_resize(void *p, size_t size) {
   return ok;
 }
 
-bool large_trim(void) {
-  bool purged = false;
+/* Purge the free dirty pages of a (its lock held), dropping the lock every
+ * PURGE_CHUNK purged pages so an allocation never waits long; the walk goes
+ * on from the same page after relocking. A free page is one not covered by
+ * an allocated block: the buddy is asked for each dirty page's block.
+ * `decayed` purges with os_purge_decayed, whose pages may keep their bytes
+ * (MADV_FREE): their dirty bits then stay set, for calloc. */
+#define PURGE_CHUNK 256
+static size_t arena_purge_free(arena_t *a, bool decayed) {
+  size_t purged = 0, since_unlock = 0;
+  EXPENSIVE_ASSERT(buddy_check(a->buddy));
+  for (size_t i = 0; i < ARENA_PAGES; i++) {
+    if (!(a->dirty[i / 64] >> (i % 64) & 1)) { if (i % 64 == 0 && !a->dirty[i / 64]) i += 63; continue; }
+    int order = buddy_order_of(a->buddy, (char *)a + i * OS_PAGE);
+    if (order >= 0) { i += ((size_t)1 << order) - 1; continue; }
+    size_t end = i + 1;
+    while (end < ARENA_PAGES && (a->dirty[end / 64] >> (end % 64) & 1) &&
+           buddy_order_of(a->buddy, (char *)a + end * OS_PAGE) < 0 && end - i < PURGE_CHUNK)
+      end++;
+    char *from = (char *)a + i * OS_PAGE;
+    if (!decayed || os_purge_decayed(from, (end - i) * OS_PAGE)) {
+      size_t lo, hi;
+      dirty_take(a, i, end, &lo, &hi);
+      if (!decayed) os_purge(from, (end - i) * OS_PAGE);
+    }
+    purged += (end - i) * OS_PAGE;
+    since_unlock += end - i;
+    i = end - 1;
+    if (since_unlock >= PURGE_CHUNK) {
+      lock_release(&a->lock);
+      lock_acquire(&a->lock);
+      since_unlock = 0;
+    }
+  }
+  a->unpurged = false;
+  return purged;
+}
+
+size_t large_decay(uint32_t now, uint32_t age, bool *younger) {
+  size_t purged = 0;
   unsigned n = atomic_load_acquire(&large_count);
   for (unsigned k = 0; k < n; k++) {
     arena_t *a = large_arenas[k];
     lock_acquire(&a->lock);
-    EXPENSIVE_ASSERT(buddy_check(a->buddy));
-    /* A free page is one not covered by an allocated block: walk the
-     * blocks by asking the buddy for each dirty page's block. */
-    for (size_t i = 0; i < ARENA_PAGES; i++) {
-      if (!(a->dirty[i / 64] >> (i % 64) & 1)) { if (i % 64 == 0 && !a->dirty[i / 64]) i += 63; continue; }
-      int order = buddy_order_of(a->buddy, (char *)a + i * OS_PAGE);
-      if (order >= 0) { i += ((size_t)1 << order) - 1; continue; }
-      size_t lo, hi;
-      size_t end = i + 1;
-      while (end < ARENA_PAGES && (a->dirty[end / 64] >> (end % 64) & 1) &&
-             buddy_order_of(a->buddy, (char *)a + end * OS_PAGE) < 0 && end - i < 4096)
-        end++;
-      dirty_take(a, i, end, &lo, &hi);
-      os_purge((char *)a + lo * OS_PAGE, (hi - lo) * OS_PAGE);
-      purged = true;
-      i = end - 1;
+    if (a->unpurged) {
+      if (now - a->freed_ms >= age) purged += arena_purge_free(a, true);
+      else *younger = true;
     }
     lock_release(&a->lock);
   }
   return purged;
+}
+
+bool large_trim(void) {
+  size_t purged = 0;
+  unsigned n = atomic_load_acquire(&large_count);
+  for (unsigned k = 0; k < n; k++) {
+    arena_t *a = large_arenas[k];
+    lock_acquire(&a->lock);
+    purged += arena_purge_free(a, false);
+    lock_release(&a->lock);
+  }
+  return purged > 0;
+}
+
+void large_stats(large_stats_t *st) {
+  st->nmalloc = atomic_load_relaxed(&large_nmalloc);
+  st->nfree = atomic_load_relaxed(&large_nfree);
+  st->allocated = atomic_load_relaxed(&large_allocated);
+  st->active = atomic_load_relaxed(&large_active);
+  st->resident = 0;
+  unsigned n = atomic_load_acquire(&large_count);
+  st->arenas = n;
+  for (unsigned k = 0; k < n; k++) st->resident += os_resident(large_arenas[k], ARENA_SIZE);
 }
 
 void large_fork_prepare(void) {

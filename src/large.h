@@ -26,6 +26,18 @@ size_t large_usable(const void *p, const char *call);
 bool large_resize(void *p, size_t size);
 /* Purge every free page of every arena; true if something was purged. */
 bool large_trim(void);
+/* Purge the free pages of arenas whose last free is at least `age` ms old;
+ * returns the bytes purged, sets *younger when some arena must wait. */
+size_t large_decay(uint32_t now, uint32_t age, bool *younger);
+
+typedef struct {
+  uint64_t nmalloc, nfree;
+  size_t allocated;     /* usable bytes of live blocks */
+  size_t active;        /* their power-of-two block bytes */
+  size_t resident;      /* of all arenas (mincore) */
+  unsigned arenas;
+} large_stats_t;
+void large_stats(large_stats_t *st);
 
 void large_fork_prepare(void);
 void large_fork_parent(void);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 _Atomic long os_fail_after = -1;
@@ -43,10 +44,14 @@ void *os_map_aligned(size_t size, size_t align, size_t shift) {
   return (void *)want;
 }
 
+_Atomic size_t os_returned;
+bool os_lazy_purge;
+
 bool os_unmap(void *p, size_t size) {
   int saved = errno;
   bool ok = munmap(p, size) == 0;
   errno = saved;
+  if (ok) atomic_add_relaxed(&os_returned, size);
   return ok;
 }
 
@@ -54,7 +59,53 @@ bool os_purge(void *p, size_t size) {
   int saved = errno;
   bool ok = madvise(p, size, MADV_DONTNEED) == 0;
   errno = saved;
+  if (ok) atomic_add_relaxed(&os_returned, size);
   return ok;
+}
+
+bool os_purge_decayed(void *p, size_t size) {
+  if (!os_lazy_purge) return os_purge(p, size);
+  int saved = errno;
+  bool ok = madvise(p, size, MADV_FREE) == 0;
+  errno = saved;
+  if (ok) atomic_add_relaxed(&os_returned, size);
+  return false;                         /* the pages may keep their bytes */
+}
+
+size_t os_resident(const void *p, size_t size) {
+  unsigned char vec[1024];
+  size_t pages = 0;
+  int saved = errno;
+  for (size_t off = 0; off < size; off += sizeof vec * OS_PAGE) {
+    size_t len = size - off < sizeof vec * OS_PAGE ? size - off : sizeof vec * OS_PAGE;
+    if (mincore((char *)p + off, len, vec) != 0) continue;
+    for (size_t i = 0; i < (len + OS_PAGE - 1) / OS_PAGE; i++) pages += vec[i] & 1;
+  }
+  errno = saved;
+  return pages * OS_PAGE;
+}
+
+uint32_t os_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint32_t)((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+}
+
+void os_sleep_ms(uint32_t ms) {
+  struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+void os_write_all(int fd, const char *buf, size_t len) {
+  int saved = errno;
+  while (len) {
+    ssize_t w = write(fd, buf, len);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    buf += w;
+    len -= (size_t)w;
+  }
+  errno = saved;
 }
 
 bool os_remap(void *p, size_t old, size_t size, void *to) {

@@ -12,6 +12,20 @@ void *os_map_aligned(size_t size, size_t align, size_t shift);
 bool  os_unmap(void *p, size_t size);
 /* Give the pages back; the range reads as zeros afterwards. */
 bool  os_purge(void *p, size_t size);
+/* Give back pages that have been free a while: MADV_FREE when
+ * os_lazy_purge is set (option purge=free), else as os_purge. True when the
+ * range now reads as zeros. */
+bool  os_purge_decayed(void *p, size_t size);
+extern bool os_lazy_purge;
+/* Bytes given back so far (purged or unmapped). */
+extern _Atomic size_t os_returned;
+/* Bytes of [p, p + size) resident in memory (mincore). */
+size_t os_resident(const void *p, size_t size);
+/* A millisecond clock (monotonic, wraps after 49 days: compare differences). */
+uint32_t os_now_ms(void);
+void os_sleep_ms(uint32_t ms);
+/* write(2) all of buf, retrying; errno is kept. */
+void os_write_all(int fd, const char *buf, size_t len);
 /* Move the mapping [p, p+old) to exactly `to` (already mapped by us) with
  * `size` bytes, or grow it in place when to == p. */
 bool  os_remap(void *p, size_t old, size_t size, void *to);

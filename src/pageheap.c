@@ -8,6 +8,7 @@
  */
 #include "pageheap.h"
 #include "os.h"
+#include "decay.h"
 #include "segmap.h"
 
 #include <string.h>
@@ -22,7 +23,8 @@ static segment_t *ph_spare;        /* empty segments, purged, for reuse */
 static bool ph_spare_mapped;       /* one mmap segment is among them */
 static char *ph_sbrk_top;                           /* end of our break heap */
 static bool ph_use_sbrk = true;
-static size_t ph_mapped;
+static size_t ph_mapped;                            /* segments and arenas */
+static size_t ph_span_pages;                        /* pages in allocated spans */
 
 void pageheap_lock(void) { lock_acquire(&ph_lock); }
 void pageheap_unlock(void) { lock_release(&ph_lock); }
@@ -62,13 +64,15 @@ static inline uint32_t span_index(const span_t *s) {
   return (uint32_t)(s - seg_of_span(s)->spans);
 }
 
-/* Make pages [i, i+n) of seg a free run and list it. */
-static span_t *run_make(segment_t *seg, uint32_t i, uint32_t n, bool dirty) {
+/* Make pages [i, i+n) of seg a free run and list it; a dirty run is dated
+ * `now` for the decay. */
+static span_t *run_make(segment_t *seg, uint32_t i, uint32_t n, bool dirty, uint32_t now) {
   span_t *s = &seg->spans[i];
   s->kind = SPAN_FREE_RUN;
   atomic_store_relaxed(&s->owner, NULL);
   s->npages = n;
   s->dirty = dirty;
+  s->dirty_ms = now;
   s->start = (char *)seg + (size_t)i * PAGE_SIZE;
   seg->pagemap[i] = s;
   seg->pagemap[i + n - 1] = s;
@@ -113,7 +117,7 @@ static segment_t *segment_new(void) {
   seg->next = ph_segments;
   if (ph_segments) ph_segments->prev = seg;
   ph_segments = seg;
-  run_make(seg, SEG_HEADER_PAGES, SEG_USABLE_PAGES, false);
+  run_make(seg, SEG_HEADER_PAGES, SEG_USABLE_PAGES, false, 0);
   segmap_set(seg, SEG_SIZE, SEG_SMALL);
   return seg;
 }
@@ -174,8 +178,9 @@ span_t *pageheap_alloc_span(uint32_t npages, uint8_t kind) {
   segment_t *seg = seg_of_span(run);
   uint32_t i = span_index(run), total = run->npages;
   bool dirty = run->dirty;
-  if (total > npages) run_make(seg, i + npages, total - npages, dirty);
+  if (total > npages) run_make(seg, i + npages, total - npages, dirty, run->dirty_ms);
   seg->free_pages -= npages;
+  ph_span_pages += npages;
   /* Under the lock: a neighbour being freed reads these entries to merge. */
   span_t *s = &seg->spans[i];
   s->kind = kind;
@@ -187,45 +192,88 @@ span_t *pageheap_alloc_span(uint32_t npages, uint8_t kind) {
   return s;
 }
 
-void pageheap_free_span(span_t *s) {
-  segment_t *seg = seg_of_span(s);
-  uint32_t i = span_index(s), n = s->npages, freed = n;
-  lock_acquire(&ph_lock);
-  atomic_store_relaxed(&s->owner, NULL);
-  s->kind = SPAN_FREE_RUN;
+/* Under the lock: pages [i, i+n) of seg become free, merged with free
+ * neighbours (the merged run is dirty if any part is). */
+static void run_free(segment_t *seg, uint32_t i, uint32_t n, bool dirty, uint32_t now) {
+  uint32_t freed = n;
   for (uint32_t k = 0; k < n; k++) seg->pagemap[i + k] = &span_none;
   span_t *right = i + n < SEG_PAGES ? seg->pagemap[i + n] : &span_none;
   if (right->kind == SPAN_FREE_RUN) {          /* absorb the run after */
     run_unlink(right);
+    dirty |= right->dirty;
     seg->pagemap[i + n] = &span_none;
     n += right->npages;
   }
   span_t *left = seg->pagemap[i - 1];
   if (left->kind == SPAN_FREE_RUN) {           /* join the run before */
     run_unlink(left);
+    dirty |= left->dirty;
     seg->pagemap[i - 1] = &span_none;
     i = span_index(left);
     n += left->npages;
   }
-  run_make(seg, i, n, true);
+  run_make(seg, i, n, dirty, now);
   seg->free_pages += freed;
   if (seg->free_pages == SEG_USABLE_PAGES) segment_release(seg);
+}
+
+void pageheap_free_span(span_t *s) {
+  uint32_t now = os_now_ms();
+  lock_acquire(&ph_lock);
+  atomic_store_relaxed(&s->owner, NULL);
+  s->kind = SPAN_FREE_RUN;
+  ph_span_pages -= s->npages;
+  run_free(seg_of_span(s), span_index(s), s->npages, true, now);
   lock_release(&ph_lock);
+  decay_note();
+}
+
+/* The madvise calls run with the lock released: a batch of runs is taken
+ * off the free lists first (kind SPAN_PURGING, their pages out of
+ * free_pages, so no allocation, merge or segment release touches them), then
+ * put back clean. */
+#define PURGE_BATCH 32
+size_t pageheap_decay(uint32_t now, uint32_t age, bool *younger) {
+  size_t purged = 0;
+  for (;;) {
+    span_t *batch[PURGE_BATCH];
+    unsigned nb = 0;
+    lock_acquire(&ph_lock);
+    for (uint32_t n = 1; n <= SEG_PAGES && nb < PURGE_BATCH; n++)
+      for (span_t *r = ph_runs[n]; r && nb < PURGE_BATCH; r = r->next) {
+        if (!r->dirty) continue;
+        if (now - r->dirty_ms < age) { *younger = true; continue; }
+        batch[nb++] = r;
+      }
+    for (unsigned k = 0; k < nb; k++) {
+      run_unlink(batch[k]);
+      batch[k]->kind = SPAN_PURGING;
+      seg_of_span(batch[k])->free_pages -= batch[k]->npages;
+    }
+    lock_release(&ph_lock);
+    if (!nb) return purged;
+    /* With MADV_FREE the pages may keep their bytes: the page heap does not
+     * care (spans are carved, calloc clears small blocks), so runs come back
+     * clean either way. */
+    for (unsigned k = 0; k < nb; k++) {
+      os_purge_decayed(batch[k]->start, (size_t)batch[k]->npages * PAGE_SIZE);
+      purged += (size_t)batch[k]->npages * PAGE_SIZE;
+    }
+    lock_acquire(&ph_lock);
+    for (unsigned k = 0; k < nb; k++) {      /* run_free adds the pages back */
+      batch[k]->kind = SPAN_FREE_RUN;
+      run_free(seg_of_span(batch[k]), span_index(batch[k]), batch[k]->npages, false, now);
+    }
+    lock_release(&ph_lock);
+  }
 }
 
 bool pageheap_trim(void) {
-  bool released = false;
+  bool younger = false;
+  bool released = pageheap_decay(os_now_ms(), 0, &younger) > 0;
   lock_acquire(&ph_lock);
   size_t before = ph_mapped;
   sbrk_lower_spares();
-  released = ph_mapped != before;
-  for (uint32_t n = 1; n <= SEG_PAGES; n++)
-    for (span_t *r = ph_runs[n]; r; r = r->next)
-      if (r->dirty) {
-        os_purge(r->start, (size_t)r->npages * PAGE_SIZE);
-        r->dirty = false;
-        released = true;
-      }
   for (segment_t **pp = &ph_spare; *pp;) {
     segment_t *seg = *pp;
     if (seg->from_sbrk) { pp = &seg->next; continue; }
@@ -233,8 +281,8 @@ bool pageheap_trim(void) {
     os_unmap(seg, SEG_SIZE);
     ph_mapped -= SEG_SIZE;
     ph_spare_mapped = false;
-    released = true;
   }
+  released |= ph_mapped != before;
   lock_release(&ph_lock);
   return released;
 }
@@ -254,5 +302,21 @@ void pageheap_free_arena(void *arena) {
   os_unmap(arena, ARENA_SIZE);
   lock_acquire(&ph_lock);
   ph_mapped -= ARENA_SIZE;
+  lock_release(&ph_lock);
+}
+
+void pageheap_stats(pageheap_stats_t *st) {
+  lock_acquire(&ph_lock);
+  st->mapped = ph_mapped;
+  st->span_bytes = ph_span_pages * PAGE_SIZE;
+  st->resident = 0;
+  st->dirty_free = 0;
+  for (segment_t *seg = ph_segments; seg; seg = seg->next)
+    st->resident += os_resident(seg, SEG_SIZE);
+  for (segment_t *seg = ph_spare; seg; seg = seg->next)
+    st->resident += os_resident(seg, SEG_SIZE);
+  for (uint32_t n = 1; n <= SEG_PAGES; n++)
+    for (span_t *r = ph_runs[n]; r; r = r->next)
+      if (r->dirty) st->dirty_free += (size_t)n * PAGE_SIZE;
   lock_release(&ph_lock);
 }

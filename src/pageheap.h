@@ -48,8 +48,19 @@ void pageheap_free_span(span_t *s);
 void *pageheap_alloc_arena(void);
 void pageheap_free_arena(void *arena);
 
+/* Purge free runs that have been dirty for at least `age` ms; returns the
+ * bytes purged and sets *younger when dirty runs too young are left. */
+size_t pageheap_decay(uint32_t now, uint32_t age, bool *younger);
 /* Purge every free run, give empty segments back; true if anything went. */
 bool pageheap_trim(void);
+
+typedef struct {
+  size_t mapped;        /* small segments (spares included) and arenas */
+  size_t span_bytes;    /* pages in spans handed to thread heaps */
+  size_t resident;      /* of the small segments (mincore) */
+  size_t dirty_free;    /* free runs not yet purged */
+} pageheap_stats_t;
+void pageheap_stats(pageheap_stats_t *st);
 
 void pageheap_lock(void);
 void pageheap_unlock(void);

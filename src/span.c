@@ -3,15 +3,23 @@
 #include "sizeclass.h"
 
 uintptr_t span_secret;
+uintptr_t span_free_key;
+
+void span_init_secrets(uint64_t seed) {
+  span_secret = (uintptr_t)seed;
+  uint64_t k = seed * 0xBF58476D1CE4E5B9ull;
+  span_free_key = (uintptr_t)((k >> 31 | k << 33) | 2);   /* never 0, nor its suspect form */
+}
 
 void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
   s->local_free = NULL;
   s->used = 0;
   s->carved = 0;
   s->cls = (uint8_t)cls;
+  s->cached = false;
   s->block_size = class_info[cls].size;
   s->count = class_info[cls].count;
-  s->blocks_bytes = (uint32_t)s->count * s->block_size;
+  s->blocks_bytes = (uint64_t)s->count * s->block_size;
   s->div_magic = UINT64_MAX / s->block_size + 1;
   atomic_store_relaxed(&s->xfree, NULL);
   atomic_store_relaxed(&s->flags, 0);
@@ -39,13 +47,26 @@ static block_t *span_carve(span_t *s, uint32_t *n) {
   return batch ? (block_t *)first : NULL;
 }
 
+void span_check_not_on(const span_t *s, const block_t *list, const block_t *b, const char *call) {
+  uint32_t n = 0;
+  for (const block_t *f = list; f; f = block_next(f), n++) {
+    if (f == b) fatal(call, b, "double free");
+    CHECK(n < s->count, call, b, "double free (cycle in a free list)");
+  }
+}
+
+/* The key a remote free leaves on a block that already looked free. */
+static inline uintptr_t span_suspect_key(void) { return span_free_key ^ 1; }
+
 uint32_t span_drain_remote(span_t *s) {
   block_t *list = atomic_exchange_acq_rel(&s->xfree, NULL);
+  if (!list) return 0;
   uint32_t n = 0;
   while (list) {
     block_t *next = block_next(list);
-    CHECK(next == NULL || (uintptr_t)next - (uintptr_t)s->start <
-          (size_t)s->npages * PAGE_SIZE, "free", list, "corrupted remote free list");
+    CHECK(n < s->count && (next == NULL || (uintptr_t)next - (uintptr_t)s->start <
+          (size_t)s->npages * PAGE_SIZE), "free", list, "double free or corrupted remote free list");
+    if (unlikely(list->key == span_suspect_key())) span_check_not_on(s, s->local_free, list, "free");
     block_set_next(list, s->local_free);
     s->local_free = list;
     list = next;
@@ -71,10 +92,15 @@ block_t *span_take_free(span_t *s) {
 }
 
 bool span_push_remote(span_t *s, block_t *b) {
+  /* A block that already carries the free key may be a double free (or a
+   * copy of a free block's bytes); only the owner can walk its lists, so the
+   * block is marked for a check when the owner drains it. */
+  bool suspect = b->key == span_free_key;
   block_t *head = atomic_load_relaxed(&s->xfree);
   do {
     CHECK(head != b, "free", b, "double free");
     block_set_next(b, head);
+    if (unlikely(suspect)) b->key = span_suspect_key();
   }
   while (!atomic_compare_exchange_weak_explicit(&s->xfree, &head, b,
                                                 memory_order_seq_cst, memory_order_relaxed));

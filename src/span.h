@@ -9,23 +9,32 @@
  * where `used` counts blocks held by the program, blocks checked out into
  * the owner bin's free list, and remote frees still on xfree.
  *
- * Free-list links are encoded: stored = next ^ slot address ^ secret, so a
- * stray write of a plain pointer cannot steer allocation.
+ * A free block holds its encoded link (stored = next ^ slot address ^
+ * secret, so a stray write of a plain pointer cannot steer allocation) and,
+ * in its second word, span_free_key: a per-process random marker that every
+ * free path sets and malloc clears, so free can screen for a double free
+ * with one compare (the blocks are at least 16 bytes).
  */
 #ifndef STRATA_SPAN_H
 #define STRATA_SPAN_H
 
 #include "internal.h"
 
-typedef struct block { uintptr_t next_enc; } block_t;
+typedef struct block {
+  uintptr_t next_enc;               /* free: encoded link */
+  uintptr_t key;                    /* free: span_free_key; allocated: 0 */
+} block_t;
 
 struct heap;
 
-enum { SPAN_NONE = 0, SPAN_FREE_RUN, SPAN_SMALL };
+enum { SPAN_NONE = 0, SPAN_FREE_RUN, SPAN_SMALL, SPAN_PURGING };
 /* flags: FULL is set by the owner when the span has nothing left to hand out
  * and is parked on its bin's full list; QUEUED is set by the first remote
- * free that sees FULL, which then queues the span on the owner's ready list. */
-enum { SPAN_FULL = 1, SPAN_QUEUED = 2 };
+ * free that sees FULL, which then queues the span on the owner's ready list;
+ * SUSPECT by a remote free of a block that carried the free key (a possible
+ * double free the remote thread cannot check: the owner does, see
+ * span_drain_remote). */
+enum { SPAN_FULL = 1, SPAN_QUEUED = 2, SPAN_SUSPECT = 4 };
 
 typedef struct span {
   block_t *local_free;              /* owner: blocks the owner freed */
@@ -33,6 +42,7 @@ typedef struct span {
   uint16_t carved;                  /* owner: blocks cut from the span so far */
   uint8_t cls;                      /* size class */
   uint8_t kind;                     /* SPAN_FREE_RUN / SPAN_SMALL */
+  bool cached;                      /* owner: empty, kept by its heap */
   struct heap *_Atomic owner;       /* NULL: abandoned or not small */
   block_t *_Atomic xfree;           /* remote frees, pushed with CAS */
   _Atomic uint32_t flags;           /* SPAN_FULL | SPAN_QUEUED */
@@ -41,21 +51,31 @@ typedef struct span {
   uint32_t npages;                  /* length in PAGE_SIZE pages */
   uint32_t block_size;
   uint16_t count;                   /* blocks that fit */
-  uint32_t blocks_bytes;            /* count * block_size */
+  uint64_t blocks_bytes;            /* count * block_size */
   uint64_t div_magic;               /* ceil(2^64 / block_size), see span_is_block_start */
-  bool dirty;                       /* page heap: pages may be non-zero */
+  bool dirty;                       /* page heap: pages may be resident */
+  uint32_t dirty_ms;                /* free run: dirty since (os_now_ms) */
   char *start;                      /* first page */
   struct span *next, *prev;         /* bin / page-heap list */
   struct span *qnext;               /* owner's ready queue or abandoned list */
 } span_t;
 
 extern uintptr_t span_secret;       /* per-process, set once at init */
+extern uintptr_t span_free_key;     /* per-process, set once at init */
+void span_init_secrets(uint64_t seed);
 
-static inline block_t *block_next(const block_t *b) {
-  return (block_t *)(b->next_enc ^ (uintptr_t)b ^ span_secret);
+/* Links with an explicit secret (the fast paths keep a copy in the heap). */
+static inline block_t *block_decode(const block_t *b, uintptr_t secret) {
+  return (block_t *)(b->next_enc ^ (uintptr_t)b ^ secret);
 }
+static inline void block_encode(block_t *b, const block_t *next, uintptr_t secret) {
+  b->next_enc = (uintptr_t)next ^ (uintptr_t)b ^ secret;
+}
+static inline block_t *block_next(const block_t *b) { return block_decode(b, span_secret); }
+/* Link b to next and mark it free. */
 static inline void block_set_next(block_t *b, const block_t *next) {
-  b->next_enc = (uintptr_t)next ^ (uintptr_t)b ^ span_secret;
+  block_encode(b, next, span_secret);
+  b->key = span_free_key;
 }
 
 /* Make a run from pageheap_alloc_span(.., SPAN_SMALL) a span of class cls
@@ -65,8 +85,14 @@ void span_init_small(span_t *s, unsigned cls, struct heap *owner);
  * batch of never-used blocks) as one list; counts them as used. NULL when the
  * span is exhausted. Owner only. */
 block_t *span_take_free(span_t *s);
-/* Move the remote frees onto local_free; returns how many came. Owner only. */
+/* Move the remote frees onto local_free; returns how many came. Owner only.
+ * Aborts on a list longer than the span (a block pushed twice makes a cycle)
+ * and on a block marked suspect (see span_push_remote) that is already on
+ * local_free. Callers drain only while their bin holds no block of s. */
 uint32_t span_drain_remote(span_t *s);
+/* Abort naming call if b is on list, a free list of s (a walk of at most
+ * s->count links; slow paths only). */
+void span_check_not_on(const span_t *s, const block_t *list, const block_t *b, const char *call);
 /* Push a block freed by a thread that does not own the span. Returns true
  * when the span was full and this free must queue it to its owner. The
  * caller holds a pin (span_pin) from before the push until its last access

@@ -211,6 +211,27 @@ static void c_double_free_remote_local(void) {
   expect_addr(p);
   strata_free(hide(p));
 }
+static void c_double_free_local_remote(void) {
+  /* The second free comes from a thread that cannot walk the owner's lists;
+   * the owner catches it when it drains its remote frees (on refill). */
+  void *v[16];
+  for (int i = 0; i < 16; i++) v[i] = strata_malloc(80);
+  void *p = v[7];
+  strata_free(p);
+  expect_addr(p);
+  free_from_thread(hide(p));
+  for (int i = 0; i < 100000; i++) v[i % 16] = strata_malloc(80);
+}
+static void c_double_free_many_between(void) {
+  /* Thousands of frees between the two: p's span is empty by then. */
+  enum { N = 5000 };
+  static void *v[N];
+  for (int i = 0; i < N; i++) v[i] = strata_malloc(64);
+  void *p = v[10];
+  for (int i = 0; i < N; i++) strata_free(v[i]);
+  expect_addr(p);
+  strata_free(hide(p));
+}
 static void c_free_interior_remote(void) {
   char *p = strata_malloc(128);
   char *q = strata_malloc(128);
@@ -347,6 +368,8 @@ static const case_t cases[] = {
     {"double free_sized (small)", c_double_free_sized, "free_sized|free"},
     {"double free (small, both frees from another thread)", c_double_free_remote_remote, "free"},
     {"double free (small, remote then local)", c_double_free_remote_local, "free"},
+    {"double free (small, local then from another thread)", c_double_free_local_remote, "free"},
+    {"double free (small, 5000 frees between)", c_double_free_many_between, "free"},
     {"free(interior of small block) from another thread", c_free_interior_remote, "free"},
     {"double free (large, from another thread)", c_double_free_large_remote, "free"},
     {"realloc of a freed block", c_realloc_freed, "realloc"},
@@ -464,8 +487,9 @@ static int run_case(const case_t *c, int expect_pass, int verbose) {
   int pass = ok == expect_pass;
   if (verbose || !pass) {
     printf("%s: %s%s%s\n", pass ? "PASS" : "FAIL", c->name, why[0] ? " - " : "", why);
-    if (!pass && len) {
-      /* Show the child's stderr, indented, at most a few lines. */
+    if (len) {
+      /* Show the child's stderr (with -v: what Strata printed), indented,
+       * at most a few lines. */
       printf("    child stderr: ");
       int lines = 0;
       for (char *s = out; *s && lines < 6; s++) {

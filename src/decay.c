@@ -1,0 +1,112 @@
+/* decay.c - the purge thread (see decay.h).
+ *
+ * Lock: decay_lock guards the thread's sleep; a leaf, never held while
+ * calling into the other layers (which take their own locks).
+ */
+#define _GNU_SOURCE
+#include "decay.h"
+#include "heap.h"
+#include "init.h"
+#include "large.h"
+#include "os.h"
+#include "pageheap.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+
+enum { THREAD_NONE = 0, THREAD_STARTING, THREAD_AWAKE, THREAD_ASLEEP, THREAD_FAILED };
+
+static _Atomic int decay_thread = THREAD_NONE;
+static _Atomic bool decay_pending;      /* purgeable memory was noted */
+static _Atomic uint32_t decay_last_ms;  /* last inline pass (bg=0) */
+static pthread_mutex_t decay_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t decay_cond = PTHREAD_COND_INITIALIZER;
+
+bool decay_run(uint32_t now) {
+  bool younger = false;
+  pageheap_decay(now, options.decay_ms, &younger);
+  large_decay(now, options.decay_ms, &younger);
+  return younger;
+}
+
+/* Wake up every half decay period while something is pending; sleep on the
+ * condition when everything free has been returned. */
+static void *decay_main(void *arg) {
+  (void)arg;
+  prctl(PR_SET_NAME, "strata-purge", 0, 0, 0);
+  uint32_t tick = options.decay_ms / 2 < 10 ? 10 : options.decay_ms / 2;
+  for (;;) {
+    os_sleep_ms(tick);
+    atomic_store_relaxed(&decay_pending, false);
+    heap_sweep_abandoned();
+    if (decay_run(os_now_ms())) continue;
+    /* ASLEEP is published before pending is read, and decay_note sets
+     * pending before it reads the state (both seq_cst): a note is never
+     * missed. */
+    pthread_mutex_lock(&decay_lock);
+    atomic_store(&decay_thread, THREAD_ASLEEP);
+    while (!atomic_load(&decay_pending)) pthread_cond_wait(&decay_cond, &decay_lock);
+    atomic_store(&decay_thread, THREAD_AWAKE);
+    pthread_mutex_unlock(&decay_lock);
+  }
+  return NULL;
+}
+
+void decay_note(void) {
+  if (atomic_load_relaxed(&decay_pending)) return;
+  atomic_store(&decay_pending, true);
+  if (atomic_load(&decay_thread) == THREAD_ASLEEP) {
+    pthread_mutex_lock(&decay_lock);
+    pthread_cond_signal(&decay_cond);
+    pthread_mutex_unlock(&decay_lock);
+  }
+}
+
+/* The thread blocks every signal: they are the program's, not ours. */
+static void decay_start(void) {
+  int expect = THREAD_NONE;
+  if (!atomic_compare_exchange_strong(&decay_thread, &expect, THREAD_STARTING)) return;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * KiB);
+  pthread_t t;
+  bool ok = pthread_create(&t, &attr, decay_main, NULL) == 0;
+  pthread_attr_destroy(&attr);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (ok) {
+    int starting = THREAD_STARTING;     /* the thread may already sleep */
+    atomic_compare_exchange_strong(&decay_thread, &starting, THREAD_AWAKE);
+  } else {
+    atomic_store_relaxed(&decay_thread, THREAD_FAILED);
+    if (options.verbose) os_write_all(2, "strata: purge thread not started; decay runs inline\n", 52);
+  }
+}
+
+void decay_poll(void) {
+  if (likely(!atomic_load_relaxed(&decay_pending))) return;
+  int state = atomic_load_relaxed(&decay_thread);
+  if (options.bg_thread && state == THREAD_NONE) { decay_start(); return; }
+  if (options.bg_thread && state != THREAD_FAILED) return;
+  /* No thread: a pass at most every half decay period. */
+  uint32_t now = os_now_ms(), last = atomic_load_relaxed(&decay_last_ms);
+  if (now - last < options.decay_ms / 2 ||
+      !atomic_compare_exchange_strong(&decay_last_ms, &last, now)) return;
+  atomic_store_relaxed(&decay_pending, false);
+  if (decay_run(now)) atomic_store_relaxed(&decay_pending, true);
+}
+
+void decay_fork_prepare(void) { pthread_mutex_lock(&decay_lock); }
+void decay_fork_parent(void) { pthread_mutex_unlock(&decay_lock); }
+/* The thread is gone in the child: the next slow path starts a new one. */
+void decay_fork_child(void) {
+  pthread_mutex_init(&decay_lock, NULL);
+  pthread_cond_init(&decay_cond, NULL);
+  int state = atomic_load_relaxed(&decay_thread);
+  if (state == THREAD_FAILED || state == THREAD_NONE) return;
+  atomic_store_relaxed(&decay_thread, THREAD_NONE);
+  atomic_store_relaxed(&decay_pending, true);
+}

@@ -1,0 +1,29 @@
+/* decay.h - giving free memory back to the OS after a delay.
+ *
+ * Free page runs and free buddy pages are purged once they have been free
+ * for options.decay_ms, and abandoned spans that became empty go back to the
+ * page heap. A background thread does it, so a program that frees a burst
+ * and goes idle still sees its resident memory fall. It starts lazily (the
+ * first time something is freed that it must return), sleeps while there is
+ * nothing to do, and is restarted in a fork child when needed; option bg=0
+ * turns it off, and the allocator's slow paths then advance the decay.
+ */
+#ifndef STRATA_DECAY_H
+#define STRATA_DECAY_H
+
+#include "internal.h"
+
+/* Something became purgeable (any thread, any lock held: no allocation,
+ * only a flag and maybe a condition signal). */
+void decay_note(void);
+/* Called from the API's slow paths, where no allocator lock is held: starts
+ * the thread if it is wanted, or (bg=0) runs a due decay pass inline. */
+void decay_poll(void);
+/* One pass at time `now`; true when more will be due later. */
+bool decay_run(uint32_t now);
+
+void decay_fork_prepare(void);
+void decay_fork_parent(void);
+void decay_fork_child(void);
+
+#endif
