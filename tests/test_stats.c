@@ -1,0 +1,139 @@
+/* test_stats.c - statistics add up, resident memory falls after a burst is
+ * freed (with strata_collect, and by decay alone within a bounded wait), and
+ * memory of exited threads is reused. Through the strata_ API, so it also
+ * runs in sanitizer builds. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "strata.h"
+
+static int failures;
+#define EXPECT(c, ...) do { if (!(c)) { failures++; printf("FAIL: " __VA_ARGS__); printf("\n"); } } while (0)
+
+static strata_stats_t snap(void) {
+  strata_stats_t st;
+  if (strata_stats(&st) != 0) { printf("FAIL: strata_stats\n"); exit(1); }
+  return st;
+}
+
+/* The class size a small request gets (what usable size reports). */
+static void test_allocated_adds_up(void) {
+  enum { N = 3000 };
+  static void *p[N];
+  static size_t want[N];
+  /* The first free of a large block starts the purge thread, whose creation
+   * allocates (glibc's thread descriptor): have that happen first. */
+  strata_free(strata_malloc(1 << 20));
+  strata_stats_t before = snap();
+  size_t small = 0, large = 0, huge = 0;
+  srand(7);
+  for (int i = 0; i < N; i++) {
+    size_t size = i % 100 == 99 ? (size_t)(40 << 10) + (size_t)rand() % (2 << 20)  /* large */
+                : (size_t)rand() % 2048 + 1;
+    if (i == N - 1) size = (size_t)20 << 20;                                    /* huge */
+    p[i] = strata_malloc(size);
+    want[i] = strata_malloc_usable_size(p[i]);
+    if (size <= 32768) small += want[i];
+    else if (size < ((size_t)16 << 20)) large += want[i];
+    else huge += want[i];
+  }
+  strata_stats_t mid = snap();
+  EXPECT(mid.small.allocated - before.small.allocated == small,
+         "small allocated grew by %zu, expected %zu", mid.small.allocated - before.small.allocated, small);
+  EXPECT(mid.large.allocated - before.large.allocated == large,
+         "large allocated grew by %zu, expected %zu", mid.large.allocated - before.large.allocated, large);
+  EXPECT(mid.huge.allocated - before.huge.allocated == huge,
+         "huge allocated grew by %zu, expected %zu", mid.huge.allocated - before.huge.allocated, huge);
+  EXPECT(mid.allocated == mid.small.allocated + mid.large.allocated + mid.huge.allocated, "total != sum of tiers");
+  EXPECT(mid.small.nmalloc - before.small.nmalloc + mid.large.nmalloc - before.large.nmalloc +
+         mid.huge.nmalloc - before.huge.nmalloc == N, "nmalloc did not count %d mallocs", N);
+  size_t by_class = 0;
+  for (int c = 0; c < STRATA_CLASSES; c++) by_class += mid.classes[c].live * mid.classes[c].size;
+  EXPECT(by_class == mid.small.allocated, "class table (%zu) != small allocated (%zu)", by_class, mid.small.allocated);
+  EXPECT(mid.active >= mid.allocated && mid.mapped >= mid.active, "allocated <= active <= mapped violated");
+  for (int i = 0; i < N; i++) strata_free(p[i]);
+  strata_stats_t after = snap();
+  EXPECT(after.allocated == before.allocated, "allocated %zu after the frees, %zu before", after.allocated, before.allocated);
+}
+
+/* A burst of small blocks from 4 threads, freed by them but one in 10,000,
+ * which keeps the segments mapped: only purging free page runs (the decay)
+ * gives their memory back. */
+enum { THREADS = 4, PER_THREAD = 64 << 20, KEEP_EVERY = 10000 };
+static void *kept[THREADS][PER_THREAD / 64 / KEEP_EVERY + 1];
+static void *burst_thread(void *arg) {
+  void **keep = arg;
+  size_t n = PER_THREAD / 64;
+  void **v = strata_malloc(n * sizeof *v);
+  for (size_t i = 0; i < n; i++) { v[i] = strata_malloc(16 + i % 97); memset(v[i], 1, 16); }
+  for (size_t i = 0; i < n; i++)
+    if (i % KEEP_EVERY) strata_free(v[i]);
+    else keep[i / KEEP_EVERY] = v[i];
+  strata_free(v);
+  return NULL;
+}
+static void free_kept(void) {
+  for (int t = 0; t < THREADS; t++)
+    for (size_t i = 0; i < sizeof kept[t] / sizeof kept[t][0]; i++) strata_free(kept[t][i]);
+}
+static size_t burst(void) {
+  pthread_t t[THREADS];
+  for (int i = 0; i < THREADS; i++) pthread_create(&t[i], NULL, burst_thread, kept[i]);
+  for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);
+  return (size_t)THREADS * PER_THREAD;
+}
+
+static void test_resident_falls(void) {
+  size_t bytes = burst();
+  strata_collect();
+  strata_stats_t st = snap();
+  EXPECT(st.small.resident < bytes / 20, "after strata_collect small resident is %zu of a %zu burst", st.small.resident, bytes);
+  free_kept();
+
+  /* By decay alone: no allocator call while waiting (strata_stats reads). */
+  burst();
+  size_t resident = 0;
+  for (int ms = 0; ms <= 3000; ms += 100) {
+    usleep(100 * 1000);
+    st = snap();
+    resident = st.small.resident;
+    if (resident < bytes / 20) { printf("decay: small resident %zu after %d ms\n", resident, ms + 100); break; }
+  }
+  EXPECT(resident < bytes / 20, "3 s after the burst small resident is still %zu of %zu", resident, bytes);
+  free_kept();
+}
+
+/* A thread allocates and exits with its blocks live; they are freed from
+ * here; the next thread's allocations reuse that memory. */
+static void *hold_thread(void *arg) {
+  void **v = arg;
+  for (int i = 0; i < 100000; i++) v[i] = strata_malloc(200);
+  return NULL;
+}
+static void test_exited_threads_reused(void) {
+  static void *v[100000];
+  pthread_t t;
+  pthread_create(&t, NULL, hold_thread, v);
+  pthread_join(t, NULL);
+  for (int i = 0; i < 100000; i++) strata_free(v[i]);
+  size_t mapped = snap().mapped;
+  for (int round = 0; round < 5; round++) {
+    pthread_create(&t, NULL, hold_thread, v);
+    pthread_join(t, NULL);
+    for (int i = 0; i < 100000; i++) strata_free(v[i]);
+  }
+  size_t after = snap().mapped;
+  EXPECT(after <= mapped + (8 << 20), "mapped grew from %zu to %zu over 5 threads", mapped, after);
+}
+
+int main(void) {
+  test_allocated_adds_up();
+  test_resident_falls();
+  test_exited_threads_reused();
+  strata_stats_print(1);
+  printf("test_stats: %s\n", failures ? "FAILED" : "ok");
+  return failures != 0;
+}
