@@ -23,9 +23,10 @@ static void *alloc_tiers(size_t size, size_t align, bool zero) {
   if (size <= SMALL_MAX && align <= PAGE_SIZE) {
     unsigned cls = align <= ALIGNMENT ? class_of(size) : class_of_aligned(size, align);
     if (cls < CLASS_COUNT) {
-      void *p = heap_alloc_class(cls);
+      bool fresh = false;
+      void *p = heap_alloc_class(cls, zero ? &fresh : NULL);
       if (!p) goto nomem;
-      if (zero) memset(p, 0, size);
+      if (zero) memset(p, 0, fresh ? sizeof(block_t) : size);   /* fresh: only the links */
       return p;
     }
   }
@@ -53,7 +54,7 @@ static NOINLINE void *malloc_slow(size_t size) {
 /* Fast path: one table lookup, one pop from the thread's bin. */
 API void *strata_malloc(size_t size) {
   if (likely(size <= CLASS_FAST_MAX)) {
-    void *p = heap_malloc_small(heap_tls, class_of_small[(size + ALIGNMENT - 1) / ALIGNMENT]);
+    void *p = heap_malloc_small(heap_tls, class_of_small[(size + ALIGNMENT - 1) / ALIGNMENT], NULL);
     if (likely(p != NULL)) return p;
   }
   return malloc_slow(size);
@@ -128,7 +129,7 @@ API void *strata_realloc(void *p, size_t size) {
   switch (segmap_kind(p)) {
   case SEG_SMALL: {     /* same class, or shrinking by less than half: stay */
     span_t *s = span_of(p);
-    if (((block_t *)p)->key == span_free_key && owner_heap(atomic_load_relaxed(&s->owner)) == heap_tls)
+    if (block_looks_free(p, span_free_key) && owner_heap(atomic_load_relaxed(&s->owner)) == heap_tls)
       heap_check_double_free(heap_tls, s, p, CALL_REALLOC);
     if (size <= old && (size > old / 2 || size <= ALIGNMENT)) return p;
     break;

@@ -174,7 +174,7 @@ void heap_sweep_abandoned(void) {
 }
 
 /* ---- refill ---------------------------------------------------------------- */
-static void *heap_refill(heap_t *h, unsigned cls) {
+static void *heap_refill(heap_t *h, unsigned cls, bool *fresh) {
   if (atomic_load_relaxed(&h->ready)) heap_take_ready(h);
   bin_t *bin = &h->bins[cls];
   for (;;) {
@@ -192,6 +192,7 @@ static void *heap_refill(heap_t *h, unsigned cls) {
     block_t *list = span_take_free(s);
     if (list) {
       h->free[cls] = block_next(list);
+      if (fresh) *fresh = list->key == (h->free_key ^ KEY_FRESH);
       list->key = 0;                /* allocated blocks do not look free */
       STAT_INC(h->nmalloc[cls]);
       return list;
@@ -239,20 +240,20 @@ static heap_t *heap_for_thread(void) {
 }
 
 /* Sizes above CLASS_FAST_MAX come here without trying the bin first. */
-void *heap_alloc_class(unsigned cls) {
+void *heap_alloc_class(unsigned cls, bool *fresh) {
   heap_t *h = heap_tls;
   if (unlikely(h == &heap_empty)) {
     h = heap_for_thread();
     if (!h) {                       /* thread torn down, or no memory */
       lock_acquire(&heap_orphan_lock);
-      void *p = heap_malloc_small(&heap_orphan, cls);
-      if (!p) p = heap_refill(&heap_orphan, cls);
+      void *p = heap_malloc_small(&heap_orphan, cls, fresh);
+      if (!p) p = heap_refill(&heap_orphan, cls, fresh);
       lock_release(&heap_orphan_lock);
       return p;
     }
   }
-  void *p = heap_malloc_small(h, cls);
-  return p ? p : heap_refill(h, cls);
+  void *p = heap_malloc_small(h, cls, fresh);
+  return p ? p : heap_refill(h, cls, fresh);
 }
 
 /* ---- frees that are not the owner's fast path ------------------------------ */
@@ -266,7 +267,7 @@ void heap_free_small_slow(void *p, const char *call) {
   span_t *s = heap_span_checked(p, call);
   heap_t *owner = atomic_load_acquire(&s->owner), *h = heap_tls;
   if (owner_heap(owner) == h) {     /* the owner: a parked span, or the key */
-    if (((block_t *)p)->key == h->free_key) heap_check_double_free(h, s, p, call);
+    if (block_looks_free(p, h->free_key)) heap_check_double_free(h, s, p, call);
     if (owner != h) heap_unpark(h, &h->bins[s->cls], s);
     STAT_INC(h->nfree[s->cls]);
     heap_push_local(h, s, p);

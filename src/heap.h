@@ -62,10 +62,12 @@ typedef struct heap {
 extern __thread heap_t *heap_tls __attribute__((tls_model("initial-exec")));
 extern heap_t heap_empty;
 
-/* Fast paths: no lock, no atomic read-modify-write. */
-static inline void *heap_malloc_small(heap_t *h, unsigned cls) {
+/* Fast paths: no lock, no atomic read-modify-write. With `fresh` (calloc),
+ * tells whether the block came zeroed from the OS but for its two words. */
+static inline void *heap_malloc_small(heap_t *h, unsigned cls, bool *fresh) {
   block_t *b = h->free[cls];
   if (unlikely(b == NULL)) return NULL;
+  if (fresh) *fresh = b->key == (h->free_key ^ KEY_FRESH);
   /* A corrupted link is caught here, before it is followed: the next block
    * of a bin's list lies in the same segment (or the list ends). */
   uintptr_t next_xor_b = b->next_enc ^ h->secret;
@@ -77,9 +79,9 @@ static inline void *heap_malloc_small(heap_t *h, unsigned cls) {
   return b;
 }
 
-/* A block of class cls for the calling thread (slow path of the fast pop);
- * NULL when out of memory. */
-void *heap_alloc_class(unsigned cls);
+/* A block of class cls for the calling thread (slow path of the fast pop,
+ * `fresh` as there); NULL when out of memory. */
+void *heap_alloc_class(unsigned cls, bool *fresh);
 
 /* Free of a small block the calling thread does not own, or whose owner
  * path is slow; checks that p is a block of s. */
@@ -114,7 +116,7 @@ static inline bool heap_free_small(void *p) {
   heap_t *h = heap_tls;
   block_t *b = p;
   if (unlikely(atomic_load_relaxed(&s->owner) != h)) return false;
-  if (unlikely(!span_is_block_start(s, p) || b->key == h->free_key)) return false;
+  if (unlikely(!span_is_block_start(s, p) || block_looks_free(b, h->free_key))) return false;
   STAT_INC(h->nfree[s->cls]);
   heap_push_local(h, s, b);
   return true;

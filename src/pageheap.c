@@ -16,6 +16,9 @@
 span_t span_none;     /* owner NULL, kind SPAN_NONE: never a valid block */
 
 static lock_t ph_lock = LOCK_INIT;
+/* Serialises purges (the purge thread and malloc_trim), so a trim returns
+ * only once pages another purge had taken are back; outer to ph_lock. */
+static lock_t ph_purge_lock = LOCK_INIT;
 static span_t *ph_runs[SEG_PAGES + 1];              /* free runs by length */
 static uint64_t ph_nonempty[(SEG_PAGES + 1 + 63) / 64];
 static segment_t *ph_segments;                      /* all small segments */
@@ -26,9 +29,9 @@ static bool ph_use_sbrk = true;
 static size_t ph_mapped;                            /* segments and arenas */
 static size_t ph_span_pages;                        /* pages in allocated spans */
 
-void pageheap_lock(void) { lock_acquire(&ph_lock); }
-void pageheap_unlock(void) { lock_release(&ph_lock); }
-void pageheap_reinit_lock(void) { lock_reinit(&ph_lock); }
+void pageheap_lock(void) { lock_acquire(&ph_purge_lock); lock_acquire(&ph_lock); }
+void pageheap_unlock(void) { lock_release(&ph_lock); lock_release(&ph_purge_lock); }
+void pageheap_reinit_lock(void) { lock_reinit(&ph_lock); lock_reinit(&ph_purge_lock); }
 void pageheap_set_sbrk(bool use) { ph_use_sbrk = use; }
 
 static void run_push(span_t *s) {
@@ -235,6 +238,7 @@ void pageheap_free_span(span_t *s) {
 #define PURGE_BATCH 32
 size_t pageheap_decay(uint32_t now, uint32_t age, bool *younger) {
   size_t purged = 0;
+  lock_acquire(&ph_purge_lock);
   for (;;) {
     span_t *batch[PURGE_BATCH];
     unsigned nb = 0;
@@ -251,7 +255,7 @@ size_t pageheap_decay(uint32_t now, uint32_t age, bool *younger) {
       seg_of_span(batch[k])->free_pages -= batch[k]->npages;
     }
     lock_release(&ph_lock);
-    if (!nb) return purged;
+    if (!nb) break;
     /* With MADV_FREE the pages may keep their bytes: the page heap does not
      * care (spans are carved, calloc clears small blocks), so runs come back
      * clean either way. */
@@ -266,6 +270,8 @@ size_t pageheap_decay(uint32_t now, uint32_t age, bool *younger) {
     }
     lock_release(&ph_lock);
   }
+  lock_release(&ph_purge_lock);
+  return purged;
 }
 
 bool pageheap_trim(void) {

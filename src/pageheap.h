@@ -4,7 +4,8 @@
  * (brk is lowered when the top of the break heap is free). It also maps and
  * unmaps the 64 MiB arenas of the large tier.
  *
- * Lock: one global lock, a leaf (taken last, see init.c for the order).
+ * Locks: ph_purge_lock (serialises purges) then ph_lock (everything else), taken
+ * last of the global locks (see init.c for the order).
  */
 #ifndef STRATA_PAGEHEAP_H
 #define STRATA_PAGEHEAP_H

@@ -1,5 +1,6 @@
 /* span.c - blocks inside one span: carving, local and remote free lists. */
 #include "span.h"
+#include "os.h"
 #include "sizeclass.h"
 
 uintptr_t span_secret;
@@ -8,7 +9,7 @@ uintptr_t span_free_key;
 void span_init_secrets(uint64_t seed) {
   span_secret = (uintptr_t)seed;
   uint64_t k = seed * 0xBF58476D1CE4E5B9ull;
-  span_free_key = (uintptr_t)((k >> 31 | k << 33) | 2);   /* never 0, nor its suspect form */
+  span_free_key = (uintptr_t)((k >> 31 | k << 33) | 4);   /* never 0 in any form */
 }
 
 void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
@@ -38,10 +39,13 @@ static block_t *span_carve(span_t *s, uint32_t *n) {
   if (batch < 8) batch = 8;
   if (batch > left) batch = left;
   char *first = s->start + (size_t)s->carved * s->block_size;
-  for (uint32_t i = 0; i + 1 < batch; i++)
-    block_set_next((block_t *)(first + (size_t)i * s->block_size),
-                   (block_t *)(first + (size_t)(i + 1) * s->block_size));
-  if (batch) block_set_next((block_t *)(first + (size_t)(batch - 1) * s->block_size), NULL);
+  /* Pages the OS zeroed (MADV_FREE'd ones may keep bytes) give fresh blocks. */
+  uintptr_t key = s->dirty || os_lazy_purge ? span_free_key : span_free_key ^ KEY_FRESH;
+  for (uint32_t i = 0; i < batch; i++) {
+    block_t *b = (block_t *)(first + (size_t)i * s->block_size);
+    block_set_next(b, i + 1 < batch ? (block_t *)((char *)b + s->block_size) : NULL);
+    b->key = key;
+  }
   s->carved += (uint16_t)batch;
   *n = batch;
   return batch ? (block_t *)first : NULL;
@@ -55,8 +59,6 @@ void span_check_not_on(const span_t *s, const block_t *list, const block_t *b, c
   }
 }
 
-/* The key a remote free leaves on a block that already looked free. */
-static inline uintptr_t span_suspect_key(void) { return span_free_key ^ 1; }
 
 uint32_t span_drain_remote(span_t *s) {
   block_t *list = atomic_exchange_acq_rel(&s->xfree, NULL);
@@ -66,7 +68,8 @@ uint32_t span_drain_remote(span_t *s) {
     block_t *next = block_next(list);
     CHECK(n < s->count && (next == NULL || (uintptr_t)next - (uintptr_t)s->start <
           (size_t)s->npages * PAGE_SIZE), "free", list, "double free or corrupted remote free list");
-    if (unlikely(list->key == span_suspect_key())) span_check_not_on(s, s->local_free, list, "free");
+    if (unlikely(list->key == (span_free_key ^ KEY_SUSPECT)))
+      span_check_not_on(s, s->local_free, list, "free");
     block_set_next(list, s->local_free);
     s->local_free = list;
     list = next;
@@ -95,12 +98,12 @@ bool span_push_remote(span_t *s, block_t *b) {
   /* A block that already carries the free key may be a double free (or a
    * copy of a free block's bytes); only the owner can walk its lists, so the
    * block is marked for a check when the owner drains it. */
-  bool suspect = b->key == span_free_key;
+  bool suspect = block_looks_free(b, span_free_key);
   block_t *head = atomic_load_relaxed(&s->xfree);
   do {
     CHECK(head != b, "free", b, "double free");
     block_set_next(b, head);
-    if (unlikely(suspect)) b->key = span_suspect_key();
+    if (unlikely(suspect)) b->key = span_free_key ^ KEY_SUSPECT;
   }
   while (!atomic_compare_exchange_weak_explicit(&s->xfree, &head, b,
                                                 memory_order_seq_cst, memory_order_relaxed));

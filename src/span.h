@@ -11,9 +11,12 @@
  *
  * A free block holds its encoded link (stored = next ^ slot address ^
  * secret, so a stray write of a plain pointer cannot steer allocation) and,
- * in its second word, span_free_key: a per-process random marker that every
- * free path sets and malloc clears, so free can screen for a double free
- * with one compare (the blocks are at least 16 bytes).
+ * in its second word, a key: a per-process random marker that every free path
+ * sets and malloc clears, so free can screen for a double free with one
+ * compare (the blocks are at least 16 bytes). The key's two low bits say more:
+ * KEY_FRESH marks a block carved from zeroed pages and never handed out
+ * (calloc then clears only its two words), KEY_SUSPECT a remote free of a
+ * block that already looked free (see span_push_remote).
  */
 #ifndef STRATA_SPAN_H
 #define STRATA_SPAN_H
@@ -22,7 +25,7 @@
 
 typedef struct block {
   uintptr_t next_enc;               /* free: encoded link */
-  uintptr_t key;                    /* free: span_free_key; allocated: 0 */
+  uintptr_t key;                    /* free: span_free_key (^ KEY_*); allocated: 0 */
 } block_t;
 
 struct heap;
@@ -62,6 +65,11 @@ typedef struct span {
 
 extern uintptr_t span_secret;       /* per-process, set once at init */
 extern uintptr_t span_free_key;     /* per-process, set once at init */
+enum { KEY_SUSPECT = 1, KEY_FRESH = 2 };
+/* Does b carry the key of a free block, in any of its forms? */
+static inline bool block_looks_free(const block_t *b, uintptr_t free_key) {
+  return (b->key ^ free_key) <= (KEY_SUSPECT | KEY_FRESH);
+}
 void span_init_secrets(uint64_t seed);
 
 /* Links with an explicit secret (the fast paths keep a copy in the heap). */

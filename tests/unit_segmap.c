@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <errno.h>
+#include <string.h>
 #include "os.h"
 #include "pageheap.h"
 #include "segmap.h"
@@ -88,11 +89,40 @@ static void test_oom(void) {
   strata_free(p);
 }
 
+/* The small and large tiers: allocate until what is already mapped runs out
+ * and the (failing) OS is asked; that must be NULL/ENOMEM, every earlier
+ * block usable, and allocation must work again once the OS recovers. */
+static void oom_tier(size_t size, size_t limit, const char *tier) {
+  static void *v[1 << 17];
+  size_t n = 1;
+  v[0] = strata_malloc(size);             /* the tier has memory of its own */
+  atomic_store(&os_fail_after, 0);
+  for (; n < limit && n < sizeof v / sizeof *v; n++) {
+    errno = 0;
+    v[n] = strata_malloc(size);
+    if (!v[n]) break;
+    memset(v[n], 0x5a, size);
+  }
+  printf("%s tier: ENOMEM after %zu blocks of %zu\n", tier, n, size);
+  EXPECT(n < limit && errno == ENOMEM, "%s tier: %zu blocks of %zu and no ENOMEM (errno %d)", tier, n, size, errno);
+  atomic_store(&os_fail_after, -1);
+  void *p = strata_malloc(size);
+  EXPECT(p != NULL, "%s tier: no recovery", tier);
+  strata_free(p);
+  for (size_t i = 0; i < n; i++) strata_free(v[i]);
+}
+
+static void test_oom_tiers(void) {
+  oom_tier(32 * KiB, 100000, "small");     /* at most 3 GiB: the heap so far, then ENOMEM */
+  oom_tier(8 * MiB, 4096, "large");
+}
+
 int main(void) {
   class_init();
   test_segmap();
   test_span();
   test_oom();
+  test_oom_tiers();
   printf("unit_segmap: %d failure(s)\n", failures);
   return failures != 0;
 }
