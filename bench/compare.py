@@ -20,7 +20,7 @@ callgrind.md / callgrind.json.
 Standard library only; charts need matplotlib (Debian: python3-matplotlib)
 or gnuplot, and are skipped with a message when neither is available.
 
-Usage: bench/compare.py [--full] [--callgrind] [name=path.so ...] [options]
+Usage: bench/compare.py [--full] [--callgrind] [name=path.so[?STRATA_OPTIONS] ...] [options]
 See --help and docs/benchmarks.md.
 """
 
@@ -301,11 +301,13 @@ def resolve_allocators(args):
             warn("ignoring %r: extra allocators are given as name=path.so" % spec)
             continue
         name, path = spec.split("=", 1)
+        path, _, opts = path.partition("?")     # name=lib.so?k=v,...: STRATA_OPTIONS
+        path = os.path.abspath(path) + ("?" + opts if opts else "")
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
             warn("ignoring %r: allocator names are letters, digits and _.+-" % spec)
             continue
         wanted = [w for w in wanted if w[0] != name]
-        wanted.append((name, os.path.abspath(path), "check the path"))
+        wanted.append((name, path, "check the path"))
     if args.only:
         sel = [s.strip() for s in args.only.split(",") if s.strip()]
         unknown = [s for s in sel if s not in [w[0] for w in wanted]]
@@ -314,7 +316,7 @@ def resolve_allocators(args):
         wanted = [w for w in wanted if w[0] in sel]
     present, missing = [], []
     for name, path, hint in wanted:
-        if path is None or os.path.isfile(path):
+        if path is None or os.path.isfile(path.partition("?")[0]):
             present.append((name, path))
         else:
             missing.append((name, path, hint))
@@ -397,10 +399,16 @@ def make_outdir(args):
 
 
 def preload_env(path):
+    """The environment for one allocator: LD_PRELOAD, and STRATA_OPTIONS
+    when the path carries them (lib.so?key=value,...)."""
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
+    env.pop("STRATA_OPTIONS", None)
     if path:
+        path, _, opts = path.partition("?")
         env["LD_PRELOAD"] = path
+        if opts:
+            env["STRATA_OPTIONS"] = opts
     return env
 
 
@@ -412,7 +420,7 @@ def check_provider(name, path, provider):
         if re.search(r"/libc[.-]", provider):
             return None
         return "expected the C library's malloc, got %s" % provider
-    if same_file(provider, path):
+    if same_file(provider, path.partition("?")[0]):
         return None
     return ("LD_PRELOAD=%s did not take effect: malloc came from %s "
             "(wrong architecture, or no malloc exported?)" % (path, provider))

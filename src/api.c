@@ -17,17 +17,57 @@
 #include <errno.h>
 #include <string.h>
 
+/* ---- checked mode: junk and canaries (options junk, canary) ---------------
+ * Small blocks then all take the slow paths (span_checked_mode). A canary
+ * block keeps the request's size in its last word and a canary word right
+ * after the requested bytes, so a one-byte overrun is caught on free. */
+#define JUNK_NEW  0xaa
+#define JUNK_FREE 0xdf
+#define CANARY_ROOM 16                  /* the canary word and the size word */
+
+static uint64_t canary_of(const void *p) { return (uintptr_t)p * 0x9E3779B97F4A7C15ull ^ span_secret; }
+
+static void canary_set(char *p, size_t req, size_t block) {
+  uint64_t c = canary_of(p);
+  memcpy(p + req, &c, sizeof c);
+  memcpy(p + block - sizeof(size_t), &req, sizeof req);
+}
+
+/* The requested size of a canary block; aborts when its words were hit. */
+static size_t canary_check(const char *p, size_t block, const char *call) {
+  size_t req;
+  uint64_t c;
+  memcpy(&req, p + block - sizeof req, sizeof req);
+  if (req > block - CANARY_ROOM) fatal(call, p, "heap overflow: the end of the block was overwritten");
+  memcpy(&c, p + req, sizeof c);
+  if (c != canary_of(p)) fatal(call, p, "heap overflow: the canary after the block was overwritten");
+  return req;
+}
+
+/* The free of a small block in checked mode: canary, then junk (the first
+ * two words are the free list's). A block that looks free is left to the
+ * double-free check. */
+static void checked_free_small(void *p, const char *call) {
+  span_t *s = heap_span_checked(p, call);
+  if (block_looks_free(p, span_free_key)) return;
+  if (options.canary) canary_check(p, s->block_size, call);
+  if (options.junk) memset((char *)p + sizeof(block_t), JUNK_FREE, s->block_size - sizeof(block_t));
+}
+
 /* ---- allocation, any size and alignment ---------------------------------- */
 static void *alloc_tiers(size_t size, size_t align, bool zero) {
   init_ensure();
   if (unlikely(size > PTRDIFF_MAX)) goto nomem;
-  if (size <= SMALL_MAX && align <= PAGE_SIZE) {
-    unsigned cls = align <= ALIGNMENT ? class_of(size) : class_of_aligned(size, align);
+  size_t room = options.canary ? CANARY_ROOM : 0;
+  if (size + room <= SMALL_MAX && align <= PAGE_SIZE) {
+    unsigned cls = align <= ALIGNMENT ? class_of(size + room) : class_of_aligned(size + room, align);
     if (cls < CLASS_COUNT) {
       bool fresh = false;
       void *p = heap_alloc_class(cls, zero ? &fresh : NULL);
       if (!p) goto nomem;
       if (zero) memset(p, 0, fresh ? sizeof(block_t) : size);   /* fresh: only the links */
+      else if (options.junk) memset(p, JUNK_NEW, class_info[cls].size);
+      if (room) canary_set(p, size, class_info[cls].size);
       return p;
     }
   }
@@ -36,6 +76,7 @@ static void *alloc_tiers(size_t size, size_t align, bool zero) {
     void *p = large_alloc(size, align, &dirty);
     if (p) {
       if (zero && dirty) memset(p, 0, size);
+      else if (!zero && options.junk) memset(p, JUNK_NEW, size);
       return p;
     }
   }
@@ -52,20 +93,29 @@ static NOINLINE void *malloc_slow(size_t size) {
   return p;
 }
 
-/* Fast path: one table lookup, one pop from the thread's bin. */
+/* Fast path: one table lookup (a clz above 1 KiB), one pop from the
+ * thread's bin. */
 API void *strata_malloc(size_t size) {
-  if (likely(size <= CLASS_FAST_MAX)) {
-    void *p = heap_malloc_small(heap_tls, class_of_small[(size + ALIGNMENT - 1) / ALIGNMENT], NULL);
-    if (likely(p != NULL)) return p;
-  }
+  unsigned cls;
+  if (likely(size <= CLASS_FAST_MAX)) cls = class_of_small[(size + ALIGNMENT - 1) / ALIGNMENT];
+  else if (size <= SMALL_MAX) cls = class_of(size);
+  else return malloc_slow(size);
+  void *p = heap_malloc_small(heap_tls, cls, NULL);
+  if (likely(p != NULL)) return p;
   return malloc_slow(size);
 }
 
 /* ---- free ------------------------------------------------------------------ */
 static NOINLINE void free_slow(void *p, const char *call) {
   switch (segmap_kind(p)) {
-  case SEG_SMALL: heap_free_small_slow(p, call); break;
-  case SEG_ARENA: large_free(p, call); break;
+  case SEG_SMALL:
+    if (span_checked_mode) checked_free_small(p, call);
+    heap_free_small_slow(p, call);
+    break;
+  case SEG_ARENA:
+    if (options.junk) memset(p, JUNK_FREE, large_usable(p, call));
+    large_free(p, call);
+    break;
   case SEG_HUGE:  huge_free(p, call); break;
   case SEG_NONE:
     if (p == NULL) return;
@@ -96,7 +146,10 @@ API void strata_free_aligned_sized(void *p, size_t align, size_t size) {
 /* ---- sizes ------------------------------------------------------------------ */
 static size_t usable_size(const void *p, const char *call) {
   switch (segmap_kind(p)) {
-  case SEG_SMALL: return heap_span_checked(p, call)->block_size;
+  case SEG_SMALL: {
+    size_t block = heap_span_checked(p, call)->block_size;
+    return options.canary && !block_looks_free(p, span_free_key) ? canary_check(p, block, call) : block;
+  }
   case SEG_ARENA: return large_usable(p, call);
   case SEG_HUGE:  return huge_usable(p, call);
   case SEG_NONE:  break;
@@ -139,6 +192,7 @@ API void *strata_realloc(void *p, size_t size) {
     span_t *s = span_of(p);
     if (block_looks_free(p, span_free_key) && owner_heap(atomic_load_relaxed(&s->owner)) == heap_tls)
       heap_check_double_free(heap_tls, s, p, CALL_REALLOC);
+    if (options.canary) break;      /* the canary moves with the size: move */
     if (size <= old && (size > old / 2 || size <= ALIGNMENT)) return p;
     break;
   }

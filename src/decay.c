@@ -18,6 +18,7 @@ enum { THREAD_NONE = 0, THREAD_STARTING, THREAD_AWAKE, THREAD_ASLEEP, THREAD_FAI
 
 static _Atomic int decay_thread = THREAD_NONE;
 static _Atomic bool decay_pending;      /* purgeable memory was noted */
+_Atomic bool decay_poll_needed;         /* decay_poll has work: no thread runs */
 static _Atomic uint32_t decay_last_ms;  /* last inline pass (bg=0) */
 static pthread_mutex_t decay_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t decay_cond = PTHREAD_COND_INITIALIZER;
@@ -55,10 +56,13 @@ static void *decay_main(void *arg) {
 void decay_note(void) {
   if (atomic_load_relaxed(&decay_pending)) return;
   atomic_store(&decay_pending, true);
-  if (atomic_load(&decay_thread) == THREAD_ASLEEP) {
+  int state = atomic_load(&decay_thread);
+  if (state == THREAD_ASLEEP) {
     pthread_mutex_lock(&decay_lock);
     pthread_cond_signal(&decay_cond);
     pthread_mutex_unlock(&decay_lock);
+  } else if (state == THREAD_NONE || state == THREAD_FAILED || !options.bg_thread) {
+    atomic_store_relaxed(&decay_poll_needed, true);
   }
 }
 
@@ -86,11 +90,18 @@ static void decay_start(void) {
   }
 }
 
-void decay_poll(void) {
-  if (likely(!atomic_load_relaxed(&decay_pending))) return;
+void decay_poll_slow(void) {
   int state = atomic_load_relaxed(&decay_thread);
-  if (options.bg_thread && state == THREAD_NONE) { decay_start(); return; }
-  if (options.bg_thread && state != THREAD_FAILED) return;
+  if (options.bg_thread && state == THREAD_NONE) decay_start();
+  state = atomic_load_relaxed(&decay_thread);
+  if (options.bg_thread && state != THREAD_FAILED) {
+    atomic_store_relaxed(&decay_poll_needed, false);
+    return;
+  }
+  if (!atomic_load_relaxed(&decay_pending)) {
+    atomic_store_relaxed(&decay_poll_needed, false);
+    return;
+  }
   /* No thread: a pass at most every half decay period. */
   uint32_t now = os_now_ms(), last = atomic_load_relaxed(&decay_last_ms);
   if (now - last < options.decay_ms / 2 ||
@@ -109,4 +120,5 @@ void decay_fork_child(void) {
   if (state == THREAD_FAILED || state == THREAD_NONE) return;
   atomic_store_relaxed(&decay_thread, THREAD_NONE);
   atomic_store_relaxed(&decay_pending, true);
+  atomic_store_relaxed(&decay_poll_needed, true);
 }

@@ -17,8 +17,13 @@
  * only a flag and maybe a condition signal). */
 void decay_note(void);
 /* Called from the API's slow paths, where no allocator lock is held: starts
- * the thread if it is wanted, or (bg=0) runs a due decay pass inline. */
-void decay_poll(void);
+ * the thread if it is wanted, or (bg=0) runs a due decay pass inline. Only a
+ * flag test while the thread runs. */
+extern _Atomic bool decay_poll_needed;
+void decay_poll_slow(void);
+static inline void decay_poll(void) {
+  if (unlikely(atomic_load_relaxed(&decay_poll_needed))) decay_poll_slow();
+}
 /* One pass at time `now`; true when more will be due later. */
 bool decay_run(uint32_t now);
 

@@ -116,7 +116,7 @@ static inline bool heap_free_small(void *p) {
   heap_t *h = heap_tls;
   block_t *b = p;
   if (unlikely(atomic_load_relaxed(&s->owner) != h)) return false;
-  if (unlikely(!span_is_block_start(s, p) || block_looks_free(b, h->free_key))) return false;
+  if (unlikely(!span_fast_block_start(s, p) || block_looks_free(b, h->free_key))) return false;
   STAT_INC(h->nfree[s->cls]);
   heap_push_local(h, s, b);
   return true;

@@ -3,6 +3,7 @@
  * Lock: huge_lock guards the list of live mappings (for statistics); a leaf,
  * held only to link and unlink. */
 #include "huge.h"
+#include "init.h"
 #include "os.h"
 #include "segmap.h"
 
@@ -15,6 +16,7 @@ typedef struct huge_hdr {
   size_t size;        /* bytes mapped */
   size_t offset;      /* user block offset: page, alignment or a segment */
   size_t align;
+  size_t guard;       /* guard=1: PROT_NONE pages before user and at the end */
   void *user;
   struct huge_hdr *next, *prev;   /* huge_list, under huge_lock */
 } huge_hdr_t;
@@ -52,18 +54,25 @@ static void huge_unlink(huge_hdr_t *h, bool gone) {
  * any byte of the block; only the first holds the header. */
 static size_t huge_segs(size_t total) { return align_up(total, SEG_SIZE); }
 
-static size_t huge_offset(size_t align) {
-  return align <= OS_PAGE ? OS_PAGE : align <= SEG_SIZE ? align : SEG_SIZE;
+static size_t huge_offset(size_t align, size_t guard) {
+  size_t off = align <= OS_PAGE ? OS_PAGE : align <= SEG_SIZE ? align : SEG_SIZE;
+  return off < OS_PAGE + guard ? OS_PAGE + guard : off;
 }
 
 static huge_hdr_t *huge_map(size_t size, size_t align) {
-  size_t off = huge_offset(align);
-  if (size > PTRDIFF_MAX - off - OS_PAGE) return NULL;
-  size_t total = align_up(off + size, OS_PAGE);
+  size_t guard = options.guard ? OS_PAGE : 0;
+  size_t off = huge_offset(align, guard);
+  if (size > PTRDIFF_MAX - off - 2 * OS_PAGE) return NULL;
+  size_t total = align_up(off + size, OS_PAGE) + guard;
   huge_hdr_t *h = align <= SEG_SIZE ? os_map_aligned(total, SEG_SIZE, 0)
                                     : os_map_aligned(total, align, SEG_SIZE);
   if (!h) return NULL;
-  *h = (huge_hdr_t){ HUGE_MAGIC ^ (uintptr_t)h, total, off, align, (char *)h + off, NULL, NULL };
+  if (guard && !(os_protect_none((char *)h + off - guard, guard) &&
+                 os_protect_none((char *)h + total - guard, guard))) {
+    os_unmap(h, total);
+    return NULL;
+  }
+  *h = (huge_hdr_t){ HUGE_MAGIC ^ (uintptr_t)h, total, off, align, guard, (char *)h + off, NULL, NULL };
   huge_link(h, true);
   segmap_set(h, huge_segs(total), SEG_HUGE);
   return h;
@@ -91,11 +100,12 @@ void huge_free(void *p, const char *call) {
 
 size_t huge_usable(const void *p, const char *call) {
   huge_hdr_t *h = huge_header(p, call);
-  return h->size - h->offset;
+  return h->size - h->offset - h->guard;
 }
 
 void *huge_realloc(void *p, size_t size) {
   huge_hdr_t *h = huge_header(p, CALL_REALLOC);
+  if (h->guard) return NULL;                   /* moved by the caller, guards and all */
   if (size > PTRDIFF_MAX - h->offset - OS_PAGE) return NULL;
   size_t total = align_up(h->offset + size, OS_PAGE);
   if (total <= h->size) {                      /* shrink: unmap the tail */
@@ -142,7 +152,7 @@ void huge_stats(huge_stats_t *st) {
   st->nmalloc = huge_nmalloc;
   st->nfree = huge_nfree;
   for (huge_hdr_t *h = huge_list; h; h = h->next) {
-    st->allocated += h->size - h->offset;
+    st->allocated += h->size - h->offset - h->guard;
     st->mapped += h->size;
     st->resident += os_resident(h, h->size);
   }

@@ -21,7 +21,8 @@
 #include <unistd.h>
 
 _Atomic int init_state;
-options_t options = { HUGE_MIN, true, DECAY_MS, true, false, false };
+options_t options = { .huge_threshold = HUGE_MIN, .use_sbrk = true, .decay_ms = DECAY_MS,
+                       .bg_thread = true };
 static lock_t init_lock = LOCK_INIT;
 
 static void warn(const char *what, const char *text, size_t len) {
@@ -79,9 +80,13 @@ static void options_parse(void) {
     else if (KEY("bg") && flag) options.bg_thread = v;
     else if (KEY("stats") && flag) options.stats_at_exit = v;
     else if (KEY("verbose") && flag) options.verbose = v;
+    else if (KEY("guard") && flag) options.guard = v;
+    else if (KEY("junk") && flag) options.junk = v;
+    else if (KEY("canary") && flag) options.canary = v;
     else if (KEY("purge") && (VAL("free") || VAL("dontneed"))) os_lazy_purge = VAL("free");
     else if (KEY("huge") || KEY("sbrk") || KEY("decay") || KEY("bg") || KEY("stats") ||
-             KEY("verbose") || KEY("purge")) warn("bad value in", env, len);
+             KEY("verbose") || KEY("purge") || KEY("guard") || KEY("junk") || KEY("canary"))
+      warn("bad value in", env, len);
     else warn("unknown option", env, len);
 #undef KEY
 #undef VAL
@@ -130,6 +135,8 @@ void init_slow(void) {
     span_init_secrets(os_random_secret());
     options_parse();
     pageheap_set_sbrk(options.use_sbrk);
+    pageheap_set_guard(options.guard);
+    span_checked_mode = options.junk || options.canary;
     if (!heap_init()) fatal("init", NULL, "pthread_key_create failed");
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     atomic_store_release(&init_state, 2);

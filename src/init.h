@@ -18,6 +18,9 @@ typedef struct {
   bool bg_thread;          /* bg=0|1: the purge thread (else inline decay) */
   bool stats_at_exit;      /* stats=0|1: print statistics at exit */
   bool verbose;            /* verbose=0|1: warnings about the environment */
+  bool guard;              /* guard=0|1: guard pages around segments, huge blocks */
+  bool junk;               /* junk=0|1: fill new (0xAA) and freed (0xDF) blocks */
+  bool canary;             /* canary=0|1: a canary after each small block */
 } options_t;
 extern options_t options;
 

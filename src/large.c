@@ -31,8 +31,8 @@ typedef struct arena {
   strata_buddy *buddy;
   uint64_t dirty[ARENA_PAGES / 64];
   uint16_t usable[ARENA_PAGES];        /* usable pages of the block starting at page i */
-  bool unpurged;                       /* blocks were freed since the last purge */
-  uint32_t freed_ms;                   /* when the last was (os_now_ms) */
+  bool unpurged;                       /* dirty free pages or tails since the last purge */
+  uint32_t freed_ms;                   /* since when (os_now_ms) */
   uint64_t canary_hi;
 } arena_t;
 
@@ -85,14 +85,25 @@ static void dirty_take(arena_t *a, size_t from, size_t to, size_t *lo, size_t *h
     }
 }
 
-/* Under a's lock: take a block, mark its usable pages, find the dirty tail. */
-static void *arena_alloc(arena_t *a, unsigned order, size_t pages, bool *dirty,
-                         size_t *purge_lo, size_t *purge_hi) {
+/* Under a's lock: a has dirty pages that are free or past a block's usable
+ * size. The decay purges them decay_ms after the first such page (not the
+ * last: a busy arena is purged too). */
+static void arena_note_unpurged(arena_t *a) {
+  if (a->unpurged) return;
+  a->unpurged = true;
+  a->freed_ms = os_now_ms();
+  decay_note();
+}
+
+/* Under a's lock: take a block, mark its usable pages. A dirty tail (pages
+ * past the request that a previous user wrote) is left to the decay, which
+ * purges it like free pages: purging it here cost a madvise per allocation. */
+static void *arena_alloc(arena_t *a, unsigned order, size_t pages, bool *dirty) {
   char *p = buddy_alloc_order(a->buddy, order);
   if (!p) return NULL;
   size_t i = (size_t)(p - (char *)a) / OS_PAGE;
   *dirty = dirty_any(a, i, i + pages);
-  dirty_take(a, i + pages, i + ((size_t)1 << order), purge_lo, purge_hi);
+  if (dirty_any(a, i + pages, i + ((size_t)1 << order))) arena_note_unpurged(a);
   dirty_set(a, i, i + pages);
   a->usable[i] = (uint16_t)pages;
   large_count_alloc(pages, order);
@@ -104,7 +115,6 @@ void *large_alloc(size_t size, size_t align, bool *dirty) {
   size_t bytes = pages * OS_PAGE > align ? pages * OS_PAGE : align;
   unsigned order = log2_ceil(bytes / OS_PAGE);
   if (((size_t)OS_PAGE << order) > LARGE_MAX) return NULL;
-  size_t lo, hi;
   void *p = NULL;
   arena_t *a = NULL;
   unsigned n = atomic_load_acquire(&large_count);
@@ -113,7 +123,7 @@ void *large_alloc(size_t size, size_t align, bool *dirty) {
     for (unsigned k = 0; k < n && !p; k++) {
       a = large_arenas[(large_hint + k) % n];
       if (pass == 0 ? !lock_try(&a->lock) : (lock_acquire(&a->lock), false)) continue;
-      p = arena_alloc(a, order, pages, dirty, &lo, &hi);
+      p = arena_alloc(a, order, pages, dirty);
       lock_release(&a->lock);
       if (p) large_hint = (large_hint + k) % n;
     }
@@ -124,12 +134,12 @@ void *large_alloc(size_t size, size_t align, bool *dirty) {
     for (unsigned k = seen; k < n && !p; k++) {   /* added while we waited */
       a = large_arenas[k];
       lock_acquire(&a->lock);
-      p = arena_alloc(a, order, pages, dirty, &lo, &hi);
+      p = arena_alloc(a, order, pages, dirty);
       lock_release(&a->lock);
     }
     if (!p && n < LARGE_ARENAS && (a = arena_new())) {
       lock_acquire(&a->lock);
-      p = arena_alloc(a, order, pages, dirty, &lo, &hi);
+      p = arena_alloc(a, order, pages, dirty);
       lock_release(&a->lock);
       large_arenas[n] = a;
       atomic_store_release(&large_count, n + 1);
@@ -138,7 +148,6 @@ void *large_alloc(size_t size, size_t align, bool *dirty) {
     lock_release(&large_grow_lock);
     if (!p) return NULL;
   }
-  if (lo < hi) os_purge((char *)a + lo * OS_PAGE, (hi - lo) * OS_PAGE);
   return p;
 }
 
@@ -169,7 +178,6 @@ static unsigned arena_lock_block(arena_t *a, const void *p, const char *call) {
 void large_free(void *p, const char *call) {
   arena_t *a = arena_of(p, call);
   size_t i = (size_t)((char *)p - (char *)a) / OS_PAGE;
-  uint32_t now = os_now_ms();
   unsigned order = arena_lock_block(a, p, call);
   large_count_free(a, i, order);
   if (((size_t)OS_PAGE << order) >= PURGE_ON_FREE) {
@@ -182,10 +190,8 @@ void large_free(void *p, const char *call) {
     lock_acquire(&a->lock);
   }
   buddy_free_block(a->buddy, p);
-  a->unpurged = true;
-  a->freed_ms = now;
+  arena_note_unpurged(a);
   lock_release(&a->lock);
-  decay_note();
 }
 
 size_t large_usable(const void *p, const char *call) {
@@ -215,8 +221,7 @@ bool large_resize(void *p, size_t size) {
   }
   if (want < order) {
     buddy_shrink(a->buddy, p, want);
-    a->unpurged = true;               /* the halves given back may be dirty */
-    a->freed_ms = os_now_ms();
+    arena_note_unpurged(a);           /* the halves given back may be dirty */
   }
   else if (want > order) ok = buddy_grow_in_place(a->buddy, p, want);
   if (ok) {
@@ -245,7 +250,23 @@ static size_t arena_purge_free(arena_t *a, bool decayed) {
   for (size_t i = 0; i < ARENA_PAGES; i++) {
     if (!(a->dirty[i / 64] >> (i % 64) & 1)) { if (i % 64 == 0 && !a->dirty[i / 64]) i += 63; continue; }
     int order = buddy_order_of(a->buddy, (char *)a + i * OS_PAGE);
-    if (order >= 0) { i += ((size_t)1 << order) - 1; continue; }
+    if (order >= 0) {                 /* an allocated block: purge its dirty tail */
+      size_t end = i + ((size_t)1 << order), lo, hi;
+      if (decayed) {
+        if (dirty_any(a, i + a->usable[i], end)) {
+          char *tail = (char *)a + (i + a->usable[i]) * OS_PAGE;
+          if (os_purge_decayed(tail, (end - i - a->usable[i]) * OS_PAGE))
+            dirty_take(a, i + a->usable[i], end, &lo, &hi);
+          purged += (end - i - a->usable[i]) * OS_PAGE;
+        }
+      } else {
+        dirty_take(a, i + a->usable[i], end, &lo, &hi);
+        if (lo < hi) os_purge((char *)a + lo * OS_PAGE, (hi - lo) * OS_PAGE);
+        purged += lo < hi ? (hi - lo) * OS_PAGE : 0;
+      }
+      i = end - 1;
+      continue;
+    }
     size_t end = i + 1;
     while (end < ARENA_PAGES && (a->dirty[end / 64] >> (end % 64) & 1) &&
            buddy_order_of(a->buddy, (char *)a + end * OS_PAGE) < 0 && end - i < PURGE_CHUNK)

@@ -72,6 +72,13 @@ bool os_purge_decayed(void *p, size_t size) {
   return false;                         /* the pages may keep their bytes */
 }
 
+bool os_protect_none(void *p, size_t size) {
+  int saved = errno;
+  bool ok = mprotect(p, size, PROT_NONE) == 0;
+  errno = saved;
+  return ok;
+}
+
 size_t os_resident(const void *p, size_t size) {
   unsigned char vec[1024];
   size_t pages = 0;

@@ -19,6 +19,8 @@ bool  os_purge_decayed(void *p, size_t size);
 extern bool os_lazy_purge;
 /* Bytes given back so far (purged or unmapped). */
 extern _Atomic size_t os_returned;
+/* Make [p, p + size) inaccessible (a guard page). */
+bool  os_protect_none(void *p, size_t size);
 /* Bytes of [p, p + size) resident in memory (mincore). */
 size_t os_resident(const void *p, size_t size);
 /* A millisecond clock (monotonic, wraps after 49 days: compare differences). */

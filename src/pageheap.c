@@ -26,6 +26,11 @@ static segment_t *ph_spare;        /* empty segments, purged, for reuse */
 static bool ph_spare_mapped;       /* one mmap segment is among them */
 static char *ph_sbrk_top;                           /* end of our break heap */
 static bool ph_use_sbrk = true;
+/* Guard pages (option guard=1): one page after the header and the last one
+ * of each segment are PROT_NONE, so an overrun off the ends of the span
+ * area faults. ph_first/ph_usable: the span area's first page and length. */
+static uint32_t ph_first = SEG_HEADER_PAGES, ph_usable = SEG_USABLE_PAGES;
+static bool ph_guard;
 static size_t ph_mapped;                            /* segments and arenas */
 static size_t ph_span_pages;                        /* pages in allocated spans */
 
@@ -33,6 +38,11 @@ void pageheap_lock(void) { lock_acquire(&ph_purge_lock); lock_acquire(&ph_lock);
 void pageheap_unlock(void) { lock_release(&ph_lock); lock_release(&ph_purge_lock); }
 void pageheap_reinit_lock(void) { lock_reinit(&ph_lock); lock_reinit(&ph_purge_lock); }
 void pageheap_set_sbrk(bool use) { ph_use_sbrk = use; }
+void pageheap_set_guard(bool guard) {
+  ph_guard = guard;
+  ph_first = SEG_HEADER_PAGES + guard;
+  ph_usable = SEG_USABLE_PAGES - 2 * guard;
+}
 
 static void run_push(span_t *s) {
   uint32_t n = s->npages;
@@ -115,12 +125,16 @@ static segment_t *segment_new(void) {
     return NULL;
   }
   for (uint32_t i = 0; i < SEG_PAGES; i++) seg->pagemap[i] = &span_none;
-  seg->free_pages = SEG_USABLE_PAGES;
+  if (ph_guard &&
+      !(os_protect_none((char *)seg + SEG_HEADER_PAGES * PAGE_SIZE, PAGE_SIZE) &&
+        os_protect_none((char *)seg + SEG_SIZE - PAGE_SIZE, PAGE_SIZE)))
+    fatal("malloc", seg, "mprotect of a guard page failed");
+  seg->free_pages = ph_usable;
   seg->prev = NULL;
   seg->next = ph_segments;
   if (ph_segments) ph_segments->prev = seg;
   ph_segments = seg;
-  run_make(seg, SEG_HEADER_PAGES, SEG_USABLE_PAGES, false, 0);
+  run_make(seg, ph_first, ph_usable, false, 0);
   segmap_set(seg, SEG_SIZE, SEG_SMALL);
   return seg;
 }
@@ -148,7 +162,7 @@ static void sbrk_lower_spares(void) {
  * heap; a break segment below the top cannot be unmapped, so it is purged and
  * kept for reuse; of mapped segments one is kept, purged, to damp cycles. */
 static void segment_release(segment_t *seg) {
-  run_unlink(&seg->spans[SEG_HEADER_PAGES]);
+  run_unlink(&seg->spans[ph_first]);
   if (seg->prev) seg->prev->next = seg->next;
   else ph_segments = seg->next;
   if (seg->next) seg->next->prev = seg->prev;
@@ -172,7 +186,7 @@ static void segment_release(segment_t *seg) {
 }
 
 span_t *pageheap_alloc_span(uint32_t npages, uint8_t kind) {
-  ASSERT(npages >= 1 && npages <= SEG_USABLE_PAGES);
+  ASSERT(npages >= 1 && npages <= ph_usable);
   lock_acquire(&ph_lock);
   span_t *run = run_find(npages);
   if (!run && segment_new()) run = run_find(npages);
@@ -217,7 +231,7 @@ static void run_free(segment_t *seg, uint32_t i, uint32_t n, bool dirty, uint32_
   }
   run_make(seg, i, n, dirty, now);
   seg->free_pages += freed;
-  if (seg->free_pages == SEG_USABLE_PAGES) segment_release(seg);
+  if (seg->free_pages == ph_usable) segment_release(seg);
 }
 
 void pageheap_free_span(span_t *s) {

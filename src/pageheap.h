@@ -67,5 +67,7 @@ void pageheap_lock(void);
 void pageheap_unlock(void);
 void pageheap_reinit_lock(void);
 void pageheap_set_sbrk(bool use);
+/* Guard pages around each segment's span area (option guard=1). */
+void pageheap_set_guard(bool guard);
 
 #endif

@@ -5,6 +5,7 @@
 
 uintptr_t span_secret;
 uintptr_t span_free_key;
+bool span_checked_mode;
 
 void span_init_secrets(uint64_t seed) {
   span_secret = (uintptr_t)seed;
@@ -20,7 +21,7 @@ void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
   s->cached = false;
   s->block_size = class_info[cls].size;
   s->count = class_info[cls].count;
-  s->blocks_bytes = (uint64_t)s->count * s->block_size;
+  s->fast_bytes = span_checked_mode ? 0 : (uint64_t)s->count * s->block_size;
   s->div_magic = UINT64_MAX / s->block_size + 1;
   atomic_store_relaxed(&s->xfree, NULL);
   atomic_store_relaxed(&s->flags, 0);
@@ -37,6 +38,7 @@ static block_t *span_carve(span_t *s, uint32_t *n) {
   uint32_t left = s->count - s->carved;
   uint32_t batch = (uint32_t)(OS_PAGE / s->block_size);
   if (batch < 8) batch = 8;
+  if (span_checked_mode) batch = 1;
   if (batch > left) batch = left;
   char *first = s->start + (size_t)s->carved * s->block_size;
   /* Pages the OS zeroed (MADV_FREE'd ones may keep bytes) give fresh blocks. */
@@ -83,6 +85,12 @@ uint32_t span_drain_remote(span_t *s) {
 block_t *span_take_free(span_t *s) {
   span_drain_remote(s);
   block_t *list = s->local_free;
+  if (list && span_checked_mode) {
+    s->local_free = block_next(list);
+    block_set_next(list, NULL);
+    s->used++;
+    return list;
+  }
   if (list) {
     s->local_free = NULL;
     s->used = s->carved;          /* every carved block is now out */

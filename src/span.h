@@ -54,7 +54,8 @@ typedef struct span {
   uint32_t npages;                  /* length in PAGE_SIZE pages */
   uint32_t block_size;
   uint16_t count;                   /* blocks that fit */
-  uint64_t blocks_bytes;            /* count * block_size */
+  uint64_t fast_bytes;              /* count * block_size; 0 in checked mode,
+                                       which fails the fast path's test */
   uint64_t div_magic;               /* ceil(2^64 / block_size), see span_is_block_start */
   bool dirty;                       /* page heap: pages may be resident */
   uint32_t dirty_ms;                /* free run: dirty since (os_now_ms) */
@@ -64,6 +65,9 @@ typedef struct span {
 } span_t;
 
 extern uintptr_t span_secret;       /* per-process, set once at init */
+/* Checked mode (options junk or canary): every malloc and free of a small
+ * block takes the slow path, where the checks are. Set once at init. */
+extern bool span_checked_mode;
 extern uintptr_t span_free_key;     /* per-process, set once at init */
 enum { KEY_SUSPECT = 1, KEY_FRESH = 2 };
 /* Does b carry the key of a free block, in any of its forms? */
@@ -90,8 +94,8 @@ static inline void block_set_next(block_t *b, const block_t *next) {
  * owned by owner. */
 void span_init_small(span_t *s, unsigned cls, struct heap *owner);
 /* Take every block the span can give now (local frees, remote frees, and a
- * batch of never-used blocks) as one list; counts them as used. NULL when the
- * span is exhausted. Owner only. */
+ * batch of never-used blocks) as one list, or a single block in checked
+ * mode; counts them as used. NULL when the span is exhausted. Owner only. */
 block_t *span_take_free(span_t *s);
 /* Move the remote frees onto local_free; returns how many came. Owner only.
  * Aborts on a list longer than the span (a block pushed twice makes a cycle)
@@ -120,9 +124,16 @@ static inline bool span_releasable(span_t *s) {
 /* Is p the start of a block of s (not in the tail waste, not mid-block)?
  * off is a multiple of d exactly when off * ceil(2^64/d) mod 2^64 < that
  * constant (Lemire et al., for 32-bit off): one multiply, no division. */
-static inline bool span_is_block_start(const span_t *s, const void *p) {
+static inline bool span_within_block_start(const span_t *s, const void *p, uint64_t bytes) {
   uint64_t off = (uintptr_t)p - (uintptr_t)s->start;
-  return off < s->blocks_bytes && off * s->div_magic < s->div_magic;
+  return off < bytes && off * s->div_magic < s->div_magic;
+}
+/* The fast path's test: fails for every block in checked mode. */
+static inline bool span_fast_block_start(const span_t *s, const void *p) {
+  return span_within_block_start(s, p, s->fast_bytes);
+}
+static inline bool span_is_block_start(const span_t *s, const void *p) {
+  return span_within_block_start(s, p, (uint64_t)s->count * s->block_size);
 }
 
 #endif
