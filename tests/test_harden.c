@@ -1,0 +1,115 @@
+/* test_harden.c - the optional hardening (STRATA_OPTIONS=guard=1,junk=1,
+ * canary=1): each misuse below, in a child process, must die the expected
+ * way; normal use must not. The program re-executes itself with the options
+ * set, so they are read at Strata's first allocation. Uses the strata_ API
+ * (it runs in every build). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "strata.h"
+
+#define OPTIONS "guard=1,junk=1,canary=1"
+static int failures;
+
+/* Run fn in a child; it must end by signal sig (0: exit 0), and when
+ * `message` is set its stderr must contain it. */
+static void expect_death(const char *name, void (*fn)(void), int sig, const char *message) {
+  int pipefd[2];
+  if (pipe(pipefd) != 0) { perror("pipe"); exit(2); }
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(pipefd[1], 2);
+    close(pipefd[0]);
+    fn();
+    _exit(0);
+  }
+  close(pipefd[1]);
+  char out[512] = "";
+  size_t n = 0;
+  ssize_t r;
+  while (n < sizeof out - 1 && (r = read(pipefd[0], out + n, sizeof out - 1 - n)) > 0) n += (size_t)r;
+  out[n] = 0;
+  close(pipefd[0]);
+  int status;
+  waitpid(pid, &status, 0);
+  int got = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  bool ok = got == sig && (sig || WEXITSTATUS(status) == 0) && (!message || strstr(out, message));
+  printf("%s: %s (signal %d%s%s)\n", ok ? "PASS" : "FAIL", name, got, n ? ", stderr: " : "", strtok(out, "\n") ? out : "");
+  if (!ok) failures++;
+}
+
+static void overflow_one_byte(void) {
+  char *p = strata_malloc(24);
+  p[24] = 'x';                          /* one byte past the request */
+  strata_free(p);
+}
+static void overflow_in_realloc(void) {
+  char *p = strata_malloc(100);
+  memset(p, 1, 101);
+  p = strata_realloc(p, 200);           /* the move frees the old block */
+  strata_free(p);
+}
+static void huge_overrun(void) {
+  size_t n = (size_t)20 << 20;
+  char *p = strata_malloc(n);
+  size_t usable = strata_malloc_usable_size(p);
+  ((volatile char *)p)[usable] = 1;     /* the guard page after the block */
+}
+static void huge_underrun(void) {
+  char *p = strata_malloc((size_t)20 << 20);
+  ((volatile char *)p)[-1] = 1;         /* the guard page before the block */
+}
+static void normal_use(void) {
+  void *v[4000];
+  for (int round = 0; round < 5; round++) {
+    for (int i = 0; i < 4000; i++) {
+      size_t size = (size_t)(i * 7919 % 40000) + 1;
+      v[i] = i % 3 ? strata_malloc(size) : strata_calloc(1, size);
+      if (!v[i] || strata_malloc_usable_size(v[i]) < size) _exit(3);
+      memset(v[i], i, size);
+    }
+    for (int i = 0; i < 4000; i += 2) v[i] = strata_realloc(v[i], (size_t)i * 3 + 5);
+    for (int i = 0; i < 4000; i++) strata_free(v[i]);
+  }
+  void *h = strata_malloc((size_t)30 << 20);
+  memset(h, 1, (size_t)30 << 20);
+  strata_free(h);
+}
+
+int main(int argc, char **argv) {
+  (void)argc;
+  const char *have = getenv("STRATA_OPTIONS");
+  if (!have || strcmp(have, OPTIONS) != 0) {
+    setenv("STRATA_OPTIONS", OPTIONS, 1);
+    execv("/proc/self/exe", argv);
+    perror("execv");
+    return 2;
+  }
+  /* What the options do to live blocks. */
+  char *p = strata_malloc(40);
+  if (strata_malloc_usable_size(p) != 40) { printf("FAIL: usable size %zu, not the request\n", strata_malloc_usable_size(p)); failures++; }
+  for (int i = 0; i < 40; i++)
+    if ((unsigned char)p[i] != 0xaa) { printf("FAIL: new block not junk-filled\n"); failures++; break; }
+  strata_free(p);
+  for (int i = 16; i < 40; i++)          /* the freed block: past its two link words */
+    if ((unsigned char)p[i] != 0xdf) { printf("FAIL: freed block not junk-filled\n"); failures++; break; }
+  char *z = strata_calloc(10, 10);
+  for (int i = 0; i < 100; i++)
+    if (z[i]) { printf("FAIL: calloc not zero under junk\n"); failures++; break; }
+  strata_free(z);
+
+  expect_death("one-byte overflow of a small block", overflow_one_byte, SIGABRT, "strata: free(");
+  expect_death("overflow found when realloc moves the block", overflow_in_realloc, SIGABRT, "heap overflow");
+  expect_death("write past a huge block (guard page)", huge_overrun, SIGSEGV, NULL);
+  expect_death("write before a huge block (guard page)", huge_underrun, SIGSEGV, NULL);
+  expect_death("no false alarm: normal use", normal_use, 0, NULL);
+  printf("test_harden: %d failure(s)\n", failures);
+  return failures != 0;
+}
