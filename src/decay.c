@@ -11,6 +11,7 @@
 #include "os.h"
 #include "pageheap.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <sys/prctl.h>
 
@@ -92,7 +93,11 @@ static void decay_start(void) {
 
 void decay_poll_slow(void) {
   int state = atomic_load_relaxed(&decay_thread);
-  if (options.bg_thread && state == THREAD_NONE) decay_start();
+  if (options.bg_thread && state == THREAD_NONE) {
+    int saved = errno;                  /* pthread_create may fail with ENOMEM */
+    decay_start();
+    errno = saved;
+  }
   state = atomic_load_relaxed(&decay_thread);
   if (options.bg_thread && state != THREAD_FAILED) {
     atomic_store_relaxed(&decay_poll_needed, false);

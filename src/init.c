@@ -94,8 +94,20 @@ static void options_parse(void) {
   }
 }
 
+__thread unsigned lock_depth __attribute__((tls_model("initial-exec")));
+
+/* A fork from a signal handler that interrupted this thread inside the
+ * allocator cannot take the locks (it holds some, and waiting for the others
+ * could wait on a thread that waits on ours): like glibc's single-threaded
+ * fork, it takes none, and the child, whose locks are re-initialised, must
+ * not allocate before the interrupted call has finished (it usually calls
+ * only async-signal-safe functions and _exit). */
+static bool fork_unlocked;
+
 static void fork_prepare(void) {
   if (atomic_load_acquire(&init_state) != 2) return;
+  fork_unlocked = lock_depth > 0;
+  if (fork_unlocked) return;
   lock_acquire(&init_lock);
   heap_fork_prepare();
   large_fork_prepare();
@@ -104,7 +116,7 @@ static void fork_prepare(void) {
   decay_fork_prepare();
 }
 static void fork_parent(void) {
-  if (atomic_load_acquire(&init_state) != 2) return;
+  if (atomic_load_acquire(&init_state) != 2 || fork_unlocked) return;
   decay_fork_parent();
   pageheap_unlock();
   huge_fork_parent();
@@ -114,6 +126,7 @@ static void fork_parent(void) {
 }
 static void fork_child(void) {
   if (atomic_load_acquire(&init_state) != 2) return;
+  if (!fork_unlocked) lock_depth = 0;   /* prepare's locks are re-initialised */
   decay_fork_child();
   pageheap_reinit_lock();
   huge_fork_child();
@@ -124,7 +137,11 @@ static void fork_child(void) {
 
 /* The fork handlers are registered before the allocator is published, so no
  * thread can be inside it without them; pthread_atfork may allocate, which
- * re-enters here and is served (everything it needs is set up by then). */
+ * re-enters here and is served (everything it needs is set up by then).
+ * init_at_load registers them when the library is loaded, before the
+ * program's own handlers: fork runs prepare handlers last-registered first,
+ * so the program's prepare (and its parent and child handlers, run after
+ * ours) may allocate. */
 void init_slow(void) {
   static __thread bool inside __attribute__((tls_model("initial-exec")));
   if (inside) return;                  /* re-entered from pthread_atfork */
@@ -144,3 +161,5 @@ void init_slow(void) {
   lock_release(&init_lock);
   inside = false;
 }
+
+__attribute__((constructor)) static void init_at_load(void) { init_ensure(); }

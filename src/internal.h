@@ -73,12 +73,20 @@ static inline unsigned log2_ceil(size_t x) { return x <= 1 ? 0 : 64 - (unsigned)
 #define atomic_add_relaxed(p, v)    atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
 #define atomic_sub_relaxed(p, v)    atomic_fetch_sub_explicit((p), (v), memory_order_relaxed)
 
-/* ---- locks: plain mutexes, re-initialised in the fork child ------------ */
+/* ---- locks: plain mutexes, re-initialised in the fork child ------------
+ * lock_depth counts the allocator locks the calling thread holds: a fork
+ * from a signal handler that interrupted the allocator must not wait for
+ * them (see init.c). */
 typedef pthread_mutex_t lock_t;
 #define LOCK_INIT PTHREAD_MUTEX_INITIALIZER
-static inline void lock_acquire(lock_t *l) { pthread_mutex_lock(l); }
-static inline bool lock_try(lock_t *l) { return pthread_mutex_trylock(l) == 0; }
-static inline void lock_release(lock_t *l) { pthread_mutex_unlock(l); }
+extern __thread unsigned lock_depth __attribute__((tls_model("initial-exec")));
+static inline void lock_acquire(lock_t *l) { pthread_mutex_lock(l); lock_depth++; }
+static inline bool lock_try(lock_t *l) {
+  bool ok = pthread_mutex_trylock(l) == 0;
+  lock_depth += ok;
+  return ok;
+}
+static inline void lock_release(lock_t *l) { lock_depth--; pthread_mutex_unlock(l); }
 static inline void lock_reinit(lock_t *l) { pthread_mutex_init(l, NULL); }
 
 /* ---- checks -------------------------------------------------------------
