@@ -72,11 +72,9 @@ static void *alloc_tiers(size_t size, size_t align, bool zero) {
     }
   }
   if (size <= options.huge_threshold && align <= LARGE_MAX) {
-    bool dirty;
-    void *p = large_alloc(size, align, &dirty);
+    void *p = large_alloc(size, align, zero);
     if (p) {
-      if (zero && dirty) memset(p, 0, size);
-      else if (!zero && options.junk) memset(p, JUNK_NEW, size);
+      if (!zero && options.junk) memset(p, JUNK_NEW, size);
       return p;
     }
   }

@@ -98,11 +98,14 @@ static void arena_note_unpurged(arena_t *a) {
 /* Under a's lock: take a block, mark its usable pages. A dirty tail (pages
  * past the request that a previous user wrote) is left to the decay, which
  * purges it like free pages: purging it here cost a madvise per allocation. */
-static void *arena_alloc(arena_t *a, unsigned order, size_t pages, bool *dirty) {
+static void *arena_alloc(arena_t *a, unsigned order, size_t pages, uint64_t *dirty) {
   char *p = buddy_alloc_order(a->buddy, order);
   if (!p) return NULL;
   size_t i = (size_t)(p - (char *)a) / OS_PAGE;
-  *dirty = dirty_any(a, i, i + pages);
+  if (dirty)                          /* calloc: which pages may be non-zero */
+    for (size_t k = 0; k < pages; k++)
+      dirty[k / 64] = (dirty[k / 64] & ~((uint64_t)1 << (k % 64))) |
+                      (uint64_t)(a->dirty[(i + k) / 64] >> ((i + k) % 64) & 1) << (k % 64);
   if (dirty_any(a, i + pages, i + ((size_t)1 << order))) arena_note_unpurged(a);
   dirty_set(a, i, i + pages);
   a->usable[i] = (uint16_t)pages;
@@ -110,7 +113,8 @@ static void *arena_alloc(arena_t *a, unsigned order, size_t pages, bool *dirty) 
   return p;
 }
 
-void *large_alloc(size_t size, size_t align, bool *dirty) {
+void *large_alloc(size_t size, size_t align, bool zero) {
+  uint64_t dirty_buf[LARGE_MAX / OS_PAGE / 64], *dirty = zero ? dirty_buf : NULL;
   size_t pages = (size + OS_PAGE - 1) / OS_PAGE;
   size_t bytes = pages * OS_PAGE > align ? pages * OS_PAGE : align;
   unsigned order = log2_ceil(bytes / OS_PAGE);
@@ -147,6 +151,16 @@ void *large_alloc(size_t size, size_t align, bool *dirty) {
     }
     lock_release(&large_grow_lock);
     if (!p) return NULL;
+  }
+  if (zero) {                         /* clear the pages that may be dirty */
+    for (size_t k = 0; k < pages; k++)
+      if (dirty[k / 64] >> (k % 64) & 1) {
+        size_t end = k + 1;
+        while (end < pages && (dirty[end / 64] >> (end % 64) & 1)) end++;
+        size_t to = end * OS_PAGE < size ? end * OS_PAGE : size;
+        memset((char *)p + k * OS_PAGE, 0, to - k * OS_PAGE);
+        k = end;
+      }
   }
   return p;
 }

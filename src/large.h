@@ -16,9 +16,10 @@
  * first half). */
 #define LARGE_MAX (ARENA_SIZE / 2)
 
-/* A block of at least size bytes aligned to align (<= LARGE_MAX); *dirty is
- * set when some of its first size bytes may be non-zero. NULL: no memory. */
-void *large_alloc(size_t size, size_t align, bool *dirty);
+/* A block of at least size bytes aligned to align (<= LARGE_MAX); with
+ * `zero`, its first size bytes are zero (only pages that may be dirty are
+ * cleared: the others are zero from the OS). NULL: no memory. */
+void *large_alloc(size_t size, size_t align, bool zero);
 void large_free(void *p, const char *call);
 /* Usable bytes of the block at p (checked: fatal when p is not a block). */
 size_t large_usable(const void *p, const char *call);
