@@ -1,0 +1,139 @@
+/* test_options.c - STRATA_OPTIONS and glibc's extended API: each option
+ * case re-runs this program with the variable set, in a child, and checks
+ * its stderr and what the child reports; mallinfo2, malloc_info, mallopt
+ * and malloc_stats are checked in-process. Uses the standard names. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <malloc.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "strata.h"
+
+static int failures;
+#define EXPECT(c, ...) do { if (!(c)) { failures++; printf("FAIL: " __VA_ARGS__); printf("\n"); } } while (0)
+
+/* Child mode: allocate a little, a 2 MiB block and report the tier counts. */
+static int child(void) {
+  void *small = malloc(100), *mid = malloc((size_t)2 << 20);
+  char *brk_before = sbrk(0);
+  void *v[2000];
+  for (int i = 0; i < 2000; i++) v[i] = malloc(1000);
+  bool brk_moved = (char *)sbrk(0) != brk_before;
+  strata_stats_t st;
+  strata_stats(&st);
+  printf("huge=%llu large=%llu brk_moved=%d\n", st.huge.nmalloc, st.large.nmalloc, brk_moved);
+  for (int i = 0; i < 2000; i++) free(v[i]);
+  free(small);
+  free(mid);
+  return 0;
+}
+
+/* Run this program with STRATA_OPTIONS=opts; returns its stdout, stderr in *err. */
+static void run(const char *self, const char *opts, char *out, size_t outn, char *err, size_t errn) {
+  int o[2], e[2];
+  if (pipe(o) || pipe(e)) { perror("pipe"); exit(2); }
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(o[1], 1);
+    dup2(e[1], 2);
+    close(o[0]); close(e[0]);
+    setenv("STRATA_OPTIONS", opts, 1);
+    execl(self, self, "child", (char *)NULL);
+    _exit(127);
+  }
+  close(o[1]); close(e[1]);
+  size_t no = 0, ne = 0;
+  ssize_t r;
+  while (no < outn - 1 && (r = read(o[0], out + no, outn - 1 - no)) > 0) no += (size_t)r;
+  while (ne < errn - 1 && (r = read(e[0], err + ne, errn - 1 - ne)) > 0) ne += (size_t)r;
+  out[no] = err[ne] = 0;
+  close(o[0]); close(e[0]);
+  int status;
+  waitpid(pid, &status, 0);
+  EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "STRATA_OPTIONS=%s: child status %d", opts, status);
+}
+
+static void test_options(const char *self) {
+  char out[4096], err[8192];
+  run(self, "", out, sizeof out, err, sizeof err);
+  EXPECT(strstr(out, "huge=0 large=1"), "defaults: a 2 MiB block should be large: %s", out);
+  EXPECT(!strstr(err, "strata"), "defaults: unexpected stderr: %s", err);
+
+  run(self, "huge=1m", out, sizeof out, err, sizeof err);
+  EXPECT(strstr(out, "huge=1 large=0"), "huge=1m: a 2 MiB block should be huge: %s", out);
+
+  run(self, "sbrk=0", out, sizeof out, err, sizeof err);
+  EXPECT(strstr(out, "brk_moved=0"), "sbrk=0: the break moved: %s", out);
+
+  run(self, "bogus=1,huge=1m", out, sizeof out, err, sizeof err);
+  EXPECT(strstr(err, "unknown option 'bogus=1'"), "unknown key: no warning: %s", err);
+  EXPECT(strstr(out, "huge=1 large=0"), "unknown key: the next option was not applied: %s", out);
+
+  run(self, "huge=12q,decay=-1,bg=2,stats=yes", out, sizeof out, err, sizeof err);
+  EXPECT(strstr(err, "bad value in 'huge=12q'") && strstr(err, "bad value in 'decay=-1'") &&
+         strstr(err, "bad value in 'bg=2'") && strstr(err, "bad value in 'stats=yes'"),
+         "bad values: warnings missing: %s", err);
+  EXPECT(strstr(out, "huge=0 large=1"), "bad value: the default huge threshold changed: %s", out);
+
+  run(self, "stats=1,verbose=1,decay=0,bg=0,purge=free", out, sizeof out, err, sizeof err);
+  EXPECT(strstr(err, "strata statistics") && strstr(err, "  small "), "stats=1: no table at exit: %s", err);
+}
+
+static void test_glibc_api(void) {
+  enum { N = 1000 };
+  static void *v[N];
+  struct mallinfo2 before = mallinfo2();
+  for (int i = 0; i < N; i++) v[i] = malloc(1000);
+  void *huge = malloc((size_t)40 << 20);
+  struct mallinfo2 mi = mallinfo2();
+  EXPECT(mi.uordblks - before.uordblks == (size_t)N * 1024, "mallinfo2 uordblks grew by %zu, want %d",
+         mi.uordblks - before.uordblks, N * 1024);
+  EXPECT(mi.hblks == before.hblks + 1 && mi.hblkhd >= ((size_t)40 << 20), "mallinfo2 huge: %zu blocks, %zu bytes",
+         mi.hblks, mi.hblkhd);
+  EXPECT(mi.arena >= mi.uordblks && mi.fordblks == mi.arena - mi.uordblks, "mallinfo2 arena/fordblks inconsistent");
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"   /* glibc deprecates it; programs call it */
+  struct mallinfo old = mallinfo();
+#pragma GCC diagnostic pop
+  EXPECT(old.uordblks == (int)mi.uordblks, "mallinfo differs from mallinfo2");
+
+  char *xml = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&xml, &len);
+  EXPECT(malloc_info(0, f) == 0, "malloc_info failed");
+  fclose(f);
+  EXPECT(xml && strstr(xml, "<malloc version=") && strstr(xml, "from=\"897\" to=\"1024\""),
+         "malloc_info: no size line for 1000-byte blocks: %.300s", xml ? xml : "(null)");
+  free(xml);
+  errno = 0;
+  EXPECT(malloc_info(1, stdout) == -1 && errno == EINVAL, "malloc_info(1) should fail with EINVAL");
+
+  EXPECT(mallopt(M_ARENA_MAX, 4) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 20) == 1, "mallopt refused a glibc parameter");
+  EXPECT(mallopt(12345, 1) == 0, "mallopt accepted an unknown parameter");
+  EXPECT(mallopt(M_MMAP_THRESHOLD, 1 << 20) == 1, "mallopt(M_MMAP_THRESHOLD) refused");
+  strata_stats_t st;
+  strata_stats(&st);
+  unsigned long long huge_before = st.huge.nmalloc;
+  void *two = malloc((size_t)2 << 20);              /* now above the threshold: huge */
+  strata_stats(&st);
+  EXPECT(st.huge.nmalloc == huge_before + 1, "M_MMAP_THRESHOLD=1 MiB did not make 2 MiB huge");
+  free(two);
+  EXPECT(mallopt(M_MMAP_THRESHOLD, 64 << 20) == 0, "M_MMAP_THRESHOLD above 32 MiB accepted");
+
+  for (int i = 0; i < N; i++) free(v[i]);
+  free(huge);
+  EXPECT(malloc_trim(0) == 1, "malloc_trim(0) returned nothing after freeing 40 MiB and 1000 blocks");
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "child") == 0) return child();
+  test_options("/proc/self/exe");
+  test_glibc_api();
+  printf("test_options: %s\n", failures ? "FAILED" : "ok");
+  return failures != 0;
+}
