@@ -55,6 +55,21 @@ static void c_free_badbeef(void) {
   expect_addr(p);
   strata_free(hide(p));
 }
+/* The very first allocator call of a fresh process (exec'd; see main). */
+static void c_first_call_badbeef(void) {
+  expect_addr((void *)(uintptr_t)0xbadbeef);
+  execl("/proc/self/exe", "test_misuse", "--first-call-badbeef", (char *)NULL);
+  _exit(98);
+}
+/* The canary words around a buddy arena's metadata (arena start: the
+ * block's 64 MiB-aligned base) are checked when a block is freed. */
+static void c_arena_canary(void) {
+  char *p = strata_malloc(300 * 1024);
+  uint64_t *arena = (uint64_t *)(((uintptr_t)p - 1) & ~(((uintptr_t)64 << 20) - 1));
+  arena[0] ^= 0x5a5a;
+  expect_addr(p);
+  strata_free(hide(p));
+}
 static void c_free_stack(void) {
   char buf[256] __attribute__((aligned(64)));
   memset(buf, 0, sizeof buf);
@@ -349,6 +364,8 @@ typedef struct {
 static const case_t cases[] = {
     {"selftest: fake diagnostic", c_selftest_fake, "free"},
     {"free(0xbadbeef)", c_free_badbeef, "free"},
+    {"free(0xbadbeef) as the first call of a process", c_first_call_badbeef, "free"},
+    {"buddy arena metadata canary overwritten", c_arena_canary, "free"},
     {"free(stack address)", c_free_stack, "free"},
     {"free(static array)", c_free_static, "free"},
     {"free(foreign mmap page)", c_free_mmap, "free"},
@@ -518,6 +535,10 @@ static void c_selftest_wrong_addr(void) {
 }
 
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--first-call-badbeef") == 0) {
+    strata_free(hide((void *)(uintptr_t)0xbadbeef));
+    return 0;
+  }
   int verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
   const char *only = argc > 1 && !verbose ? argv[1] : NULL;
   int failed = 0, n = 0;
