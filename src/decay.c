@@ -20,6 +20,12 @@ enum { THREAD_NONE = 0, THREAD_STARTING, THREAD_AWAKE, THREAD_ASLEEP, THREAD_FAI
 static _Atomic int decay_thread = THREAD_NONE;
 static _Atomic bool decay_pending;      /* purgeable memory was noted */
 _Atomic bool decay_poll_needed;         /* decay_poll has work: no thread runs */
+/* The thread starts once this much has been freed: a small program never
+ * gets a second thread (some, such as sandboxes calling
+ * unshare(CLONE_NEWUSER), must stay single-threaded); until then the slow
+ * paths run the decay. */
+#define DECAY_THREAD_MIN (8 * MiB)
+static _Atomic size_t decay_noted;
 static _Atomic uint32_t decay_last_ms;  /* last inline pass (bg=0) */
 static pthread_mutex_t decay_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t decay_cond = PTHREAD_COND_INITIALIZER;
@@ -54,7 +60,8 @@ static void *decay_main(void *arg) {
   return NULL;
 }
 
-void decay_note(void) {
+void decay_note(size_t bytes) {
+  if (atomic_load_relaxed(&decay_noted) < DECAY_THREAD_MIN) atomic_add_relaxed(&decay_noted, bytes);
   if (atomic_load_relaxed(&decay_pending)) return;
   atomic_store(&decay_pending, true);
   int state = atomic_load(&decay_thread);
@@ -93,13 +100,13 @@ static void decay_start(void) {
 
 void decay_poll_slow(void) {
   int state = atomic_load_relaxed(&decay_thread);
-  if (options.bg_thread && state == THREAD_NONE) {
+  if (options.bg_thread && state == THREAD_NONE && atomic_load_relaxed(&decay_noted) >= DECAY_THREAD_MIN) {
     int saved = errno;                  /* pthread_create may fail with ENOMEM */
     decay_start();
     errno = saved;
   }
   state = atomic_load_relaxed(&decay_thread);
-  if (options.bg_thread && state != THREAD_FAILED) {
+  if (options.bg_thread && state != THREAD_FAILED && state != THREAD_NONE) {
     atomic_store_relaxed(&decay_poll_needed, false);
     return;
   }

@@ -3,19 +3,19 @@
  * Free page runs and free buddy pages are purged once they have been free
  * for options.decay_ms, and abandoned spans that became empty go back to the
  * page heap. A background thread does it, so a program that frees a burst
- * and goes idle still sees its resident memory fall. It starts lazily (the
- * first time something is freed that it must return), sleeps while there is
- * nothing to do, and is restarted in a fork child when needed; option bg=0
- * turns it off, and the allocator's slow paths then advance the decay.
+ * and goes idle still sees its resident memory fall. It starts lazily (once
+ * 8 MiB have been freed), sleeps while there is nothing to do, and is
+ * restarted in a fork child when needed; option bg=0 turns it off. Without
+ * the thread the allocator's slow paths advance the decay.
  */
 #ifndef STRATA_DECAY_H
 #define STRATA_DECAY_H
 
 #include "internal.h"
 
-/* Something became purgeable (any thread, any lock held: no allocation,
- * only a flag and maybe a condition signal). */
-void decay_note(void);
+/* `bytes` became purgeable (any thread, any lock held: no allocation, only
+ * flags and maybe a condition signal). */
+void decay_note(size_t bytes);
 /* Called from the API's slow paths, where no allocator lock is held: starts
  * the thread if it is wanted, or (bg=0) runs a due decay pass inline. Only a
  * flag test while the thread runs. */

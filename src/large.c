@@ -88,11 +88,11 @@ static void dirty_take(arena_t *a, size_t from, size_t to, size_t *lo, size_t *h
 /* Under a's lock: a has dirty pages that are free or past a block's usable
  * size. The decay purges them decay_ms after the first such page (not the
  * last: a busy arena is purged too). */
-static void arena_note_unpurged(arena_t *a) {
+static void arena_note_unpurged(arena_t *a, size_t bytes) {
+  decay_note(bytes);
   if (a->unpurged) return;
   a->unpurged = true;
   a->freed_ms = os_now_ms();
-  decay_note();
 }
 
 /* Under a's lock: take a block, mark its usable pages. A dirty tail (pages
@@ -106,7 +106,8 @@ static void *arena_alloc(arena_t *a, unsigned order, size_t pages, uint64_t *dir
     for (size_t k = 0; k < pages; k++)
       dirty[k / 64] = (dirty[k / 64] & ~((uint64_t)1 << (k % 64))) |
                       (uint64_t)(a->dirty[(i + k) / 64] >> ((i + k) % 64) & 1) << (k % 64);
-  if (dirty_any(a, i + pages, i + ((size_t)1 << order))) arena_note_unpurged(a);
+  if (dirty_any(a, i + pages, i + ((size_t)1 << order)))
+    arena_note_unpurged(a, (((size_t)1 << order) - pages) * OS_PAGE);
   dirty_set(a, i, i + pages);
   a->usable[i] = (uint16_t)pages;
   large_count_alloc(pages, order);
@@ -204,7 +205,7 @@ void large_free(void *p, const char *call) {
     lock_acquire(&a->lock);
   }
   buddy_free_block(a->buddy, p);
-  arena_note_unpurged(a);
+  arena_note_unpurged(a, (size_t)OS_PAGE << order);
   lock_release(&a->lock);
 }
 
@@ -235,7 +236,7 @@ bool large_resize(void *p, size_t size) {
   }
   if (want < order) {
     buddy_shrink(a->buddy, p, want);
-    arena_note_unpurged(a);           /* the halves given back may be dirty */
+    arena_note_unpurged(a, ((size_t)OS_PAGE << order) - ((size_t)OS_PAGE << want));  /* the halves given back may be dirty */
   }
   else if (want > order) ok = buddy_grow_in_place(a->buddy, p, want);
   if (ok) {

@@ -235,14 +235,14 @@ static void run_free(segment_t *seg, uint32_t i, uint32_t n, bool dirty, uint32_
 }
 
 void pageheap_free_span(span_t *s) {
-  uint32_t now = os_now_ms();
+  uint32_t now = os_now_ms(), npages = s->npages;
   lock_acquire(&ph_lock);
   atomic_store_relaxed(&s->owner, NULL);
   s->kind = SPAN_FREE_RUN;
-  ph_span_pages -= s->npages;
-  run_free(seg_of_span(s), span_index(s), s->npages, true, now);
+  ph_span_pages -= npages;
+  run_free(seg_of_span(s), span_index(s), npages, true, now);   /* s may be gone */
   lock_release(&ph_lock);
-  decay_note();
+  decay_note((size_t)npages * PAGE_SIZE);
 }
 
 /* The madvise calls run with the lock released: a batch of runs is taken

@@ -24,9 +24,9 @@ static void test_allocated_adds_up(void) {
   enum { N = 3000 };
   static void *p[N];
   static size_t want[N];
-  /* The first free of a large block starts the purge thread, whose creation
-   * allocates (glibc's thread descriptor): have that happen first. */
-  strata_free(strata_malloc(1 << 20));
+  /* Freeing 8 MiB starts the purge thread, whose creation allocates
+   * (glibc's thread descriptor): have that happen first. */
+  strata_free(strata_malloc(9 << 20));
   strata_stats_t before = snap();
   size_t small = 0, large = 0, huge = 0;
   srand(7);
