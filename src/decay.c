@@ -32,6 +32,7 @@ static pthread_cond_t decay_cond = PTHREAD_COND_INITIALIZER;
 
 bool decay_run(uint32_t now) {
   bool younger = false;
+  heap_decay(now, options.decay_ms, &younger);
   pageheap_decay(now, options.decay_ms, &younger);
   large_decay(now, options.decay_ms, &younger);
   return younger;

@@ -3,7 +3,8 @@
  *
  * Lock order (outer first; every lock here is taken alone, never nested, except
  * that any of them may call into the page heap, whose lock is a leaf):
- *   heap_orphan_lock -> heap_pool_lock -> heap_abandoned_lock -> page heap
+ *   heap_orphan_lock -> heap_pool_lock -> heap_abandoned_lock
+ *   -> each heap's cache_lock (one at a time; fork: in heap_all order) -> page heap
  */
 #include "heap.h"
 #include "decay.h"
@@ -77,30 +78,63 @@ static void heap_unpark(heap_t *h, bin_t *bin, span_t *s) {
   atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_FULL, memory_order_relaxed);
 }
 
-/* ---- empty spans: kept up to HEAP_CACHE_PAGES, else given back ---------- */
-static void heap_uncache(heap_t *h, span_t *s) {
-  if (!s->cached) return;
-  s->cached = false;
-  h->cached_pages -= s->npages;
-}
-
-static void heap_release(heap_t *h, bin_t *bin, span_t *s) {
-  heap_uncache(h, s);
+/* ---- empty spans: a per-heap cache, decayed ------------------------------
+ * A span that becomes empty on its owner's free leaves its bin for the
+ * heap's cache (per class, up to HEAP_CACHE_PAGES), so a thread that frees
+ * and reallocates a batch neither carves again nor takes the page-heap lock
+ * per span. The cache has its own lock (uncontended: the owner takes it on
+ * slow paths only), so the purge thread can give back what stayed there for
+ * the decay time, and malloc_trim every heap's cache. Cached spans keep
+ * their owner; span.cached says where they are; dirty_ms is when they came. */
+static void heap_cache_put(heap_t *h, bin_t *bin, span_t *s) {
   list_remove(&bin->spans, s);
-  pageheap_free_span(s);
+  lock_acquire(&h->cache_lock);
+  bool keep = h->cached_pages + s->npages <= HEAP_CACHE_PAGES;
+  if (keep) {
+    s->cached = true;
+    s->dirty_ms = os_now_ms();
+    h->cached_pages += s->npages;
+    list_push(&h->cache[s->cls], s);
+  }
+  lock_release(&h->cache_lock);
+  if (!keep) pageheap_free_span(s);
 }
 
-/* A span that just became empty (on bin->spans) is kept while the cache has
- * room, so a thread that frees and reallocates a batch does not carve its
- * spans again; otherwise it goes back to the page heap. */
-static void heap_empty_span(heap_t *h, bin_t *bin, span_t *s) {
-  if (!span_releasable(s) || s->cached) return;
-  if (h->cached_pages + s->npages <= HEAP_CACHE_PAGES) {
-    s->cached = true;
-    h->cached_pages += s->npages;
-  } else {
-    heap_release(h, bin, s);
+static span_t *heap_cache_take(heap_t *h, unsigned cls) {
+  lock_acquire(&h->cache_lock);
+  span_t *s = h->cache[cls];
+  if (s) {
+    list_remove(&h->cache[cls], s);
+    s->cached = false;
+    h->cached_pages -= s->npages;
   }
+  lock_release(&h->cache_lock);
+  return s;
+}
+
+/* Give back the cached spans of h that are at least `age` ms old. */
+static void heap_cache_decay(heap_t *h, uint32_t now, uint32_t age, bool *younger) {
+  lock_acquire(&h->cache_lock);
+  for (unsigned c = 0; c < CLASS_COUNT; c++)
+    for (span_t *s = h->cache[c], *next; s; s = next) {
+      next = s->next;
+      if (now - s->dirty_ms < age) { *younger = true; continue; }
+      list_remove(&h->cache[c], s);
+      s->cached = false;
+      h->cached_pages -= s->npages;
+      pageheap_free_span(s);
+    }
+  lock_release(&h->cache_lock);
+}
+
+void heap_decay(uint32_t now, uint32_t age, bool *younger) {
+  for (heap_t *h = atomic_load_acquire(&heap_all); h; h = h->next_all)
+    heap_cache_decay(h, now, age, younger);
+}
+
+/* A span that just became empty (on bin->spans): to the cache. */
+static void heap_empty_span(heap_t *h, bin_t *bin, span_t *s) {
+  if (span_releasable(s)) heap_cache_put(h, bin, s);
 }
 
 /* Spans queued by remote frees while parked come back to their bin lists. */
@@ -140,7 +174,6 @@ static span_t *heap_adopt(heap_t *h, unsigned cls) {
 }
 
 static void heap_abandon(span_t *s) {
-  s->cached = false;
   atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_FULL, memory_order_seq_cst);
   span_drain_remote(s);
   if (span_releasable(s)) {
@@ -180,7 +213,8 @@ static void *heap_refill(heap_t *h, unsigned cls, bool *fresh) {
   for (;;) {
     span_t *s = bin->spans;
     if (!s) {
-      s = heap_adopt(h, cls);
+      s = heap_cache_take(h, cls);
+      if (!s) s = heap_adopt(h, cls);
       if (!s) {
         s = pageheap_alloc_span(class_info[cls].pages, SPAN_SMALL);
         if (!s) return NULL;
@@ -188,7 +222,6 @@ static void *heap_refill(heap_t *h, unsigned cls, bool *fresh) {
       }
       list_push(&bin->spans, s);
     }
-    heap_uncache(h, s);
     block_t *list = span_take_free(s);
     if (list) {
       h->free[cls] = block_next(list);
@@ -218,6 +251,7 @@ static heap_t *heap_new(void) {
     if (left) {
       h = chunk++;
       left--;
+      lock_reinit(&h->cache_lock);
       h->secret = span_secret;
       h->free_key = span_free_key;
       h->next_all = heap_all;
@@ -306,7 +340,8 @@ static void heap_flush_bins(heap_t *h) {
 
 void heap_thread_exit(heap_t *h) {
   heap_flush_bins(h);
-  h->cached_pages = 0;              /* heap_abandon clears span.cached */
+  bool younger = false;
+  heap_cache_decay(h, 0, 0, &younger);    /* the whole cache */
   heap_take_ready(h);
   for (unsigned c = 0; c < CLASS_COUNT; c++) {
     bin_t *bin = &h->bins[c];
@@ -351,10 +386,15 @@ void heap_collect(void) {
       for (span_t *s = bin->spans, *next; s; s = next) {
         next = s->next;
         span_drain_remote(s);
-        if (span_releasable(s)) heap_release(h, bin, s);
+        if (span_releasable(s)) {
+          list_remove(&bin->spans, s);
+          pageheap_free_span(s);
+        }
       }
     }
   }
+  bool younger = false;
+  heap_decay(0, 0, &younger);             /* every heap's cache */
   heap_sweep_abandoned();
 }
 
@@ -368,19 +408,24 @@ void heap_stats(uint64_t nmalloc[CLASS_COUNT], uint64_t nfree[CLASS_COUNT]) {
     for (unsigned c = 0; c < CLASS_COUNT; c++) nmalloc[c] += STAT_READ(h->nmalloc[c]);
 }
 
+/* Every heap's cache lock too (the purge thread may hold one), in the
+ * order of heap_all, after the pool lock (no heap is added meanwhile). */
 void heap_fork_prepare(void) {
   lock_acquire(&heap_orphan_lock);
   lock_acquire(&heap_pool_lock);
   lock_acquire(&heap_abandoned_lock);
+  for (heap_t *h = atomic_load_acquire(&heap_all); h; h = h->next_all) lock_acquire(&h->cache_lock);
 }
 
 void heap_fork_parent(void) {
+  for (heap_t *h = atomic_load_acquire(&heap_all); h; h = h->next_all) lock_release(&h->cache_lock);
   lock_release(&heap_abandoned_lock);
   lock_release(&heap_pool_lock);
   lock_release(&heap_orphan_lock);
 }
 
 void heap_fork_child(void) {
+  for (heap_t *h = atomic_load_acquire(&heap_all); h; h = h->next_all) lock_reinit(&h->cache_lock);
   lock_reinit(&heap_abandoned_lock);
   lock_reinit(&heap_pool_lock);
   lock_reinit(&heap_orphan_lock);

@@ -11,8 +11,7 @@
  * (counted as used). Invariant: every span a heap owns is on exactly one
  * list of its bin: `spans` (may have blocks; the first is the one being
  * allocated from) or `full` (nothing to hand out when it was parked; flag
- * SPAN_FULL). An empty span stays on `spans` (cached) while the heap keeps
- * at most HEAP_CACHE_PAGES pages of them.
+ * SPAN_FULL), or, empty, in the heap's cache (span.cached).
  */
 #ifndef STRATA_HEAP_H
 #define STRATA_HEAP_H
@@ -46,16 +45,18 @@ typedef struct heap {
   uint64_t nmalloc[CLASS_COUNT];  /* blocks handed out (STAT_INC) */
   uint64_t nfree[CLASS_COUNT];    /* blocks freed by this thread */
   bin_t bins[CLASS_COUNT];
-  uint32_t cached_pages;  /* pages of empty spans kept (span.cached) */
+  lock_t cache_lock;      /* guards cache and cached_pages (see heap.c) */
+  span_t *cache[CLASS_COUNT]; /* empty spans kept for reuse, per class */
+  uint32_t cached_pages;
   span_t *_Atomic ready;  /* full spans that got remote frees (qnext list) */
   struct heap *next_free; /* heap pool (heaps are never unmapped: a late
                              remote free may still queue on one) */
   struct heap *next_all;  /* every heap ever made, for statistics */
 } heap_t;
 
-/* Empty spans a heap keeps for reuse instead of returning them to the page
- * heap at once (they would be carved again on the next allocation). */
-#define HEAP_CACHE_PAGES 64
+/* Empty spans a heap keeps for reuse (4 MiB) instead of returning them to
+ * the page heap at once; the decay gives back what stays unused. */
+#define HEAP_CACHE_PAGES 512
 
 /* The calling thread's heap; &heap_empty (all bins empty) until the thread's
  * first allocation, and again after the thread's heap was torn down. */
@@ -131,6 +132,8 @@ bool heap_init(void);
 void heap_collect(void);
 /* Give every abandoned span that has become empty back to the page heap. */
 void heap_sweep_abandoned(void);
+/* Give back cached empty spans at least `age` ms old, of every heap. */
+void heap_decay(uint32_t now, uint32_t age, bool *younger);
 /* Blocks handed out and freed per class, summed over every heap. */
 void heap_stats(uint64_t nmalloc[CLASS_COUNT], uint64_t nfree[CLASS_COUNT]);
 /* Fork: take / release / reset the heap layer's locks. */

@@ -5,7 +5,7 @@
  * stdio calls.
  *
  * Global lock order (the fork handlers take them all in this order):
- *   init_lock -> heap orphan -> heap pool -> heap abandoned
+ *   init_lock -> heap orphan -> heap pool -> heap abandoned -> heap caches
  *   -> large grow -> arenas by index -> huge list -> page heap -> decay
  */
 #include "init.h"

@@ -22,8 +22,6 @@
 #define ARENA_PAGES   (ARENA_SIZE / OS_PAGE)
 #define ARENA_MAGIC   0x5354524141524e41ull   /* "STRAARNA" */
 #define LARGE_ARENAS  256                     /* at most 16 GiB of arenas */
-#define PURGE_ON_FREE ((size_t)8 * MiB)       /* free blocks this big are purged at once;
-                                                 smaller ones stay resident for reuse until malloc_trim */
 
 typedef struct arena {
   uint64_t canary_lo;                  /* ARENA_MAGIC ^ address */
@@ -195,16 +193,7 @@ void large_free(void *p, const char *call) {
   size_t i = (size_t)((char *)p - (char *)a) / OS_PAGE;
   unsigned order = arena_lock_block(a, p, call);
   large_count_free(a, i, order);
-  if (((size_t)OS_PAGE << order) >= PURGE_ON_FREE) {
-    /* Purge while the block is still ours, then free it: a later owner that
-     * sees clear dirty bits must find zero pages. */
-    size_t lo, hi;
-    dirty_take(a, i, i + a->usable[i], &lo, &hi);
-    lock_release(&a->lock);
-    if (lo < hi) os_purge((char *)a + lo * OS_PAGE, (hi - lo) * OS_PAGE);
-    lock_acquire(&a->lock);
-  }
-  buddy_free_block(a->buddy, p);
+  buddy_free_block(a->buddy, p);      /* its dirty pages: for the decay */
   arena_note_unpurged(a, (size_t)OS_PAGE << order);
   lock_release(&a->lock);
 }
@@ -252,10 +241,24 @@ bool large_resize(void *p, size_t size) {
   return ok;
 }
 
+/* The first page at or after i that is not inside an allocated block
+ * starting before i (such a block starts at i aligned down to its size). */
+static size_t arena_resync(const arena_t *a, size_t i) {
+  for (unsigned o = 1; ((size_t)OS_PAGE << o) <= LARGE_MAX; o++) {
+    size_t start = i & ~(((size_t)1 << o) - 1);
+    if (start == i) continue;
+    int order = buddy_order_of(a->buddy, (const char *)a + start * OS_PAGE);
+    if (order >= 0 && start + ((size_t)1 << order) > i) return start + ((size_t)1 << order);
+  }
+  return i;
+}
+
 /* Purge the free dirty pages of a (its lock held), dropping the lock every
- * PURGE_CHUNK purged pages so an allocation never waits long; the walk goes
- * on from the same page after relocking. A free page is one not covered by
- * an allocated block: the buddy is asked for each dirty page's block.
+ * PURGE_CHUNK purged pages so an allocation never waits long. The walk goes
+ * from block start to block start: a free page is one not covered by an
+ * allocated block, the buddy is asked for each dirty page's block; after a
+ * relock it resynchronises (a block may have been allocated over the page
+ * where it stood).
  * `decayed` purges with os_purge_decayed, whose pages may keep their bytes
  * (MADV_FREE): their dirty bits then stay set, for calloc. */
 #define PURGE_CHUNK 256
@@ -299,6 +302,7 @@ static size_t arena_purge_free(arena_t *a, bool decayed) {
       lock_release(&a->lock);
       lock_acquire(&a->lock);
       since_unlock = 0;
+      i = arena_resync(a, end) - 1;
     }
   }
   a->unpurged = false;

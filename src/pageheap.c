@@ -3,8 +3,9 @@
  * Free runs are kept in lists by length (1 .. SEG_PAGES) with a bitmap of the
  * non-empty lengths; allocation takes the shortest run that fits (best fit)
  * and returns the rest. A freed run merges with free neighbours in its
- * segment. A segment with no allocated page is given back to the OS at once
- * (one is kept, purged, to damp grow/shrink cycles).
+ * segment. Free runs are purged, and a segment with no allocated page is
+ * given back to the OS, once they have been so for the decay time (decay.h;
+ * one released segment is kept, purged, to damp grow/shrink cycles).
  */
 #include "pageheap.h"
 #include "os.h"
@@ -230,8 +231,7 @@ static void run_free(segment_t *seg, uint32_t i, uint32_t n, bool dirty, uint32_
     n += left->npages;
   }
   run_make(seg, i, n, dirty, now);
-  seg->free_pages += freed;
-  if (seg->free_pages == ph_usable) segment_release(seg);
+  seg->free_pages += freed;           /* an empty segment waits for the decay */
 }
 
 void pageheap_free_span(span_t *s) {
@@ -250,9 +250,26 @@ void pageheap_free_span(span_t *s) {
  * free_pages, so no allocation, merge or segment release touches them), then
  * put back clean. */
 #define PURGE_BATCH 32
+/* Under the lock: segments empty for at least `age` ms go back to the OS
+ * (keeping them that long saves a release and a refault per burst). */
+static size_t release_empty_segments(uint32_t now, uint32_t age, bool *younger) {
+  size_t released = 0;
+  for (segment_t *seg = ph_segments, *next; seg; seg = next) {
+    next = seg->next;
+    if (seg->free_pages != ph_usable) continue;
+    if (now - seg->spans[ph_first].dirty_ms < age) { *younger = true; continue; }
+    segment_release(seg);
+    released += SEG_SIZE;
+  }
+  return released;
+}
+
 size_t pageheap_decay(uint32_t now, uint32_t age, bool *younger) {
   size_t purged = 0;
   lock_acquire(&ph_purge_lock);
+  lock_acquire(&ph_lock);
+  purged += release_empty_segments(now, age, younger);
+  lock_release(&ph_lock);
   for (;;) {
     span_t *batch[PURGE_BATCH];
     unsigned nb = 0;

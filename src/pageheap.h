@@ -1,7 +1,8 @@
 /* pageheap.h - the global page heap: owns 4 MiB segments (from the program
  * break while it can be moved contiguously, else mmap) and hands out runs of
- * 8 KiB pages as spans; free runs coalesce; empty segments go back to the OS
- * (brk is lowered when the top of the break heap is free). It also maps and
+ * 8 KiB pages as spans; free runs coalesce; after the decay time free runs
+ * are purged and empty segments go back to the OS (brk is lowered when the
+ * top of the break heap is free). It also maps and
  * unmaps the 64 MiB arenas of the large tier.
  *
  * Locks: ph_purge_lock (serialises purges) then ph_lock (everything else), taken
