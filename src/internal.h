@@ -80,13 +80,26 @@ static inline unsigned log2_ceil(size_t x) { return x <= 1 ? 0 : 64 - (unsigned)
 typedef pthread_mutex_t lock_t;
 #define LOCK_INIT PTHREAD_MUTEX_INITIALIZER
 extern __thread unsigned lock_depth __attribute__((tls_model("initial-exec")));
-static inline void lock_acquire(lock_t *l) { pthread_mutex_lock(l); lock_depth++; }
+/* The count covers the whole time a lock may be held: raised before the
+ * acquire, lowered after the release (a signal in between errs on the safe
+ * side). */
+static inline void lock_acquire(lock_t *l) {
+  lock_depth++;
+  __asm__ volatile("" ::: "memory");     /* ordered against a signal handler */
+  pthread_mutex_lock(l);
+}
 static inline bool lock_try(lock_t *l) {
+  lock_depth++;
+  __asm__ volatile("" ::: "memory");
   bool ok = pthread_mutex_trylock(l) == 0;
-  lock_depth += ok;
+  if (!ok) lock_depth--;
   return ok;
 }
-static inline void lock_release(lock_t *l) { lock_depth--; pthread_mutex_unlock(l); }
+static inline void lock_release(lock_t *l) {
+  pthread_mutex_unlock(l);
+  __asm__ volatile("" ::: "memory");
+  lock_depth--;
+}
 static inline void lock_reinit(lock_t *l) { pthread_mutex_init(l, NULL); }
 
 /* ---- checks -------------------------------------------------------------
