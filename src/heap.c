@@ -85,13 +85,12 @@ static void heap_unpark(heap_t *h, bin_t *bin, span_t *s) {
  * per span. The cache has its own lock (uncontended: the owner takes it on
  * slow paths only), so the purge thread can give back what stayed there for
  * the decay time, and malloc_trim every heap's cache. Cached spans keep
- * their owner; span.cached says where they are; dirty_ms is when they came. */
+ * their owner; dirty_ms is when they came. */
 static void heap_cache_put(heap_t *h, bin_t *bin, span_t *s) {
   list_remove(&bin->spans, s);
   lock_acquire(&h->cache_lock);
   bool keep = h->cached_pages + s->npages <= HEAP_CACHE_PAGES;
   if (keep) {
-    s->cached = true;
     s->dirty_ms = os_now_ms();
     h->cached_pages += s->npages;
     list_push(&h->cache[s->cls], s);
@@ -100,14 +99,16 @@ static void heap_cache_put(heap_t *h, bin_t *bin, span_t *s) {
   if (!keep) pageheap_free_span(s);
 }
 
+/* Under cache_lock. */
+static void heap_cache_unlink(heap_t *h, span_t *s) {
+  list_remove(&h->cache[s->cls], s);
+  h->cached_pages -= s->npages;
+}
+
 static span_t *heap_cache_take(heap_t *h, unsigned cls) {
   lock_acquire(&h->cache_lock);
   span_t *s = h->cache[cls];
-  if (s) {
-    list_remove(&h->cache[cls], s);
-    s->cached = false;
-    h->cached_pages -= s->npages;
-  }
+  if (s) heap_cache_unlink(h, s);
   lock_release(&h->cache_lock);
   return s;
 }
@@ -119,9 +120,7 @@ static void heap_cache_decay(heap_t *h, uint32_t now, uint32_t age, bool *younge
     for (span_t *s = h->cache[c], *next; s; s = next) {
       next = s->next;
       if (now - s->dirty_ms < age) { *younger = true; continue; }
-      list_remove(&h->cache[c], s);
-      s->cached = false;
-      h->cached_pages -= s->npages;
+      heap_cache_unlink(h, s);
       pageheap_free_span(s);
     }
   lock_release(&h->cache_lock);

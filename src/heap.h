@@ -11,7 +11,7 @@
  * (counted as used). Invariant: every span a heap owns is on exactly one
  * list of its bin: `spans` (may have blocks; the first is the one being
  * allocated from) or `full` (nothing to hand out when it was parked; flag
- * SPAN_FULL), or, empty, in the heap's cache (span.cached).
+ * SPAN_FULL), or, empty, in the heap's cache.
  */
 #ifndef STRATA_HEAP_H
 #define STRATA_HEAP_H

@@ -241,6 +241,20 @@ bool large_resize(void *p, size_t size) {
   return ok;
 }
 
+/* Purge the dirty pages of [from, to), pages not handed to the program
+ * (a's lock held); returns the bytes. `decayed` purges with
+ * os_purge_decayed, whose pages may keep their bytes (MADV_FREE): their
+ * dirty bits then stay set, for calloc. */
+static size_t arena_purge_range(arena_t *a, size_t from, size_t to, bool decayed) {
+  if (!dirty_any(a, from, to)) return 0;
+  char *p = (char *)a + from * OS_PAGE;
+  size_t lo, hi;
+  if (decayed && !os_purge_decayed(p, (to - from) * OS_PAGE)) return (to - from) * OS_PAGE;
+  dirty_take(a, from, to, &lo, &hi);
+  if (!decayed) os_purge((char *)a + lo * OS_PAGE, (hi - lo) * OS_PAGE);
+  return (to - from) * OS_PAGE;
+}
+
 /* The first page at or after i that is not inside an allocated block
  * starting before i (such a block starts at i aligned down to its size). */
 static size_t arena_resync(const arena_t *a, size_t i) {
@@ -258,9 +272,7 @@ static size_t arena_resync(const arena_t *a, size_t i) {
  * from block start to block start: a free page is one not covered by an
  * allocated block, the buddy is asked for each dirty page's block; after a
  * relock it resynchronises (a block may have been allocated over the page
- * where it stood).
- * `decayed` purges with os_purge_decayed, whose pages may keep their bytes
- * (MADV_FREE): their dirty bits then stay set, for calloc. */
+ * where it stood). */
 #define PURGE_CHUNK 256
 static size_t arena_purge_free(arena_t *a, bool decayed) {
   size_t purged = 0, since_unlock = 0;
@@ -269,19 +281,8 @@ static size_t arena_purge_free(arena_t *a, bool decayed) {
     if (!(a->dirty[i / 64] >> (i % 64) & 1)) { if (i % 64 == 0 && !a->dirty[i / 64]) i += 63; continue; }
     int order = buddy_order_of(a->buddy, (char *)a + i * OS_PAGE);
     if (order >= 0) {                 /* an allocated block: purge its dirty tail */
-      size_t end = i + ((size_t)1 << order), lo, hi;
-      if (decayed) {
-        if (dirty_any(a, i + a->usable[i], end)) {
-          char *tail = (char *)a + (i + a->usable[i]) * OS_PAGE;
-          if (os_purge_decayed(tail, (end - i - a->usable[i]) * OS_PAGE))
-            dirty_take(a, i + a->usable[i], end, &lo, &hi);
-          purged += (end - i - a->usable[i]) * OS_PAGE;
-        }
-      } else {
-        dirty_take(a, i + a->usable[i], end, &lo, &hi);
-        if (lo < hi) os_purge((char *)a + lo * OS_PAGE, (hi - lo) * OS_PAGE);
-        purged += lo < hi ? (hi - lo) * OS_PAGE : 0;
-      }
+      size_t end = i + ((size_t)1 << order);
+      purged += arena_purge_range(a, i + a->usable[i], end, decayed);
       i = end - 1;
       continue;
     }
@@ -289,13 +290,7 @@ static size_t arena_purge_free(arena_t *a, bool decayed) {
     while (end < ARENA_PAGES && (a->dirty[end / 64] >> (end % 64) & 1) &&
            buddy_order_of(a->buddy, (char *)a + end * OS_PAGE) < 0 && end - i < PURGE_CHUNK)
       end++;
-    char *from = (char *)a + i * OS_PAGE;
-    if (!decayed || os_purge_decayed(from, (end - i) * OS_PAGE)) {
-      size_t lo, hi;
-      dirty_take(a, i, end, &lo, &hi);
-      if (!decayed) os_purge(from, (end - i) * OS_PAGE);
-    }
-    purged += (end - i) * OS_PAGE;
+    purged += arena_purge_range(a, i, end, decayed);
     since_unlock += end - i;
     i = end - 1;
     if (since_unlock >= PURGE_CHUNK) {

@@ -18,7 +18,6 @@ void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
   s->used = 0;
   s->carved = 0;
   s->cls = (uint8_t)cls;
-  s->cached = false;
   s->block_size = class_info[cls].size;
   s->count = class_info[cls].count;
   s->fast_bytes = span_checked_mode ? 0 : (uint64_t)s->count * s->block_size;

@@ -45,7 +45,6 @@ typedef struct span {
   uint16_t carved;                  /* owner: blocks cut from the span so far */
   uint8_t cls;                      /* size class */
   uint8_t kind;                     /* SPAN_FREE_RUN / SPAN_SMALL */
-  bool cached;                      /* owner: empty, kept by its heap */
   struct heap *_Atomic owner;       /* NULL: abandoned or not small */
   block_t *_Atomic xfree;           /* remote frees, pushed with CAS */
   _Atomic uint32_t flags;           /* SPAN_FULL | SPAN_QUEUED */

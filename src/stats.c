@@ -113,13 +113,10 @@ API void strata_stats_print(int fd) {
   print_tier(&l, "  small ", &st.small);
   print_tier(&l, "  large ", &st.large);
   print_tier(&l, "  huge  ", &st.huge);
-  put(&l, "  total ");
-  put_num(&l, st.small.nmalloc + st.large.nmalloc + st.huge.nmalloc, 14, false);
-  put_num(&l, st.small.nfree + st.large.nfree + st.huge.nfree, 14, false);
-  put_num(&l, st.allocated, 12, true);
-  put_num(&l, st.active, 12, true);
-  put_num(&l, st.resident, 12, true);
-  flush(&l);
+  strata_tier_stats_t total = { st.small.nmalloc + st.large.nmalloc + st.huge.nmalloc,
+                                 st.small.nfree + st.large.nfree + st.huge.nfree,
+                                 st.allocated, st.active, st.resident };
+  print_tier(&l, "  total ", &total);
   put(&l, "  mapped");
   put_num(&l, st.mapped, 12, true);
   put(&l, ", returned to the OS");
