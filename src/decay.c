@@ -3,7 +3,6 @@
  * Lock: decay_lock guards the thread's sleep; a leaf, never held while
  * calling into the other layers (which take their own locks).
  */
-#define _GNU_SOURCE
 #include "decay.h"
 #include "heap.h"
 #include "init.h"
@@ -111,16 +110,22 @@ void decay_poll_slow(void) {
     atomic_store_relaxed(&decay_poll_needed, false);
     return;
   }
-  if (!atomic_load_relaxed(&decay_pending)) {
-    atomic_store_relaxed(&decay_poll_needed, false);
-    return;
-  }
-  /* No thread: a pass at most every half decay period. */
+  /* No thread. Invariant: while pending is set, so is poll_needed (else
+   * nothing would ever run the decay or start the thread: a note finding
+   * pending set leaves the flags alone). So the flag is cleared first and
+   * pending read after it; a note between the two sets it again. */
+  atomic_store(&decay_poll_needed, false);
+  if (!atomic_load(&decay_pending)) return;
+  atomic_store(&decay_poll_needed, true);
+  /* A pass at most every half decay period. */
   uint32_t now = os_now_ms(), last = atomic_load_relaxed(&decay_last_ms);
   if (now - last < options.decay_ms / 2 ||
       !atomic_compare_exchange_strong(&decay_last_ms, &last, now)) return;
-  atomic_store_relaxed(&decay_pending, false);
-  if (decay_run(now)) atomic_store_relaxed(&decay_pending, true);
+  atomic_store(&decay_pending, false);
+  if (decay_run(now)) {
+    atomic_store(&decay_pending, true);
+    atomic_store(&decay_poll_needed, true);
+  }
 }
 
 void decay_fork_prepare(void) { pthread_mutex_lock(&decay_lock); }
