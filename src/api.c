@@ -5,7 +5,6 @@
  * to the huge threshold), huge (direct mmap). A pointer's tier comes from the
  * segment map, so foreign pointers are detected before any header is read.
  */
-#define _GNU_SOURCE
 #include "decay.h"
 #include "heap.h"
 #include "huge.h"

@@ -85,18 +85,24 @@ static void heap_unpark(heap_t *h, bin_t *bin, span_t *s) {
  * per span. The cache has its own lock (uncontended: the owner takes it on
  * slow paths only), so the purge thread can give back what stayed there for
  * the decay time, and malloc_trim every heap's cache. Cached spans keep
- * their owner; dirty_ms is when they came. */
+ * their owner; dirty_ms is when they came.
+ * The cache's bound adapts: each overflow doubles it (up to 64 MiB), so a
+ * thread that frees and reallocates batches bigger than 4 MiB stops taking
+ * the page-heap lock twice per span; each decay that finds spans unused
+ * for the decay time halves it again. */
 static void heap_cache_put(heap_t *h, bin_t *bin, span_t *s) {
   list_remove(&bin->spans, s);
   lock_acquire(&h->cache_lock);
-  bool keep = h->cached_pages + s->npages <= HEAP_CACHE_PAGES;
+  bool keep = h->cached_pages + s->npages <= (uint32_t)HEAP_CACHE_PAGES << h->cache_shift;
+  if (!keep && h->cache_shift < HEAP_CACHE_SHIFT_MAX) h->cache_shift++;
   if (keep) {
     s->dirty_ms = os_now_ms();
     h->cached_pages += s->npages;
     list_push(&h->cache[s->cls], s);
   }
   lock_release(&h->cache_lock);
-  if (!keep) pageheap_free_span(s);
+  if (keep) decay_note((size_t)s->npages * PAGE_SIZE);   /* the decay returns it */
+  else pageheap_free_span(s);
 }
 
 /* Under cache_lock. */
@@ -115,6 +121,7 @@ static span_t *heap_cache_take(heap_t *h, unsigned cls) {
 
 /* Give back the cached spans of h that are at least `age` ms old. */
 static void heap_cache_decay(heap_t *h, uint32_t now, uint32_t age, bool *younger) {
+  bool gave = false;
   lock_acquire(&h->cache_lock);
   for (unsigned c = 0; c < CLASS_COUNT; c++)
     for (span_t *s = h->cache[c], *next; s; s = next) {
@@ -122,7 +129,9 @@ static void heap_cache_decay(heap_t *h, uint32_t now, uint32_t age, bool *younge
       if (now - s->dirty_ms < age) { *younger = true; continue; }
       heap_cache_unlink(h, s);
       pageheap_free_span(s);
+      gave = true;
     }
+  if (gave && h->cache_shift) h->cache_shift--;
   lock_release(&h->cache_lock);
 }
 
@@ -341,6 +350,7 @@ void heap_thread_exit(heap_t *h) {
   heap_flush_bins(h);
   bool younger = false;
   heap_cache_decay(h, 0, 0, &younger);    /* the whole cache */
+  h->cache_shift = 0;
   heap_take_ready(h);
   for (unsigned c = 0; c < CLASS_COUNT; c++) {
     bin_t *bin = &h->bins[c];

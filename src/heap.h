@@ -48,15 +48,19 @@ typedef struct heap {
   lock_t cache_lock;      /* guards cache and cached_pages (see heap.c) */
   span_t *cache[CLASS_COUNT]; /* empty spans kept for reuse, per class */
   uint32_t cached_pages;
+  uint8_t cache_shift;    /* the cache holds up to HEAP_CACHE_PAGES <<
+                             cache_shift pages (see heap.c) */
   span_t *_Atomic ready;  /* full spans that got remote frees (qnext list) */
   struct heap *next_free; /* heap pool (heaps are never unmapped: a late
                              remote free may still queue on one) */
   struct heap *next_all;  /* every heap ever made, for statistics */
 } heap_t;
 
-/* Empty spans a heap keeps for reuse (4 MiB) instead of returning them to
- * the page heap at once; the decay gives back what stays unused. */
+/* Empty spans a heap keeps for reuse (4 MiB at first, up to 64 MiB for a
+ * thread that frees bigger batches) instead of returning them to the page
+ * heap at once; the decay gives back what stays unused. */
 #define HEAP_CACHE_PAGES 512
+#define HEAP_CACHE_SHIFT_MAX 4
 
 /* The calling thread's heap; &heap_empty (all bins empty) until the thread's
  * first allocation, and again after the thread's heap was torn down. */

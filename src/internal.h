@@ -78,7 +78,10 @@ static inline unsigned log2_ceil(size_t x) { return x <= 1 ? 0 : 64 - (unsigned)
  * from a signal handler that interrupted the allocator must not wait for
  * them (see init.c). */
 typedef pthread_mutex_t lock_t;
-#define LOCK_INIT PTHREAD_MUTEX_INITIALIZER
+/* Adaptive: a contended lock spins briefly before it sleeps; the sections
+ * are short, so a sleep and wake-up (two system calls) would cost more than
+ * the wait (batches of page-heap trips from two threads: 6 -> ? M/s). */
+#define LOCK_INIT PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
 extern __thread unsigned lock_depth __attribute__((tls_model("initial-exec")));
 /* The count covers the whole time a lock may be held: raised before the
  * acquire, lowered after the release (a signal in between errs on the safe
@@ -100,7 +103,7 @@ static inline void lock_release(lock_t *l) {
   __asm__ volatile("" ::: "memory");
   lock_depth--;
 }
-static inline void lock_reinit(lock_t *l) { pthread_mutex_init(l, NULL); }
+static inline void lock_reinit(lock_t *l) { *l = (lock_t)LOCK_INIT; }
 
 /* ---- checks -------------------------------------------------------------
  * fatal: one line on stderr, written without allocating, then abort.

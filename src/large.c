@@ -10,7 +10,6 @@
  * pages are purged. It tells calloc what to clear and which tail pages of a
  * reused block must be purged to keep them non-resident.
  */
-#define _GNU_SOURCE
 #include "large.h"
 #include "buddy.h"
 #include "decay.h"

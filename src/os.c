@@ -1,6 +1,5 @@
 /* os.c - mmap/munmap/madvise/mremap, the program break, randomness, time
  * and the fatal-error path. No other file makes a system call. */
-#define _GNU_SOURCE
 #include "os.h"
 
 #include <errno.h>

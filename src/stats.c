@@ -6,7 +6,6 @@
  * merged here; the large and huge tiers count under their locks; resident
  * bytes are asked of the kernel (mincore) over Strata's mappings.
  */
-#define _GNU_SOURCE
 #include "heap.h"
 #include "huge.h"
 #include "init.h"
