@@ -101,8 +101,11 @@ static void heap_cache_put(heap_t *h, bin_t *bin, span_t *s) {
     list_push(&h->cache[s->cls], s);
   }
   lock_release(&h->cache_lock);
-  if (keep) decay_note((size_t)s->npages * PAGE_SIZE);   /* the decay returns it */
-  else pageheap_free_span(s);
+  /* Past the first 4 MiB, the cache counts as memory for the decay to
+   * return (it also starts the purge thread); a small program's cache
+   * churn does not. */
+  if (!keep) pageheap_free_span(s);
+  else if (h->cached_pages > HEAP_CACHE_PAGES) decay_note((size_t)s->npages * PAGE_SIZE);
 }
 
 /* Under cache_lock. */
@@ -140,10 +143,6 @@ void heap_decay(uint32_t now, uint32_t age, bool *younger) {
     heap_cache_decay(h, now, age, younger);
 }
 
-/* A span that just became empty (on bin->spans): to the cache. */
-static void heap_empty_span(heap_t *h, bin_t *bin, span_t *s) {
-  if (span_releasable(s)) heap_cache_put(h, bin, s);
-}
 
 /* Spans queued by remote frees while parked come back to their bin lists. */
 static void heap_take_ready(heap_t *h) {
@@ -157,8 +156,11 @@ static void heap_take_ready(heap_t *h) {
   }
 }
 
+/* A span that just became empty (on bin->spans) goes to the cache, unless
+ * it is the one being allocated from. */
 void heap_span_emptied(heap_t *h, span_t *s) {
-  heap_empty_span(h, &h->bins[s->cls], s);
+  if (!span_releasable(s)) return;
+  heap_cache_put(h, &h->bins[s->cls], s);
   decay_poll();                     /* no lock is held here */
 }
 
