@@ -90,6 +90,21 @@ static NOINLINE void *malloc_slow(size_t size) {
   return p;
 }
 
+/* The thread's bin for a small size is empty: refill it (heap_alloc_class)
+ * without the general path's checks of size and options. Before init, in
+ * checked mode and when out of memory, the general path. The class is
+ * looked up again, so the fast path keeps nothing live across its pop. */
+static NOINLINE void *malloc_refill(size_t size) {
+  if (likely(atomic_load_relaxed(&init_state) == 2 && !span_checked_mode)) {
+    void *p = heap_alloc_class(class_of(size), NULL);
+    if (likely(p != NULL)) {
+      decay_poll();
+      return p;
+    }
+  }
+  return malloc_slow(size);
+}
+
 /* Fast path: one table lookup (a clz above 1 KiB), one pop from the
  * thread's bin. */
 API void *strata_malloc(size_t size) {
@@ -99,7 +114,7 @@ API void *strata_malloc(size_t size) {
   else return malloc_slow(size);
   void *p = heap_malloc_small(heap_tls, cls, NULL);
   if (likely(p != NULL)) return p;
-  return malloc_slow(size);
+  return malloc_refill(size);
 }
 
 /* ---- free ------------------------------------------------------------------ */
