@@ -19,6 +19,7 @@ enum { THREAD_NONE = 0, THREAD_STARTING, THREAD_AWAKE, THREAD_ASLEEP, THREAD_FAI
 static _Atomic int decay_thread = THREAD_NONE;
 static _Atomic bool decay_pending;      /* purgeable memory was noted */
 _Atomic bool decay_poll_needed;         /* decay_poll has work: no thread runs */
+__thread uint8_t decay_polls;           /* this thread's polls, counted */
 /* The thread starts once this much has been freed: a small program never
  * gets a second thread (some, such as sandboxes calling
  * unshare(CLONE_NEWUSER), must stay single-threaded); until then the slow
@@ -110,14 +111,15 @@ void decay_poll_slow(void) {
     atomic_store_relaxed(&decay_poll_needed, false);
     return;
   }
-  /* No thread. Invariant: while pending is set, so is poll_needed (else
-   * nothing would ever run the decay or start the thread: a note finding
-   * pending set leaves the flags alone). So the flag is cleared first and
-   * pending read after it; a note between the two sets it again. */
+  /* No thread: the slow paths run the decay, a pass at most every half
+   * decay period.
+   * Invariant: while pending is set, so is poll_needed (else nothing would
+   * ever run the decay or start the thread: a note finding pending set
+   * leaves the flags alone). So the flag is cleared first and pending read
+   * after it; a note between the two sets it again. */
   atomic_store(&decay_poll_needed, false);
   if (!atomic_load(&decay_pending)) return;
   atomic_store(&decay_poll_needed, true);
-  /* A pass at most every half decay period. */
   uint32_t now = os_now_ms(), last = atomic_load_relaxed(&decay_last_ms);
   if (now - last < options.decay_ms / 2 ||
       !atomic_compare_exchange_strong(&decay_last_ms, &last, now)) return;

@@ -18,11 +18,14 @@
 void decay_note(size_t bytes);
 /* Called from the API's slow paths, where no allocator lock is held: starts
  * the thread if it is wanted, or (bg=0) runs a due decay pass inline. Only a
- * flag test while the thread runs. */
+ * flag test while the thread runs. While it does not, a busy program polls
+ * thousands of times a second, so each thread looks at the clock and the
+ * shared flags on one poll in 16. */
 extern _Atomic bool decay_poll_needed;
+extern __thread uint8_t decay_polls __attribute__((tls_model("initial-exec")));
 void decay_poll_slow(void);
 static inline void decay_poll(void) {
-  if (unlikely(atomic_load_relaxed(&decay_poll_needed))) decay_poll_slow();
+  if (unlikely(atomic_load_relaxed(&decay_poll_needed)) && ++decay_polls % 16 == 0) decay_poll_slow();
 }
 /* One pass at time `now`; true when more will be due later. */
 bool decay_run(uint32_t now);
