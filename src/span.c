@@ -62,8 +62,8 @@ void span_check_not_on(const span_t *s, const block_t *list, const block_t *b, c
 
 
 uint32_t span_drain_remote(span_t *s) {
+  if (!atomic_load_acquire(&s->xfree)) return 0;    /* no locked exchange */
   block_t *list = atomic_exchange_acq_rel(&s->xfree, NULL);
-  if (!list) return 0;
   uint32_t n = 0;
   while (list) {
     block_t *next = block_next(list);
