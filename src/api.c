@@ -90,19 +90,25 @@ static NOINLINE void *malloc_slow(size_t size) {
   return p;
 }
 
-/* The thread's bin for a small size is empty: refill it (heap_alloc_class)
- * without the general path's checks of size and options. Before init, in
- * checked mode and when out of memory, the general path. The class is
- * looked up again, so the fast path keeps nothing live across its pop. */
-static NOINLINE void *malloc_refill(size_t size) {
+/* The thread's bin cls is empty: refill it (heap_alloc_class) without the
+ * general path's checks of size and options. NULL before init, in checked
+ * mode and when out of memory: the caller takes the general path. */
+static void *bin_refill(unsigned cls) {
   if (likely(atomic_load_relaxed(&init_state) == 2 && !span_checked_mode)) {
-    void *p = heap_alloc_class(class_of(size), NULL);
+    void *p = heap_alloc_class(cls, NULL);
     if (likely(p != NULL)) {
       decay_poll();
       return p;
     }
   }
-  return malloc_slow(size);
+  return NULL;
+}
+
+/* The class is looked up again, so the fast path keeps nothing live across
+ * its pop. */
+static NOINLINE void *malloc_refill(size_t size) {
+  void *p = bin_refill(class_of(size));
+  return p ? p : malloc_slow(size);
 }
 
 /* Fast path: one table lookup (a clz above 1 KiB), one pop from the
@@ -232,7 +238,22 @@ API void *strata_reallocarray(void *p, size_t n, size_t size) {
 }
 
 /* ---- aligned ------------------------------------------------------------------ */
+/* A small block aligned to align (a power of two): a pop from the thread's
+ * bin of the first class whose block size is a multiple of align (blocks of
+ * such a class are aligned: spans start on a page), or a refill of that
+ * bin. NULL sends the request to the general path (always in checked mode,
+ * where the bins stay empty). */
+static void *aligned_small(size_t align, size_t size) {
+  if (size > SMALL_MAX || align > PAGE_SIZE) return NULL;
+  unsigned cls = align <= ALIGNMENT ? class_of(size) : class_of_aligned(size, align);
+  if (cls >= CLASS_COUNT) return NULL;
+  void *p = heap_malloc_small(heap_tls, cls, NULL);
+  return p ? p : bin_refill(cls);
+}
+
 static void *aligned(size_t align, size_t size) {
+  void *p = aligned_small(align, size);
+  if (p) return p;
   if (align < ALIGNMENT) align = ALIGNMENT;
   if (unlikely(size > PTRDIFF_MAX - align)) { errno = ENOMEM; return NULL; }
   return alloc_tiers(size, align, false);
@@ -240,10 +261,13 @@ static void *aligned(size_t align, size_t size) {
 
 API int strata_posix_memalign(void **out, size_t align, size_t size) {
   if (!is_pow2(align) || align % sizeof(void *)) return EINVAL;
-  int saved = errno;
-  void *p = aligned(align, size);
-  errno = saved;
-  if (!p) return ENOMEM;
+  void *p = aligned_small(align, size);
+  if (!p) {                             /* errno is left alone, as glibc */
+    int saved = errno;
+    p = aligned(align, size);
+    errno = saved;
+    if (!p) return ENOMEM;
+  }
   *out = p;
   return 0;
 }

@@ -35,6 +35,6 @@ void class_init(void) {
 unsigned class_of_aligned(size_t size, size_t align) {
   if (size > SMALL_MAX) return CLASS_COUNT;
   for (unsigned c = class_of(size ? size : 1); c < CLASS_COUNT; c++)
-    if (class_info[c].size % align == 0) return c;
+    if ((class_info[c].size & (align - 1)) == 0) return c;
   return CLASS_COUNT;
 }
