@@ -171,6 +171,13 @@ int buddy_order_of(const strata_buddy *b, const void *p) {
   return (int)(b->tag[i] & TAG_ORDER);
 }
 
+bool buddy_free_at(const strata_buddy *b, const void *p) {
+  uintptr_t a = (uintptr_t)p, base = (uintptr_t)b->base;
+  if (a < base || ((a - base) & (b->min_block - 1))) return false;
+  uintptr_t i = (a - base) >> b->shift;
+  return i < b->nblocks && buddy_bit(b, (uint32_t)i);
+}
+
 void buddy_free_block(strata_buddy *b, void *p) {
   uint32_t i = buddy_index(b, p);
   buddy_release(b, i, b->tag[i] & TAG_ORDER);

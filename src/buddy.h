@@ -31,6 +31,9 @@ void *buddy_alloc_order(strata_buddy *b, unsigned order);
  * start of an allocated block of b. */
 int buddy_order_of(const strata_buddy *b, const void *p);
 
+/* Does a free block start at p? (A block freed twice, unless it has merged
+ * into a buddy on its left.) */
+bool buddy_free_at(const strata_buddy *b, const void *p);
 /* Free the allocated block at p; p must satisfy buddy_order_of(b, p) >= 0.
  * Merges with free buddies. */
 void buddy_free_block(strata_buddy *b, void *p);

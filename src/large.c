@@ -181,8 +181,9 @@ static unsigned arena_lock_block(arena_t *a, const void *p, const char *call) {
   lock_acquire(&a->lock);
   int order = buddy_order_of(a->buddy, p);
   if (unlikely(order < 0)) {
+    bool freed = buddy_free_at(a->buddy, p);
     lock_release(&a->lock);
-    fatal(call, p, MSG_NOT_BLOCK);
+    fatal(call, p, freed ? "double free" : MSG_NOT_BLOCK);
   }
   return (unsigned)order;
 }
