@@ -34,7 +34,7 @@ bool decay_run(uint32_t now) {
   bool younger = false;
   heap_decay(now, options.decay_ms, &younger);
   pageheap_decay(now, options.decay_ms, &younger);
-  large_decay(now, options.decay_ms, &younger);
+  large_decay(&younger);
   return younger;
 }
 
