@@ -91,6 +91,7 @@ static void heap_unpark(heap_t *h, bin_t *bin, span_t *s) {
  * the page-heap lock twice per span; each decay that finds spans unused
  * for the decay time halves it again. */
 static void heap_cache_put(heap_t *h, bin_t *bin, span_t *s) {
+  size_t bytes = (size_t)s->npages * PAGE_SIZE;   /* once cached, s is the decay's */
   list_remove(&bin->spans, s);
   lock_acquire(&h->cache_lock);
   bool keep = h->cached_pages + s->npages <= (uint32_t)HEAP_CACHE_PAGES << h->cache_shift;
@@ -100,12 +101,13 @@ static void heap_cache_put(heap_t *h, bin_t *bin, span_t *s) {
     h->cached_pages += s->npages;
     list_push(&h->cache[s->cls], s);
   }
-  lock_release(&h->cache_lock);
   /* Past the first 4 MiB, the cache counts as memory for the decay to
    * return (it also starts the purge thread); a small program's cache
    * churn does not. */
+  bool note = keep && h->cached_pages > HEAP_CACHE_PAGES;
+  lock_release(&h->cache_lock);
   if (!keep) pageheap_free_span(s);
-  else if (h->cached_pages > HEAP_CACHE_PAGES) decay_note((size_t)s->npages * PAGE_SIZE);
+  else if (note) decay_note(bytes);
 }
 
 /* Under cache_lock. */

@@ -53,7 +53,7 @@ DEBUG=${STRATA_FUZZ_DEBUG:-2}
 SAN=${FUZZ_SANITIZE:-address,undefined}
 CFLAGS=(-std=gnu11 -O2 -g -fno-omit-frame-pointer
         "-fsanitize=fuzzer,$SAN" -fno-sanitize-recover=undefined
-        "-DSTRATA_DEBUG=$DEBUG" -DSTRATA_STATS=1 -DSTRATA_NO_OVERRIDE
+        -D_GNU_SOURCE "-DSTRATA_DEBUG=$DEBUG" -DSTRATA_STATS=1 -DSTRATA_NO_OVERRIDE
         -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc
         -ftls-model=initial-exec
         -I"$ROOT/include" -I"$ROOT/src")
