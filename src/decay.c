@@ -115,11 +115,14 @@ void decay_poll_slow(void) {
    * decay period.
    * Invariant: while pending is set, so is poll_needed (else nothing would
    * ever run the decay or start the thread: a note finding pending set
-   * leaves the flags alone). So the flag is cleared first and pending read
-   * after it; a note between the two sets it again. */
-  atomic_store(&decay_poll_needed, false);
-  if (!atomic_load(&decay_pending)) return;
-  atomic_store(&decay_poll_needed, true);
+   * leaves the flags alone). So the flag is cleared only when pending is
+   * not set, and pending read again after it; a note between the two sets
+   * it again. (The flag is shared: it is written only when it changes.) */
+  if (!atomic_load(&decay_pending)) {
+    atomic_store(&decay_poll_needed, false);
+    if (!atomic_load(&decay_pending)) return;
+    atomic_store(&decay_poll_needed, true);
+  }
   uint32_t now = os_now_ms(), last = atomic_load_relaxed(&decay_last_ms);
   if (now - last < options.decay_ms / 2 ||
       !atomic_compare_exchange_strong(&decay_last_ms, &last, now)) return;
