@@ -251,12 +251,16 @@ static void *aligned_small(size_t align, size_t size) {
   return p ? p : bin_refill(cls);
 }
 
-static void *aligned(size_t align, size_t size) {
-  void *p = aligned_small(align, size);
-  if (p) return p;
+/* Any size and power-of-two alignment, through the general path. */
+static void *aligned_tiers(size_t align, size_t size) {
   if (align < ALIGNMENT) align = ALIGNMENT;
   if (unlikely(size > PTRDIFF_MAX - align)) { errno = ENOMEM; return NULL; }
   return alloc_tiers(size, align, false);
+}
+
+static void *aligned(size_t align, size_t size) {
+  void *p = aligned_small(align, size);
+  return p ? p : aligned_tiers(align, size);
 }
 
 API int strata_posix_memalign(void **out, size_t align, size_t size) {
@@ -264,7 +268,7 @@ API int strata_posix_memalign(void **out, size_t align, size_t size) {
   void *p = aligned_small(align, size);
   if (!p) {                             /* errno is left alone, as glibc */
     int saved = errno;
-    p = aligned(align, size);
+    p = aligned_tiers(align, size);
     errno = saved;
     if (!p) return ENOMEM;
   }

@@ -145,7 +145,6 @@ void heap_decay(uint32_t now, uint32_t age, bool *younger) {
     heap_cache_decay(h, now, age, younger);
 }
 
-
 /* Spans queued by remote frees while parked come back to their bin lists. */
 static void heap_take_ready(heap_t *h) {
   span_t *s = atomic_exchange_acq_rel(&h->ready, NULL);
