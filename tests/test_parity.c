@@ -41,6 +41,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "first_nonzero.h"
+
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 #define PAGE ((size_t)4096)
@@ -149,39 +151,6 @@ static bool is_mapped(const void *p) {
   return mapped;
 }
 
-/* The first byte of p[0, n) that is not zero, or SIZE_MAX. Pages that are
- * not resident are not read: untouched or purged anonymous memory reads as
- * zero, and reading it would only fault in the zero page, which costs tens
- * of microseconds a page on a virtual machine. Every resident byte is read. */
-static size_t first_nonzero(const unsigned char *p, size_t n) {
-  static __thread unsigned char vec[1024];
-  size_t i = 0;
-  while (i < n) {
-    uintptr_t base = ((uintptr_t)p + i) & ~(uintptr_t)(PAGE - 1);
-    size_t pages = ((uintptr_t)p + n - base + PAGE - 1) / PAGE;
-    if (pages > sizeof vec) pages = sizeof vec;
-    if (mincore((void *)base, pages * PAGE, vec) != 0) memset(vec, 1, pages);
-    for (size_t k = 0; k < pages && i < n; k++) {
-      size_t end = base + (k + 1) * PAGE - (uintptr_t)p;
-      if (end > n) end = n;
-      if (vec[k] & 1) {
-        for (; i < end && i % 8; i++)
-          if (p[i]) return i;
-        for (; i + 8 <= end; i += 8) {
-          uint64_t w;
-          memcpy(&w, p + i, 8);
-          if (w)
-            for (size_t j = i;; j++)
-              if (p[j]) return j;
-        }
-        for (; i < end; i++)
-          if (p[i]) return i;
-      }
-      i = end;
-    }
-  }
-  return SIZE_MAX;
-}
 
 /* Wait for pid for at most `seconds`; SIGKILL it after that. Returns the
  * wait status, or -1 when it had to be killed. */

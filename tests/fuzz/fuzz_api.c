@@ -244,34 +244,8 @@ static size_t check_pattern(const unsigned char *p, uint64_t seed, size_t upto) 
   return bad;
 }
 
-/* The first non-zero byte of p[0, n), or SIZE_MAX. Pages that are not
- * resident (mincore) are skipped without being read: anonymous memory that
- * was never touched or was purged reads as zero, and reading it would only
- * fault in the zero page (slowly). Every resident byte is checked, so old
- * contents left in a recycled block are always seen. (A page swapped out
- * would be skipped too: a missed check at worst, never a false alarm.) */
-NO_ASAN static size_t check_zero(const unsigned char *p, size_t n) {
-  static unsigned char vec[4096];
-  const size_t page = 4096;
-  size_t i = 0;
-  while (i < n) {
-    /* mincore for up to sizeof vec pages from the page holding p + i. */
-    uintptr_t base = ((uintptr_t)p + i) & ~(uintptr_t)(page - 1);
-    size_t span = ((uintptr_t)p + n - base + page - 1) / page;
-    if (span > sizeof vec) span = sizeof vec;
-    if (mincore((void *)base, span * page, vec) != 0) memset(vec, 1, span);
-    for (size_t k = 0; k < span && i < n; k++) {
-      size_t end = base + (k + 1) * page - (uintptr_t)p;   /* end of this page */
-      if (end > n) end = n;
-      if (vec[k] & 1) {
-        for (; i < end; i++)
-          if (p[i]) return i;
-      }
-      i = end;
-    }
-  }
-  return SIZE_MAX;
-}
+#define FIRST_NONZERO_ATTR NO_ASAN
+#include "../first_nonzero.h"
 
 /* Write every byte of p[from, to) (the slack past the request): usable
  * memory must be writable. */
@@ -324,7 +298,7 @@ static void adopt(unsigned slot, void *ptr, size_t size, size_t align, kind_t ki
   if (usable < size) fail("%s(%zu) = %p: usable size %zu < request", how, size, ptr, usable);
   check_no_overlap(slot, p, usable);
   if (zeroed) {
-    size_t bad = check_zero(p, size);
+    size_t bad = first_nonzero(p, size);
     if (bad != SIZE_MAX)
       fail("%s(%zu) = %p: byte %zu is 0x%02x, not zero", how, size, ptr, bad, p[bad]);
   }
