@@ -27,7 +27,8 @@ static heap_t heap_orphan;
 static lock_t heap_pool_lock = LOCK_INIT;
 static heap_t *heap_pool;                  /* free heaps (next_free) */
 static lock_t heap_abandoned_lock = LOCK_INIT;
-static span_t *heap_abandoned[CLASS_COUNT]; /* spans of exited threads (next) */
+static span_t *heap_abandoned[CLASS_COUNT]; /* spans of exited threads (next,
+                                              prev; flag SPAN_ABANDONED) */
 static heap_t *_Atomic heap_all;           /* every heap made (next_all) */
 /* Frees by threads that have no heap (yet, or any more), for statistics. */
 static _Atomic uint64_t heap_nfree_homeless[CLASS_COUNT];
@@ -53,13 +54,11 @@ static void list_remove(span_t **head, span_t *s) {
   s->next = s->prev = NULL;
 }
 
-/* ---- parking: a span with nothing to hand out leaves the bin's list ----- */
-/* A parked span's owner field carries OWNER_PARKED, so the owner's next free
- * into it fails the fast path's owner compare and unparks it. */
-static heap_t *owner_parked(heap_t *h) { return (heap_t *)((uintptr_t)h | OWNER_PARKED); }
-
+/* ---- parking: a span with nothing to hand out leaves the bin's list -----
+ * The owner unparks it when a flush of its cache gives the span a block back,
+ * a remote free when it queues the span on the owner's ready list. */
 /* Returns false (span left on `spans`) when a remote free raced in. */
-static bool heap_park(heap_t *h, bin_t *bin, span_t *s) {
+static bool heap_park(bin_t *bin, span_t *s) {
   atomic_fetch_or_explicit(&s->flags, SPAN_FULL, memory_order_seq_cst);
   if (atomic_load_explicit(&s->xfree, memory_order_seq_cst)) {
     atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_FULL, memory_order_relaxed);
@@ -67,14 +66,12 @@ static bool heap_park(heap_t *h, bin_t *bin, span_t *s) {
   }
   list_remove(&bin->spans, s);
   list_push(&bin->full, s);
-  atomic_store_relaxed(&s->owner, owner_parked(h));
   return true;
 }
 
-static void heap_unpark(heap_t *h, bin_t *bin, span_t *s) {
+static void heap_unpark(bin_t *bin, span_t *s) {
   list_remove(&bin->full, s);
   list_insert_second(&bin->spans, s);
-  atomic_store_relaxed(&s->owner, h);
   atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_FULL, memory_order_relaxed);
 }
 
@@ -151,8 +148,8 @@ static void heap_take_ready(heap_t *h) {
   while (s) {
     span_t *next = s->qnext;
     uint32_t f = atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_QUEUED, memory_order_acq_rel);
-    if (atomic_load_relaxed(&s->owner) == owner_parked(h) && (f & SPAN_FULL))
-      heap_unpark(h, &h->bins[s->cls], s);
+    if (atomic_load_relaxed(&s->owner) == h && (f & SPAN_FULL))
+      heap_unpark(&h->bins[s->cls], s);
     s = next;
   }
 }
@@ -163,30 +160,90 @@ static void heap_take_ready(heap_t *h) {
  * (two locks and a clock read) once per span's worth of blocks, every 8
  * pairs for 1 KiB blocks. So a thread keeps at most one empty span per class
  * (1.75 MiB if it used all 40) until it exits or calls strata_collect. */
-void heap_span_emptied(heap_t *h, span_t *s) {
+static void heap_span_emptied(heap_t *h, span_t *s) {
   if (!span_releasable(s)) return;
   if (h->bins[s->cls].spans == s && !s->next) return;
   heap_cache_put(h, &h->bins[s->cls], s);
   decay_poll();                     /* no lock is held here */
 }
 
+/* The owner gives block b of s back to the span (a flush of its cache, or
+ * a free in checked mode), unparking the span if it was parked. */
+static void heap_push_span(heap_t *h, span_t *s, block_t *b) {
+  if (atomic_load_relaxed(&s->flags) & SPAN_FULL) heap_unpark(&h->bins[s->cls], s);
+  block_set_next(b, s->local_free);
+  s->local_free = b;
+  if (--s->used == 0) heap_span_emptied(h, s);
+}
+
+void heap_bad_cached_block(const block_t *b) {
+  if (((b->key ^ span_free_key) & ~(uintptr_t)KEY_FRESH) == KEY_SUSPECT)
+    fatal(CALL_FREE, b, "double free (the second from another thread)");
+  fatal("malloc", b, "free block overwritten (use after free, or corrupted free list)");
+}
+
+/* Give the older blocks of the cache of class c back to their spans,
+ * keeping the `keep` most recently freed. */
+static void heap_flush(heap_t *h, unsigned c, uint32_t keep) {
+  block_t *rest = h->free[c];
+  if (keep) {
+    block_t *last = rest;
+    for (uint32_t i = 1; i < keep && last; i++) last = block_decode(last, h->secret);
+    if (!last) return;              /* fewer than keep cached */
+    rest = block_decode(last, h->secret);
+    block_encode(last, NULL, h->secret);
+  } else {
+    h->free[c] = NULL;
+  }
+  h->room[c] = (int32_t)(class_info[c].cache - keep);
+  while (rest) {
+    block_t *next = block_decode(rest, h->secret);
+    if (((rest->key ^ h->free_key) & ~(uintptr_t)KEY_FRESH) || ((uintptr_t)next & LINK_BAD_BITS))
+      heap_bad_cached_block(rest);
+    heap_push_span(h, span_of(rest), rest);
+    rest = next;
+  }
+}
+
 void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call) {
   /* Only the owner detaches remote frees, so it may walk them too. */
-  span_check_not_on(s, atomic_load_acquire(&s->xfree), b, call);
-  span_check_not_on(s, s->local_free, b, call);
-  if (h->bins[s->cls].spans == s) span_check_not_on(s, h->free[s->cls], b, call);
+  span_check_not_on(atomic_load_acquire(&s->xfree), s->count, b, call);
+  span_check_not_on(s->local_free, s->count, b, call);
+  /* The cache holds at most its bound, or one span's blocks after a refill. */
+  span_check_not_on(h->free[s->cls], (uint32_t)class_info[s->cls].cache + s->count, b, call);
 }
 
 /* ---- abandoned spans ----------------------------------------------------- */
+/* Under heap_abandoned_lock: take s off the abandoned list. */
+static void heap_unabandon(span_t *s) {
+  list_remove(&heap_abandoned[s->cls], s);
+  atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_ABANDONED, memory_order_relaxed);
+}
+
+/* An abandoned span of class cls for h's refill, not yet on a bin list. */
 static span_t *heap_adopt(heap_t *h, unsigned cls) {
   lock_acquire(&heap_abandoned_lock);
   span_t *s = heap_abandoned[cls];
-  if (s) heap_abandoned[cls] = s->next;
+  if (s) heap_unabandon(s);
   lock_release(&heap_abandoned_lock);
-  if (!s) return NULL;
-  s->next = s->prev = NULL;
-  atomic_store_release(&s->owner, h);
+  if (s) atomic_store_release(&s->owner, h);
   return s;
+}
+
+/* A free into an abandoned span: h adopts it (onto its bin), so this and
+ * the next frees into it are the owner's. A thread that takes over the
+ * blocks of one that exited (larson) otherwise pushes every free remotely,
+ * and refills from spans that give one block or two. False when the span
+ * is not (or no longer) abandoned. */
+static bool heap_adopt_span(heap_t *h, span_t *s) {
+  lock_acquire(&heap_abandoned_lock);
+  bool ok = atomic_load_relaxed(&s->flags) & SPAN_ABANDONED;
+  if (ok) heap_unabandon(s);
+  lock_release(&heap_abandoned_lock);
+  if (!ok) return false;
+  atomic_store_release(&s->owner, h);
+  list_insert_second(&h->bins[s->cls].spans, s);
+  return true;
 }
 
 static void heap_abandon(span_t *s) {
@@ -197,11 +254,9 @@ static void heap_abandon(span_t *s) {
     return;
   }
   atomic_store_release(&s->owner, NULL);
-  atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_FULL, memory_order_relaxed);
   lock_acquire(&heap_abandoned_lock);
-  s->prev = NULL;
-  s->next = heap_abandoned[s->cls];
-  heap_abandoned[s->cls] = s;
+  list_push(&heap_abandoned[s->cls], s);
+  atomic_fetch_or_explicit(&s->flags, SPAN_ABANDONED, memory_order_relaxed);
   lock_release(&heap_abandoned_lock);
 }
 
@@ -209,14 +264,12 @@ static void heap_abandon(span_t *s) {
 void heap_sweep_abandoned(void) {
   lock_acquire(&heap_abandoned_lock);
   for (unsigned c = 0; c < CLASS_COUNT; c++)
-    for (span_t **pp = &heap_abandoned[c]; *pp;) {
-      span_t *s = *pp;
+    for (span_t *s = heap_abandoned[c], *next; s; s = next) {
+      next = s->next;
       span_drain_remote(s);           /* the lock makes us its owner */
       if (span_releasable(s)) {
-        *pp = s->next;
+        heap_unabandon(s);
         pageheap_free_span(s);
-      } else {
-        pp = &s->next;
       }
     }
   lock_release(&heap_abandoned_lock);
@@ -238,19 +291,25 @@ static void *heap_refill(heap_t *h, unsigned cls, bool *fresh) {
       }
       list_push(&bin->spans, s);
     }
-    block_t *list = span_take_free(s);
+    uint32_t n;
+    block_t *list = span_take_free(s, &n);
     if (list) {
       h->free[cls] = block_next(list);
+      h->room[cls] -= (int32_t)n - 1;
       if (fresh) *fresh = list->key == (h->free_key ^ KEY_FRESH);
       list->key = 0;                /* allocated blocks do not look free */
       STAT_INC(h->nmalloc[cls]);
       return list;
     }
-    heap_park(h, bin, s);
+    heap_park(bin, s);
   }
 }
 
 /* ---- heaps for threads ----------------------------------------------------- */
+static void heap_room_init(heap_t *h) {
+  for (unsigned c = 0; c < CLASS_COUNT; c++) h->room[c] = class_info[c].cache;
+}
+
 static heap_t *heap_new(void) {
   lock_acquire(&heap_pool_lock);
   heap_t *h = heap_pool;
@@ -268,6 +327,7 @@ static heap_t *heap_new(void) {
       h = chunk++;
       left--;
       lock_reinit(&h->cache_lock);
+      heap_room_init(h);
       h->secret = span_secret;
       h->free_key = span_free_key;
       h->next_all = heap_all;
@@ -289,6 +349,14 @@ static heap_t *heap_for_thread(void) {
   return h;
 }
 
+/* A pop from h's cache of cls, or a refill; aborts on a bad cached block. */
+static void *heap_pop_or_refill(heap_t *h, unsigned cls, bool *fresh) {
+  void *p = heap_malloc_small(h, cls, fresh);
+  if (p) return p;
+  if (h->free[cls]) heap_bad_cached_block(h->free[cls]);
+  return heap_refill(h, cls, fresh);
+}
+
 /* Sizes above CLASS_FAST_MAX come here without trying the bin first. */
 void *heap_alloc_class(unsigned cls, bool *fresh) {
   heap_t *h = heap_tls;
@@ -296,14 +364,12 @@ void *heap_alloc_class(unsigned cls, bool *fresh) {
     h = heap_for_thread();
     if (!h) {                       /* thread torn down, or no memory */
       lock_acquire(&heap_orphan_lock);
-      void *p = heap_malloc_small(&heap_orphan, cls, fresh);
-      if (!p) p = heap_refill(&heap_orphan, cls, fresh);
+      void *p = heap_pop_or_refill(&heap_orphan, cls, fresh);
       lock_release(&heap_orphan_lock);
       return p;
     }
   }
-  void *p = heap_malloc_small(h, cls, fresh);
-  return p ? p : heap_refill(h, cls, fresh);
+  return heap_pop_or_refill(h, cls, fresh);
 }
 
 /* ---- frees that are not the owner's fast path ------------------------------ */
@@ -313,21 +379,40 @@ span_t *heap_span_checked(const void *p, const char *call) {
   return s;
 }
 
+/* The owner's free: into its cache (flushed first when full), or straight
+ * to the span in checked mode, whose bins stay empty. */
+static void heap_free_owned(heap_t *h, span_t *s, block_t *b, const char *call) {
+  unsigned c = s->cls;
+  if (block_looks_free(b, h->free_key)) heap_check_double_free(h, s, b, call);
+  STAT_INC(h->nfree[c]);
+  if (span_checked_mode) {
+    heap_push_span(h, s, b);
+    return;
+  }
+  if (h->room[c] <= 0) heap_flush(h, c, class_info[c].cache / 2);
+  h->room[c]--;
+  block_encode(b, h->free[c], h->secret);
+  b->key = h->free_key;
+  h->free[c] = b;
+}
+
 void heap_free_small_slow(void *p, const char *call) {
   span_t *s = heap_span_checked(p, call);
   heap_t *owner = atomic_load_acquire(&s->owner), *h = heap_tls;
-  if (owner_heap(owner) == h) {     /* the owner: a parked span, or the key */
-    if (block_looks_free(p, h->free_key)) heap_check_double_free(h, s, p, call);
-    if (owner != h) heap_unpark(h, &h->bins[s->cls], s);
-    STAT_INC(h->nfree[s->cls]);
-    heap_push_local(h, s, p);
+  if (!owner && !span_checked_mode) {            /* abandoned: adopt it */
+    if (h == &heap_empty) h = heap_for_thread();
+    if (h && heap_adopt_span(h, s)) owner = h;
+    if (!h) h = &heap_empty;
+  }
+  if (owner == h) {
+    heap_free_owned(h, s, p, call);
     return;
   }
   if (h != &heap_empty) STAT_INC(h->nfree[s->cls]);
   else atomic_add_relaxed(&heap_nfree_homeless[s->cls], 1);
   span_pin(s);
   if (span_push_remote(s, p)) {
-    owner = owner_heap(atomic_load_acquire(&s->owner));   /* may have changed */
+    owner = atomic_load_acquire(&s->owner);   /* may have changed */
     if (!owner) {                   /* abandoned: adoption drains it anyway */
       atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_QUEUED, memory_order_relaxed);
     } else {
@@ -341,17 +426,7 @@ void heap_free_small_slow(void *p, const char *call) {
 
 /* ---- thread exit, collect, fork -------------------------------------------- */
 static void heap_flush_bins(heap_t *h) {
-  for (unsigned c = 0; c < CLASS_COUNT; c++) {
-    for (block_t *b = h->free[c]; b;) {
-      block_t *next = block_next(b);
-      span_t *s = h->bins[c].spans;  /* checked-out blocks are the head's */
-      block_set_next(b, s->local_free);
-      s->local_free = b;
-      s->used--;
-      b = next;
-    }
-    h->free[c] = NULL;
-  }
+  for (unsigned c = 0; c < CLASS_COUNT; c++) heap_flush(h, c, 0);
 }
 
 void heap_thread_exit(heap_t *h) {
@@ -383,6 +458,7 @@ static void heap_key_destructor(void *arg) {
 }
 
 bool heap_init(void) {
+  heap_room_init(&heap_orphan);
   heap_orphan.secret = span_secret;
   heap_orphan.free_key = span_free_key;
   atomic_store_release(&heap_all, &heap_orphan);
@@ -398,7 +474,7 @@ void heap_collect(void) {
       bin_t *bin = &h->bins[c];
       for (span_t *s = bin->full, *next; s; s = next) {
         next = s->next;
-        if (span_drain_remote(s) || s->local_free) heap_unpark(h, bin, s);
+        if (span_drain_remote(s) || s->local_free) heap_unpark(bin, s);
       }
       for (span_t *s = bin->spans, *next; s; s = next) {
         next = s->next;

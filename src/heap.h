@@ -4,14 +4,23 @@
  *   strata_malloc -> heap_malloc_small (inline: pop heap.free[c])
  *                 -> heap_alloc_class -> heap_refill -> span_take_free
  *                    -> adopt an abandoned span -> pageheap_alloc_span
- *   strata_free   -> heap_free_small (inline: owner pushes on local_free)
- *                 -> heap_free_small_slow (remote CAS push, checks)
+ *   strata_free   -> heap_free_small (inline: the owner pushes on heap.free[c])
+ *                 -> heap_free_small_slow (a full cache: flush half of it to
+ *                    the spans; an abandoned span: adopt it; another
+ *                    thread's span: remote CAS push; checks)
  *
- * heap.free[c] holds blocks of the first span of bins[c].spans, checked out
- * (counted as used). Invariant: every span a heap owns is on exactly one
- * list of its bin: `spans` (may have blocks; the first is the one being
- * allocated from) or `full` (nothing to hand out when it was parked; flag
- * SPAN_FULL), or, empty, in the heap's cache.
+ * heap.free[c] is the thread's cache of free blocks of class c: blocks of any
+ * span of bins[c] (counted as used by their spans), taken from the spans by
+ * refills and pushed by the owner's frees. A free touches no span field but
+ * the ones it reads, so a program that frees and allocates at random stays
+ * on the fast paths (with the free going to the span, 8-block spans parked
+ * and unparked on almost every pair). The cache is bounded (class_info.cache
+ * blocks): a free that finds it full gives the older half back to the spans.
+ *
+ * Invariant: every span a heap owns is on exactly one list of its bin:
+ * `spans` (may have blocks; the first is the one refills take from) or `full`
+ * (nothing to hand out when it was parked; flag SPAN_FULL), or, empty, in
+ * the heap's cache. room[c] == class_info[c].cache - |free[c]|.
  */
 #ifndef STRATA_HEAP_H
 #define STRATA_HEAP_H
@@ -38,8 +47,10 @@ typedef struct bin {
 #define STAT_READ(c) __atomic_load_n(&(c), __ATOMIC_RELAXED)
 
 typedef struct heap {
-  block_t *free[CLASS_COUNT]; /* per class: checked-out blocks of the head
-                                 span of bins[c].spans (counted as used) */
+  block_t *free[CLASS_COUNT]; /* per class: the cache of free blocks */
+  int32_t room[CLASS_COUNT];  /* per class: pushes the cache takes before it
+                                 is flushed (< 0 after a big refill; 0 in
+                                 heap_empty, so a free never pushes there) */
   uintptr_t secret;       /* copies of span_secret and span_free_key, one */
   uintptr_t free_key;     /* load away on the fast paths */
   uint64_t nmalloc[CLASS_COUNT];  /* blocks handed out (STAT_INC) */
@@ -67,18 +78,30 @@ typedef struct heap {
 extern __thread heap_t *heap_tls __attribute__((tls_model("initial-exec")));
 extern heap_t heap_empty;
 
+/* A link decoded from a cache block that fails this test (not 16-byte
+ * aligned, or past the 47-bit user address space) was overwritten. */
+#define LINK_BAD_BITS (~(((uintptr_t)1 << ADDR_BITS) - 1) | (ALIGNMENT - 1))
+
+/* Aborts: the block at the head of a cache did not carry the free key (a
+ * write after free, or a double free whose second free came from another
+ * thread) or its link was overwritten. */
+COLD __attribute__((noreturn)) void heap_bad_cached_block(const block_t *b);
+
 /* Fast paths: no lock, no atomic read-modify-write. With `fresh` (calloc),
- * tells whether the block came zeroed from the OS but for its two words. */
+ * tells whether the block came zeroed from the OS but for its two words.
+ * NULL also for a bad block at the head of the cache: heap_alloc_class, where
+ * every miss ends up, aborts on it (no stack frame on the fast path). */
 static inline void *heap_malloc_small(heap_t *h, unsigned cls, bool *fresh) {
   block_t *b = h->free[cls];
   if (unlikely(b == NULL)) return NULL;
-  if (fresh) *fresh = b->key == (h->free_key ^ KEY_FRESH);
-  /* A corrupted link is caught here, before it is followed: the next block
-   * of a bin's list lies in the same segment (or the list ends). */
-  uintptr_t next_xor_b = b->next_enc ^ h->secret;
-  if (unlikely(next_xor_b >> SEG_SHIFT) && STRATA_DEBUG >= 1 && next_xor_b != (uintptr_t)b)
-    fatal("malloc", b, "corrupted free list");
-  h->free[cls] = (block_t *)(next_xor_b ^ (uintptr_t)b);
+  /* Every cached block carries the key (KEY_FRESH at most) and a link that
+   * decodes to an aligned user address: checked before the link is followed. */
+  uintptr_t key = b->key ^ h->free_key;
+  uintptr_t next = b->next_enc ^ h->secret ^ (uintptr_t)b;
+  if (unlikely((key & ~(uintptr_t)KEY_FRESH) | (next & LINK_BAD_BITS))) return NULL;
+  if (fresh) *fresh = key == KEY_FRESH;
+  h->free[cls] = (block_t *)next;
+  h->room[cls]++;
   b->key = 0;             /* an allocated block does not look free */
   STAT_INC(h->nmalloc[cls]);
   return b;
@@ -93,37 +116,28 @@ void *heap_alloc_class(unsigned cls, bool *fresh);
 void heap_free_small_slow(void *p, const char *call);
 /* The span of small block p; aborts naming `call` when p is not a block. */
 span_t *heap_span_checked(const void *p, const char *call);
-/* A span of h whose `used` fell to 0 on the owner's free. */
-void heap_span_emptied(heap_t *h, span_t *s);
-/* span.owner is the owning heap, tagged with OWNER_PARKED while the span is
- * parked on its bin's full list (the fast path then fails its compare). */
-#define OWNER_PARKED 1u
-static inline heap_t *owner_heap(heap_t *owner) {
-  return (heap_t *)((uintptr_t)owner & ~(uintptr_t)OWNER_PARKED);
-}
 /* b carries the free key: abort if it is on one of the owner's lists (a
  * double free); otherwise it is a live block holding a copy of free bytes. */
 void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call);
 
-/* The owner's push; the caller has checked that b is a block of s. */
-static inline void heap_push_local(heap_t *h, span_t *s, block_t *b) {
-  block_encode(b, s->local_free, h->secret);
-  b->key = h->free_key;
-  s->local_free = b;
-  if (unlikely(--s->used == 0)) heap_span_emptied(h, s);
-}
-
 /* Owner fast path; false sends the free to the checked slow path (another
- * thread's span or a parked one, not a block start, or a block that carries
- * the free key). */
+ * thread's span, not a block start, a block that carries the free key, or
+ * a full cache). */
 static inline bool heap_free_small(void *p) {
   span_t *s = span_of(p);
   heap_t *h = heap_tls;
   block_t *b = p;
   if (unlikely(atomic_load_relaxed(&s->owner) != h)) return false;
   if (unlikely(!span_fast_block_start(s, p) || block_looks_free(b, h->free_key))) return false;
-  STAT_INC(h->nfree[s->cls]);
-  heap_push_local(h, s, b);
+  unsigned cls = s->cls;
+  if (unlikely(--h->room[cls] < 0)) {       /* full: the slow path flushes */
+    h->room[cls]++;
+    return false;
+  }
+  STAT_INC(h->nfree[cls]);
+  block_encode(b, h->free[cls], h->secret);
+  b->key = h->free_key;
+  h->free[cls] = b;
   return true;
 }
 

@@ -52,11 +52,11 @@ static block_t *span_carve(span_t *s, uint32_t *n) {
   return batch ? (block_t *)first : NULL;
 }
 
-void span_check_not_on(const span_t *s, const block_t *list, const block_t *b, const char *call) {
+void span_check_not_on(const block_t *list, uint32_t max, const block_t *b, const char *call) {
   uint32_t n = 0;
   for (const block_t *f = list; f; f = block_next(f), n++) {
     if (f == b) fatal(call, b, "double free");
-    CHECK(n < s->count, call, b, "double free (cycle in a free list)");
+    CHECK(n < max, call, b, "double free (cycle in a free list)");
   }
 }
 
@@ -70,7 +70,7 @@ uint32_t span_drain_remote(span_t *s) {
     CHECK(n < s->count && (next == NULL || (uintptr_t)next - (uintptr_t)s->start <
           (size_t)s->npages * PAGE_SIZE), "free", list, "double free or corrupted remote free list");
     if (unlikely(list->key == (span_free_key ^ KEY_SUSPECT)))
-      span_check_not_on(s, s->local_free, list, "free");
+      span_check_not_on(s->local_free, s->count, list, "free");
     block_set_next(list, s->local_free);
     s->local_free = list;
     list = next;
@@ -81,9 +81,10 @@ uint32_t span_drain_remote(span_t *s) {
   return n;
 }
 
-block_t *span_take_free(span_t *s) {
+block_t *span_take_free(span_t *s, uint32_t *n) {
   span_drain_remote(s);
   block_t *list = s->local_free;
+  *n = 1;
   if (list && span_checked_mode) {
     s->local_free = block_next(list);
     block_set_next(list, NULL);
@@ -92,12 +93,12 @@ block_t *span_take_free(span_t *s) {
   }
   if (list) {
     s->local_free = NULL;
+    *n = s->carved - s->used;
     s->used = s->carved;          /* every carved block is now out */
     return list;
   }
-  uint32_t n = 0;
-  list = span_carve(s, &n);
-  s->used += n;
+  list = span_carve(s, n);
+  s->used += *n;
   return list;
 }
 

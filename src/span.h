@@ -34,20 +34,18 @@ enum { SPAN_NONE = 0, SPAN_FREE_RUN, SPAN_SMALL, SPAN_PURGING };
 /* flags: FULL is set by the owner when the span has nothing left to hand out
  * and is parked on its bin's full list; QUEUED is set by the first remote
  * free that sees FULL, which then queues the span on the owner's ready list;
- * SUSPECT by a remote free of a block that carried the free key (a possible
- * double free the remote thread cannot check: the owner does, see
- * span_drain_remote). */
-enum { SPAN_FULL = 1, SPAN_QUEUED = 2, SPAN_SUSPECT = 4 };
+ * ABANDONED while the span is on the abandoned list (under its lock). */
+enum { SPAN_FULL = 1, SPAN_QUEUED = 2, SPAN_ABANDONED = 4 };
 
 typedef struct span {
-  block_t *local_free;              /* owner: blocks the owner freed */
+  block_t *local_free;              /* owner: blocks its cache gave back */
   uint32_t used;                    /* owner: see invariant above */
   uint16_t carved;                  /* owner: blocks cut from the span so far */
   uint8_t cls;                      /* size class */
   uint8_t kind;                     /* SPAN_FREE_RUN / SPAN_SMALL */
   struct heap *_Atomic owner;       /* NULL: abandoned or not small */
   block_t *_Atomic xfree;           /* remote frees, pushed with CAS */
-  _Atomic uint32_t flags;           /* SPAN_FULL | SPAN_QUEUED */
+  _Atomic uint32_t flags;           /* SPAN_FULL | SPAN_QUEUED | SPAN_ABANDONED */
   _Atomic uint32_t pins;            /* remote frees still touching the span
                                        after publishing their block */
   uint32_t npages;                  /* length in PAGE_SIZE pages */
@@ -93,17 +91,19 @@ static inline void block_set_next(block_t *b, const block_t *next) {
  * owned by owner. */
 void span_init_small(span_t *s, unsigned cls, struct heap *owner);
 /* Take every block the span can give now (local frees, remote frees, and a
- * batch of never-used blocks) as one list, or a single block in checked
- * mode; counts them as used. NULL when the span is exhausted. Owner only. */
-block_t *span_take_free(span_t *s);
+ * batch of never-used blocks) as one list of *n blocks, or a single block in
+ * checked mode; counts them as used. NULL when the span is exhausted. Owner
+ * only. */
+block_t *span_take_free(span_t *s, uint32_t *n);
 /* Move the remote frees onto local_free; returns how many came. Owner only.
  * Aborts on a list longer than the span (a block pushed twice makes a cycle)
  * and on a block marked suspect (see span_push_remote) that is already on
- * local_free. Callers drain only while their bin holds no block of s. */
+ * local_free. Callers drain only while the owner's cache of the class is
+ * empty (a block marked suspect there is caught when the cache pops it). */
 uint32_t span_drain_remote(span_t *s);
-/* Abort naming call if b is on list, a free list of s (a walk of at most
- * s->count links; slow paths only). */
-void span_check_not_on(const span_t *s, const block_t *list, const block_t *b, const char *call);
+/* Abort naming call if b is on list, a free list of at most max blocks (a
+ * walk of at most max links; slow paths only). */
+void span_check_not_on(const block_t *list, uint32_t max, const block_t *b, const char *call);
 /* Push a block freed by a thread that does not own the span. Returns true
  * when the span was full and this free must queue it to its owner. The
  * caller holds a pin (span_pin) from before the push until its last access

@@ -192,6 +192,15 @@ static void c_double_free_sized(void) {
   expect_addr(p);
   strata_free_sized(hide(p), 200);
 }
+static void c_write_after_free(void) {
+  /* The freed block's second word (the free key) is overwritten; the next
+   * malloc of its class pops it and must not hand it out. */
+  uint64_t *p = strata_malloc(64);
+  strata_free(p);
+  expect_addr(p);
+  ((volatile uint64_t *)hide(p))[1] = 0x4141414141414141ull;
+  (void)strata_malloc(64);
+}
 static void c_realloc_freed(void) {
   void *p = strata_malloc(3000);
   strata_free(p);
@@ -390,6 +399,7 @@ static const case_t cases[] = {
     {"free(interior of small block) from another thread", c_free_interior_remote, "free"},
     {"double free (large, from another thread)", c_double_free_large_remote, "free"},
     {"realloc of a freed block", c_realloc_freed, "realloc"},
+    {"write after free, caught by the next malloc", c_write_after_free, "malloc"},
     {"no false alarm: freed bytes copied into live blocks", c_no_false_alarm, NULL},
     {"no false alarm: freed bytes in realloc'd/aligned blocks", c_no_false_alarm_realloc, NULL},
 };

@@ -47,13 +47,17 @@ static void test_span(void) {
     EXPECT(span_of(s->start + 1) == s, "pagemap does not point at the span");
     size_t taken = 0;
     block_t *list;
+    uint32_t n;
     void **blocks = calloc(s->count, sizeof *blocks);
-    while ((list = span_take_free(s)))
-      for (block_t *b = list; b; b = block_next(b)) {
+    while ((list = span_take_free(s, &n))) {
+      size_t listed = 0;
+      for (block_t *b = list; b; b = block_next(b), listed++) {
         EXPECT(span_is_block_start(s, b), "carved block %p not a block start", (void *)b);
         EXPECT(taken < s->count, "more blocks than fit");
         if (taken < s->count) blocks[taken++] = b;
       }
+      EXPECT(listed == n, "class %u: a take of %zu blocks counted %u", c, listed, n);
+    }
     EXPECT(taken == s->count && s->used == s->count, "class %u: took %zu of %u", c, taken, s->count);
     EXPECT(!span_is_block_start(s, (char *)blocks[0] + 16) || s->block_size == 16, "interior accepted");
     EXPECT(!span_is_block_start(s, s->start + (size_t)s->count * s->block_size), "tail accepted");
@@ -65,8 +69,8 @@ static void test_span(void) {
     EXPECT(span_drain_remote(s) == (taken + 1) / 2, "remote drain count");
     EXPECT(s->used == 0, "class %u: used %u after all frees", c, s->used);
     size_t again = 0;
-    for (block_t *b = span_take_free(s); b; b = block_next(b)) again++;
-    EXPECT(again == taken, "class %u: %zu blocks back of %zu", c, again, taken);
+    for (block_t *b = span_take_free(s, &n); b; b = block_next(b)) again++;
+    EXPECT(again == taken && n == taken, "class %u: %zu blocks back of %zu (counted %u)", c, again, taken, n);
     free(blocks);
     pageheap_free_span(s);
   }
