@@ -37,22 +37,31 @@ typedef struct arena {
   uint16_t usable[ARENA_PAGES];        /* usable pages of the block starting at page i */
   uint64_t hot[2][ARENA_PAGES / 64];   /* made purgeable lately (see above) */
   bool unpurged;                       /* dirty free pages or tails not yet purged */
+  /* Statistics, written under the lock (no read-modify-write shared by the
+   * arenas), read with relaxed loads by large_stats. */
+  _Atomic uint64_t nmalloc, nfree;
+  _Atomic size_t allocated, active;    /* usable / block bytes */
   uint64_t canary_hi;
 } arena_t;
 
 static arena_t *large_arenas[LARGE_ARENAS];
-/* Statistics (relaxed atomics; updated under the arena's lock). */
-static _Atomic uint64_t large_nmalloc, large_nfree;
-static _Atomic size_t large_allocated, large_active;   /* usable / block bytes */
 
-static void large_count_alloc(size_t pages, unsigned order) {
-  atomic_add_relaxed(&large_nmalloc, 1);
-  atomic_add_relaxed(&large_allocated, pages * OS_PAGE);
-  atomic_add_relaxed(&large_active, (size_t)OS_PAGE << order);
+/* Under a's lock. */
+static void count_add(_Atomic uint64_t *c, int64_t v) { atomic_store_relaxed(c, atomic_load_relaxed(c) + (uint64_t)v); }
+static void large_count_alloc(arena_t *a, size_t pages, unsigned order) {
+  count_add(&a->nmalloc, 1);
+  count_add(&a->allocated, (int64_t)(pages * OS_PAGE));
+  count_add(&a->active, (int64_t)OS_PAGE << order);
 }
 static _Atomic unsigned large_count;
 static lock_t large_grow_lock = LOCK_INIT;
+/* Threads start at different arenas (large_next hands out the first one;
+ * large_hint is one more than the arena the thread last used, 0 for none
+ * yet), and a thread that finds every arena locked adds one while there are
+ * fewer than the processors, so threads that allocate large blocks at once
+ * mostly hold different locks. */
 static __thread unsigned large_hint __attribute__((tls_model("initial-exec")));
+static _Atomic unsigned large_next;
 
 static bool arena_intact(const arena_t *a) {
   uint64_t key = ARENA_MAGIC ^ (uintptr_t)a;
@@ -69,13 +78,19 @@ static arena_t *arena_new(void) {
   return a;
 }
 
-/* Bits [from, to) of a page bitmap: set them, or is any set. */
+/* Bits [from, to) of a page bitmap: set them, or is any set; a word at a
+ * time. The mask of the bits of [from, to) in from's word: */
+static uint64_t bits_mask(size_t from, size_t to, size_t *end) {
+  *end = (from | 63) + 1 < to ? (from | 63) + 1 : to;
+  size_t n = *end - from;
+  return (n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1) << (from % 64);
+}
 static void bits_set(uint64_t *map, size_t from, size_t to) {
-  for (size_t i = from; i < to; i++) map[i / 64] |= (uint64_t)1 << (i % 64);
+  for (size_t end; from < to; from = end) map[from / 64] |= bits_mask(from, to, &end);
 }
 static bool bits_any(const uint64_t *map, size_t from, size_t to) {
-  for (size_t i = from; i < to; i++)
-    if (map[i / 64] >> (i % 64) & 1) return true;
+  for (size_t end; from < to; from = end)
+    if (map[from / 64] & bits_mask(from, to, &end)) return true;
   return false;
 }
 static void dirty_set(arena_t *a, size_t from, size_t to) { bits_set(a->dirty, from, to); }
@@ -118,7 +133,36 @@ static void *arena_alloc(arena_t *a, unsigned order, size_t pages, uint64_t *dir
     arena_note_unpurged(a, i + pages, i + ((size_t)1 << order));
   dirty_set(a, i, i + pages);
   a->usable[i] = (uint16_t)pages;
-  large_count_alloc(pages, order);
+  large_count_alloc(a, pages, order);
+  return p;
+}
+
+/* A block from the arenas added since the caller saw n, or from a new one
+ * (only while fewer than the processors when `spread`: contention, not a
+ * lack of space). NULL when out of memory or, with spread, when another
+ * thread added the arenas meanwhile. */
+static void *large_grow(unsigned n, unsigned order, size_t pages, uint64_t *dirty, bool spread) {
+  void *p = NULL;
+  arena_t *a;
+  lock_acquire(&large_grow_lock);
+  unsigned seen = n;
+  n = atomic_load_acquire(&large_count);
+  for (unsigned k = seen; k < n && !p; k++) {   /* added while we waited */
+    a = large_arenas[k];
+    lock_acquire(&a->lock);
+    p = arena_alloc(a, order, pages, dirty);
+    lock_release(&a->lock);
+    if (p) large_hint = k + 1;
+  }
+  if (!p && n < LARGE_ARENAS && !(spread && n >= os_cpus()) && (a = arena_new())) {
+    lock_acquire(&a->lock);
+    p = arena_alloc(a, order, pages, dirty);
+    lock_release(&a->lock);
+    large_arenas[n] = a;
+    atomic_store_release(&large_count, n + 1);
+    large_hint = n + 1;
+  }
+  lock_release(&large_grow_lock);
   return p;
 }
 
@@ -131,36 +175,24 @@ void *large_alloc(size_t size, size_t align, bool zero) {
   void *p = NULL;
   arena_t *a = NULL;
   unsigned n = atomic_load_acquire(&large_count);
-  /* Two passes over the arenas (first without waiting for a lock), then a new one. */
-  for (int pass = 0; pass < 2 && !p; pass++)
+  if (!large_hint) large_hint = atomic_fetch_add_explicit(&large_next, 1, memory_order_relaxed) + 1;
+  unsigned first = large_hint - 1;
+  /* Two passes over the arenas (first without waiting for a lock), then a
+   * new one; after a first pass that found every lock taken, a new one
+   * while there are fewer than the processors. */
+  bool busy = true;
+  for (int pass = 0; pass < 2 && !p; pass++) {
+    if (pass == 1 && busy && n && n < os_cpus() && (p = large_grow(n, order, pages, dirty, true))) break;
     for (unsigned k = 0; k < n && !p; k++) {
-      a = large_arenas[(large_hint + k) % n];
+      a = large_arenas[(first + k) % n];
       if (pass == 0 ? !lock_try(&a->lock) : (lock_acquire(&a->lock), false)) continue;
+      busy = false;
       p = arena_alloc(a, order, pages, dirty);
       lock_release(&a->lock);
-      if (p) large_hint = (large_hint + k) % n;
+      if (p) large_hint = (first + k) % n + 1;
     }
-  if (!p) {
-    lock_acquire(&large_grow_lock);
-    unsigned seen = n;
-    n = atomic_load_acquire(&large_count);
-    for (unsigned k = seen; k < n && !p; k++) {   /* added while we waited */
-      a = large_arenas[k];
-      lock_acquire(&a->lock);
-      p = arena_alloc(a, order, pages, dirty);
-      lock_release(&a->lock);
-    }
-    if (!p && n < LARGE_ARENAS && (a = arena_new())) {
-      lock_acquire(&a->lock);
-      p = arena_alloc(a, order, pages, dirty);
-      lock_release(&a->lock);
-      large_arenas[n] = a;
-      atomic_store_release(&large_count, n + 1);
-      large_hint = n;
-    }
-    lock_release(&large_grow_lock);
-    if (!p) return NULL;
   }
+  if (!p && !(p = large_grow(n, order, pages, dirty, false))) return NULL;
   if (zero) {                         /* clear the pages that may be dirty */
     for (size_t k = 0; k < pages; k++)
       if (dirty[k / 64] >> (k % 64) & 1) {
@@ -181,9 +213,9 @@ static arena_t *arena_of(const void *p, const char *call) {
 }
 
 static void large_count_free(arena_t *a, size_t i, unsigned order) {
-  atomic_add_relaxed(&large_nfree, 1);
-  atomic_sub_relaxed(&large_allocated, (size_t)a->usable[i] * OS_PAGE);
-  atomic_sub_relaxed(&large_active, (size_t)OS_PAGE << order);
+  count_add(&a->nfree, 1);
+  count_add(&a->allocated, -(int64_t)((size_t)a->usable[i] * OS_PAGE));
+  count_add(&a->active, -((int64_t)OS_PAGE << order));
 }
 
 /* Lock a and return the order of the block at p; aborts (unlocked) when p
@@ -241,9 +273,9 @@ bool large_resize(void *p, size_t size) {
   else if (want > order) ok = buddy_grow_in_place(a->buddy, p, want);
   if (ok) {
     large_count_free(a, i, order);
-    large_count_alloc(pages, want);
-    atomic_sub_relaxed(&large_nmalloc, 1);
-    atomic_sub_relaxed(&large_nfree, 1);
+    large_count_alloc(a, pages, want);
+    count_add(&a->nmalloc, -1);
+    count_add(&a->nfree, -1);
     dirty_set(a, i, i + pages);
     a->usable[i] = (uint16_t)pages;
   }
@@ -350,14 +382,17 @@ bool large_trim(void) {
 }
 
 void large_stats(large_stats_t *st) {
-  st->nmalloc = atomic_load_relaxed(&large_nmalloc);
-  st->nfree = atomic_load_relaxed(&large_nfree);
-  st->allocated = atomic_load_relaxed(&large_allocated);
-  st->active = atomic_load_relaxed(&large_active);
-  st->resident = 0;
+  *st = (large_stats_t){0};
   unsigned n = atomic_load_acquire(&large_count);
   st->arenas = n;
-  for (unsigned k = 0; k < n; k++) st->resident += os_resident(large_arenas[k], ARENA_SIZE);
+  for (unsigned k = 0; k < n; k++) {
+    arena_t *a = large_arenas[k];
+    st->nmalloc += atomic_load_relaxed(&a->nmalloc);
+    st->nfree += atomic_load_relaxed(&a->nfree);
+    st->allocated += atomic_load_relaxed(&a->allocated);
+    st->active += atomic_load_relaxed(&a->active);
+    st->resident += os_resident(a, ARENA_SIZE);
+  }
 }
 
 void large_fork_prepare(void) {

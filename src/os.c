@@ -3,6 +3,7 @@
 #include "os.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,4 +181,16 @@ void fatal(const char *call, const void *addr, const char *what) {
   ssize_t w = write(STDERR_FILENO, buf, n);
   (void)w;
   abort();
+}
+
+unsigned os_cpus(void) {
+  static _Atomic unsigned cpus;
+  unsigned n = atomic_load_relaxed(&cpus);
+  if (!n) {
+    cpu_set_t set;
+    n = sched_getaffinity(0, sizeof set, &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
+    if (n < 1) n = 1;
+    atomic_store_relaxed(&cpus, n);
+  }
+  return n;
 }

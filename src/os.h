@@ -25,6 +25,8 @@ bool  os_protect_none(void *p, size_t size);
 size_t os_resident(const void *p, size_t size);
 /* A millisecond clock (monotonic, wraps after 49 days: compare differences). */
 uint32_t os_now_ms(void);
+/* Processors this process may run on (its affinity mask), counted once. */
+unsigned os_cpus(void);
 void os_sleep_ms(uint32_t ms);
 /* write(2) all of buf, retrying; errno is kept. */
 void os_write_all(int fd, const char *buf, size_t len);
