@@ -167,9 +167,8 @@ static void heap_span_emptied(heap_t *h, span_t *s) {
   decay_poll();                     /* no lock is held here */
 }
 
-/* The owner gives block b of s back to the span (a flush of its cache, or
- * a free in checked mode), unparking the span if it was parked. */
-static void heap_push_span(heap_t *h, span_t *s, block_t *b) {
+/* Unparks the span if it was parked. */
+void heap_push_span(heap_t *h, span_t *s, block_t *b) {
   if (atomic_load_relaxed(&s->flags) & SPAN_FULL) heap_unpark(&h->bins[s->cls], s);
   block_set_next(b, s->local_free);
   s->local_free = b;
@@ -182,26 +181,17 @@ void heap_bad_cached_block(const block_t *b) {
   fatal("malloc", b, "free block overwritten (use after free, or corrupted free list)");
 }
 
-/* Give the older blocks of the cache of class c back to their spans,
- * keeping the `keep` most recently freed. */
-static void heap_flush(heap_t *h, unsigned c, uint32_t keep) {
-  block_t *rest = h->free[c];
-  if (keep) {
-    block_t *last = rest;
-    for (uint32_t i = 1; i < keep && last; i++) last = block_decode(last, h->secret);
-    if (!last) return;              /* fewer than keep cached */
-    rest = block_decode(last, h->secret);
-    block_encode(last, NULL, h->secret);
-  } else {
-    h->free[c] = NULL;
-  }
-  h->room[c] = (int32_t)(class_info[c].cache - keep);
-  while (rest) {
-    block_t *next = block_decode(rest, h->secret);
-    if (((rest->key ^ h->free_key) & ~(uintptr_t)KEY_FRESH) || ((uintptr_t)next & LINK_BAD_BITS))
-      heap_bad_cached_block(rest);
-    heap_push_span(h, span_of(rest), rest);
-    rest = next;
+/* Give every block of the cache of class c back to its span. */
+static void heap_flush(heap_t *h, unsigned c) {
+  block_t *b = h->free[c];
+  h->free[c] = NULL;
+  h->room[c] = class_info[c].cache;
+  while (b) {
+    block_t *next = block_decode(b, h->secret);
+    if (((b->key ^ h->free_key) & ~(uintptr_t)KEY_FRESH) || ((uintptr_t)next & LINK_BAD_BITS))
+      heap_bad_cached_block(b);
+    heap_push_span(h, span_of(b), b);
+    b = next;
   }
 }
 
@@ -379,17 +369,16 @@ span_t *heap_span_checked(const void *p, const char *call) {
   return s;
 }
 
-/* The owner's free: into its cache (flushed first when full), or straight
- * to the span in checked mode, whose bins stay empty. */
+/* The owner's free, checked: into its cache, or to the span when the cache
+ * is full and in checked mode. */
 static void heap_free_owned(heap_t *h, span_t *s, block_t *b, const char *call) {
   unsigned c = s->cls;
   if (block_looks_free(b, h->free_key)) heap_check_double_free(h, s, b, call);
   STAT_INC(h->nfree[c]);
-  if (span_checked_mode) {
+  if (span_checked_mode || h->room[c] <= 0) {
     heap_push_span(h, s, b);
     return;
   }
-  if (h->room[c] <= 0) heap_flush(h, c, class_info[c].cache / 2);
   h->room[c]--;
   block_encode(b, h->free[c], h->secret);
   b->key = h->free_key;
@@ -426,7 +415,7 @@ void heap_free_small_slow(void *p, const char *call) {
 
 /* ---- thread exit, collect, fork -------------------------------------------- */
 static void heap_flush_bins(heap_t *h) {
-  for (unsigned c = 0; c < CLASS_COUNT; c++) heap_flush(h, c, 0);
+  for (unsigned c = 0; c < CLASS_COUNT; c++) heap_flush(h, c);
 }
 
 void heap_thread_exit(heap_t *h) {

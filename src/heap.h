@@ -4,10 +4,10 @@
  *   strata_malloc -> heap_malloc_small (inline: pop heap.free[c])
  *                 -> heap_alloc_class -> heap_refill -> span_take_free
  *                    -> adopt an abandoned span -> pageheap_alloc_span
- *   strata_free   -> heap_free_small (inline: the owner pushes on heap.free[c])
- *                 -> heap_free_small_slow (a full cache: flush half of it to
- *                    the spans; an abandoned span: adopt it; another
- *                    thread's span: remote CAS push; checks)
+ *   strata_free   -> heap_free_small (inline: the owner pushes on heap.free[c],
+ *                    or on the span when that cache is full)
+ *                 -> heap_free_small_slow (an abandoned span: adopt it;
+ *                    another thread's span: remote CAS push; checks)
  *
  * heap.free[c] is the thread's cache of free blocks of class c: blocks of any
  * span of bins[c] (counted as used by their spans), taken from the spans by
@@ -15,12 +15,14 @@
  * the ones it reads, so a program that frees and allocates at random stays
  * on the fast paths (with the free going to the span, 8-block spans parked
  * and unparked on almost every pair). The cache is bounded (class_info.cache
- * blocks): a free that finds it full gives the older half back to the spans.
+ * blocks): a free that finds it full goes to its span (heap_push_span),
+ * as does every free in checked mode, where the bins stay empty.
  *
  * Invariant: every span a heap owns is on exactly one list of its bin:
  * `spans` (may have blocks; the first is the one refills take from) or `full`
  * (nothing to hand out when it was parked; flag SPAN_FULL), or, empty, in
- * the heap's cache. room[c] == class_info[c].cache - |free[c]|.
+ * the heap's span cache. room[c] == class_info[c].cache - |free[c]| (negative
+ * after a refill that brought more).
  */
 #ifndef STRATA_HEAP_H
 #define STRATA_HEAP_H
@@ -120,9 +122,12 @@ span_t *heap_span_checked(const void *p, const char *call);
  * double free); otherwise it is a live block holding a copy of free bytes. */
 void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call);
 
+/* The owner gives block b of s (checked) back to the span: a free that
+ * finds the cache full, a flush of the cache, a free in checked mode. */
+void heap_push_span(heap_t *h, span_t *s, block_t *b);
+
 /* Owner fast path; false sends the free to the checked slow path (another
- * thread's span, not a block start, a block that carries the free key, or
- * a full cache). */
+ * thread's span, not a block start, a block that carries the free key). */
 static inline bool heap_free_small(void *p) {
   span_t *s = span_of(p);
   heap_t *h = heap_tls;
@@ -130,11 +135,12 @@ static inline bool heap_free_small(void *p) {
   if (unlikely(atomic_load_relaxed(&s->owner) != h)) return false;
   if (unlikely(!span_fast_block_start(s, p) || block_looks_free(b, h->free_key))) return false;
   unsigned cls = s->cls;
-  if (unlikely(--h->room[cls] < 0)) {       /* full: the slow path flushes */
-    h->room[cls]++;
-    return false;
-  }
   STAT_INC(h->nfree[cls]);
+  if (unlikely(h->room[cls] <= 0)) {
+    heap_push_span(h, s, b);
+    return true;
+  }
+  h->room[cls]--;
   block_encode(b, h->free[cls], h->secret);
   b->key = h->free_key;
   h->free[cls] = b;

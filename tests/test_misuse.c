@@ -199,7 +199,8 @@ static void c_write_after_free(void) {
   strata_free(p);
   expect_addr(p);
   ((volatile uint64_t *)hide(p))[1] = 0x4141414141414141ull;
-  (void)strata_malloc(64);
+  void *q = strata_malloc(64);
+  strata_free(q);
 }
 static void c_realloc_freed(void) {
   void *p = strata_malloc(3000);
