@@ -55,18 +55,17 @@ static void list_remove(span_t **head, span_t *s) {
 }
 
 /* ---- parking: a span with nothing to hand out leaves the bin's list -----
- * The owner unparks it when a flush of its cache gives the span a block back,
- * a remote free when it queues the span on the owner's ready list. */
-/* Returns false (span left on `spans`) when a remote free raced in. */
-static bool heap_park(bin_t *bin, span_t *s) {
+ * The owner unparks it when a free gives the span a block back, a remote
+ * free when it queues the span on the owner's ready list. A remote free that
+ * raced in leaves the span on `spans` (the refill then takes that block). */
+static void heap_park(bin_t *bin, span_t *s) {
   atomic_fetch_or_explicit(&s->flags, SPAN_FULL, memory_order_seq_cst);
   if (atomic_load_explicit(&s->xfree, memory_order_seq_cst)) {
     atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_FULL, memory_order_relaxed);
-    return false;
+    return;
   }
   list_remove(&bin->spans, s);
   list_push(&bin->full, s);
-  return true;
 }
 
 static void heap_unpark(bin_t *bin, span_t *s) {
@@ -183,16 +182,9 @@ void heap_bad_cached_block(const block_t *b) {
 
 /* Give every block of the cache of class c back to its span. */
 static void heap_flush(heap_t *h, unsigned c) {
-  block_t *b = h->free[c];
-  h->free[c] = NULL;
-  h->room[c] = class_info[c].cache;
-  while (b) {
-    block_t *next = block_decode(b, h->secret);
-    if (((b->key ^ h->free_key) & ~(uintptr_t)KEY_FRESH) || ((uintptr_t)next & LINK_BAD_BITS))
-      heap_bad_cached_block(b);
-    heap_push_span(h, span_of(b), b);
-    b = next;
-  }
+  uintptr_t key;
+  for (block_t *b; (b = heap_cache_pop(h, c, &key));) heap_push_span(h, span_of(b), b);
+  if (h->free[c]) heap_bad_cached_block(h->free[c]);
 }
 
 void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call) {
@@ -266,7 +258,9 @@ void heap_sweep_abandoned(void) {
 }
 
 /* ---- refill ---------------------------------------------------------------- */
-static void *heap_refill(heap_t *h, unsigned cls, bool *fresh) {
+/* Fill the empty cache of cls from the bin's spans (a new one if need be);
+ * false when out of memory. */
+static bool heap_refill(heap_t *h, unsigned cls) {
   if (atomic_load_relaxed(&h->ready)) heap_take_ready(h);
   bin_t *bin = &h->bins[cls];
   for (;;) {
@@ -276,7 +270,7 @@ static void *heap_refill(heap_t *h, unsigned cls, bool *fresh) {
       if (!s) s = heap_adopt(h, cls);
       if (!s) {
         s = pageheap_alloc_span(class_info[cls].pages, SPAN_SMALL);
-        if (!s) return NULL;
+        if (!s) return false;
         span_init_small(s, cls, h);
       }
       list_push(&bin->spans, s);
@@ -284,12 +278,9 @@ static void *heap_refill(heap_t *h, unsigned cls, bool *fresh) {
     uint32_t n;
     block_t *list = span_take_free(s, &n);
     if (list) {
-      h->free[cls] = block_next(list);
-      h->room[cls] -= (int32_t)n - 1;
-      if (fresh) *fresh = list->key == (h->free_key ^ KEY_FRESH);
-      list->key = 0;                /* allocated blocks do not look free */
-      STAT_INC(h->nmalloc[cls]);
-      return list;
+      h->free[cls] = list;
+      h->room[cls] -= (int32_t)n;
+      return true;
     }
     heap_park(bin, s);
   }
@@ -339,12 +330,13 @@ static heap_t *heap_for_thread(void) {
   return h;
 }
 
-/* A pop from h's cache of cls, or a refill; aborts on a bad cached block. */
+/* A pop from h's cache of cls, refilled first if empty; aborts on a bad
+ * cached block. */
 static void *heap_pop_or_refill(heap_t *h, unsigned cls, bool *fresh) {
   void *p = heap_malloc_small(h, cls, fresh);
-  if (p) return p;
-  if (h->free[cls]) heap_bad_cached_block(h->free[cls]);
-  return heap_refill(h, cls, fresh);
+  if (!p && !h->free[cls] && heap_refill(h, cls)) p = heap_malloc_small(h, cls, fresh);
+  if (!p && h->free[cls]) heap_bad_cached_block(h->free[cls]);
+  return p;
 }
 
 /* Sizes above CLASS_FAST_MAX come here without trying the bin first. */
@@ -369,20 +361,14 @@ span_t *heap_span_checked(const void *p, const char *call) {
   return s;
 }
 
-/* The owner's free, checked: into its cache, or to the span when the cache
- * is full and in checked mode. */
+/* The owner's free, checked: into its cache (heap_cache_push), or to the
+ * span in checked mode, where the bins stay empty. */
 static void heap_free_owned(heap_t *h, span_t *s, block_t *b, const char *call) {
   unsigned c = s->cls;
   if (block_looks_free(b, h->free_key)) heap_check_double_free(h, s, b, call);
   STAT_INC(h->nfree[c]);
-  if (span_checked_mode || h->room[c] <= 0) {
-    heap_push_span(h, s, b);
-    return;
-  }
-  h->room[c]--;
-  block_encode(b, h->free[c], h->secret);
-  b->key = h->free_key;
-  h->free[c] = b;
+  if (span_checked_mode) heap_push_span(h, s, b);
+  else heap_cache_push(h, s, c, b);
 }
 
 void heap_free_small_slow(void *p, const char *call) {

@@ -89,21 +89,30 @@ extern heap_t heap_empty;
  * thread) or its link was overwritten. */
 COLD __attribute__((noreturn)) void heap_bad_cached_block(const block_t *b);
 
-/* Fast paths: no lock, no atomic read-modify-write. With `fresh` (calloc),
- * tells whether the block came zeroed from the OS but for its two words.
- * NULL also for a bad block at the head of the cache: heap_alloc_class, where
- * every miss ends up, aborts on it (no stack frame on the fast path). */
-static inline void *heap_malloc_small(heap_t *h, unsigned cls, bool *fresh) {
+/* Pop the head of the cache of cls; *key gets its key word ^ free_key.
+ * NULL when the cache is empty, and also for a bad head (the cache is then
+ * not empty): the callers' slow paths abort on it (heap_alloc_class, where
+ * every miss of malloc ends up), so the fast path has no stack frame. */
+static inline block_t *heap_cache_pop(heap_t *h, unsigned cls, uintptr_t *key) {
   block_t *b = h->free[cls];
   if (unlikely(b == NULL)) return NULL;
   /* Every cached block carries the key (KEY_FRESH at most) and a link that
    * decodes to an aligned user address: checked before the link is followed. */
-  uintptr_t key = b->key ^ h->free_key;
+  *key = b->key ^ h->free_key;
   uintptr_t next = b->next_enc ^ h->secret ^ (uintptr_t)b;
-  if (unlikely((key & ~(uintptr_t)KEY_FRESH) | (next & LINK_BAD_BITS))) return NULL;
-  if (fresh) *fresh = key == KEY_FRESH;
+  if (unlikely((*key & ~(uintptr_t)KEY_FRESH) | (next & LINK_BAD_BITS))) return NULL;
   h->free[cls] = (block_t *)next;
   h->room[cls]++;
+  return b;
+}
+
+/* Fast paths: no lock, no atomic read-modify-write. With `fresh` (calloc),
+ * tells whether the block came zeroed from the OS but for its two words. */
+static inline void *heap_malloc_small(heap_t *h, unsigned cls, bool *fresh) {
+  uintptr_t key;
+  block_t *b = heap_cache_pop(h, cls, &key);
+  if (unlikely(b == NULL)) return NULL;
+  if (fresh) *fresh = key == KEY_FRESH;
   b->key = 0;             /* an allocated block does not look free */
   STAT_INC(h->nmalloc[cls]);
   return b;
@@ -126,6 +135,19 @@ void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call);
  * finds the cache full, a flush of the cache, a free in checked mode. */
 void heap_push_span(heap_t *h, span_t *s, block_t *b);
 
+/* The owner's push of b, a checked block of s (class cls), onto its cache,
+ * or onto the span when the cache is full. */
+static inline void heap_cache_push(heap_t *h, span_t *s, unsigned cls, block_t *b) {
+  if (unlikely(h->room[cls] <= 0)) {
+    heap_push_span(h, s, b);
+    return;
+  }
+  h->room[cls]--;
+  block_encode(b, h->free[cls], h->secret);
+  b->key = h->free_key;
+  h->free[cls] = b;
+}
+
 /* Owner fast path; false sends the free to the checked slow path (another
  * thread's span, not a block start, a block that carries the free key). */
 static inline bool heap_free_small(void *p) {
@@ -136,14 +158,7 @@ static inline bool heap_free_small(void *p) {
   if (unlikely(!span_fast_block_start(s, p) || block_looks_free(b, h->free_key))) return false;
   unsigned cls = s->cls;
   STAT_INC(h->nfree[cls]);
-  if (unlikely(h->room[cls] <= 0)) {
-    heap_push_span(h, s, b);
-    return true;
-  }
-  h->room[cls]--;
-  block_encode(b, h->free[cls], h->secret);
-  b->key = h->free_key;
-  h->free[cls] = b;
+  heap_cache_push(h, s, cls, b);
   return true;
 }
 

@@ -48,10 +48,11 @@ static arena_t *large_arenas[LARGE_ARENAS];
 
 /* Under a's lock. */
 static void count_add(_Atomic uint64_t *c, int64_t v) { atomic_store_relaxed(c, atomic_load_relaxed(c) + (uint64_t)v); }
-static void large_count_alloc(arena_t *a, size_t pages, unsigned order) {
-  count_add(&a->nmalloc, 1);
-  count_add(&a->allocated, (int64_t)(pages * OS_PAGE));
-  count_add(&a->active, (int64_t)OS_PAGE << order);
+/* A block of 2^order pages, `pages` of them usable, comes (sign 1) or goes
+ * (-1). */
+static void large_count_bytes(arena_t *a, int sign, size_t pages, unsigned order) {
+  count_add(&a->allocated, sign * (int64_t)(pages * OS_PAGE));
+  count_add(&a->active, sign * ((int64_t)OS_PAGE << order));
 }
 static _Atomic unsigned large_count;
 static lock_t large_grow_lock = LOCK_INIT;
@@ -133,7 +134,8 @@ static void *arena_alloc(arena_t *a, unsigned order, size_t pages, uint64_t *dir
     arena_note_unpurged(a, i + pages, i + ((size_t)1 << order));
   dirty_set(a, i, i + pages);
   a->usable[i] = (uint16_t)pages;
-  large_count_alloc(a, pages, order);
+  count_add(&a->nmalloc, 1);
+  large_count_bytes(a, 1, pages, order);
   return p;
 }
 
@@ -212,12 +214,6 @@ static arena_t *arena_of(const void *p, const char *call) {
   return a;
 }
 
-static void large_count_free(arena_t *a, size_t i, unsigned order) {
-  count_add(&a->nfree, 1);
-  count_add(&a->allocated, -(int64_t)((size_t)a->usable[i] * OS_PAGE));
-  count_add(&a->active, -((int64_t)OS_PAGE << order));
-}
-
 /* Lock a and return the order of the block at p; aborts (unlocked) when p
  * is not an allocated block. */
 static unsigned arena_lock_block(arena_t *a, const void *p, const char *call) {
@@ -235,7 +231,8 @@ void large_free(void *p, const char *call) {
   arena_t *a = arena_of(p, call);
   size_t i = (size_t)((char *)p - (char *)a) / OS_PAGE;
   unsigned order = arena_lock_block(a, p, call);
-  large_count_free(a, i, order);
+  count_add(&a->nfree, 1);
+  large_count_bytes(a, -1, a->usable[i], order);
   buddy_free_block(a->buddy, p);      /* its dirty pages: for the decay */
   arena_note_unpurged(a, i, i + ((size_t)1 << order));
   lock_release(&a->lock);
@@ -272,10 +269,8 @@ bool large_resize(void *p, size_t size) {
   }
   else if (want > order) ok = buddy_grow_in_place(a->buddy, p, want);
   if (ok) {
-    large_count_free(a, i, order);
-    large_count_alloc(a, pages, want);
-    count_add(&a->nmalloc, -1);
-    count_add(&a->nfree, -1);
+    large_count_bytes(a, -1, a->usable[i], order);
+    large_count_bytes(a, 1, pages, want);
     dirty_set(a, i, i + pages);
     a->usable[i] = (uint16_t)pages;
   }
