@@ -28,7 +28,7 @@ static lock_t heap_pool_lock = LOCK_INIT;
 static heap_t *heap_pool;                  /* free heaps (next_free) */
 static lock_t heap_abandoned_lock = LOCK_INIT;
 static span_t *heap_abandoned[CLASS_COUNT]; /* spans of exited threads (next,
-                                              prev; flag SPAN_ABANDONED) */
+                                              prev; span.abandoned) */
 static heap_t *_Atomic heap_all;           /* every heap made (next_all) */
 /* Frees by threads that have no heap (yet, or any more), for statistics. */
 static _Atomic uint64_t heap_nfree_homeless[CLASS_COUNT];
@@ -59,11 +59,10 @@ static void list_remove(span_t **head, span_t *s) {
  * free when it queues the span on the owner's ready list. A remote free that
  * raced in leaves the span on `spans` (the refill then takes that block). */
 static void heap_park(bin_t *bin, span_t *s) {
-  atomic_fetch_or_explicit(&s->flags, SPAN_FULL, memory_order_seq_cst);
-  if (atomic_load_explicit(&s->xfree, memory_order_seq_cst)) {
-    atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_FULL, memory_order_relaxed);
-    return;
-  }
+  uintptr_t x = atomic_load_relaxed(&s->xfree);
+  do if (xf_list(x)) return;
+  while (!atomic_compare_exchange_weak_explicit(&s->xfree, &x, x | XF_FULL,
+                                                memory_order_relaxed, memory_order_relaxed));
   list_remove(&bin->spans, s);
   list_push(&bin->full, s);
 }
@@ -71,7 +70,7 @@ static void heap_park(bin_t *bin, span_t *s) {
 static void heap_unpark(bin_t *bin, span_t *s) {
   list_remove(&bin->full, s);
   list_insert_second(&bin->spans, s);
-  atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_FULL, memory_order_relaxed);
+  atomic_fetch_and_explicit(&s->xfree, ~(uintptr_t)XF_FULL, memory_order_relaxed);
 }
 
 /* ---- empty spans: a per-heap cache, decayed ------------------------------
@@ -141,14 +140,16 @@ void heap_decay(uint32_t now, uint32_t age, bool *younger) {
     heap_cache_decay(h, now, age, younger);
 }
 
-/* Spans queued by remote frees while parked come back to their bin lists. */
+/* Spans queued by remote frees while parked come back to their bin lists.
+ * A span that is not (any more) h's may be released once QUEUED is clear:
+ * its owner is read first. */
 static void heap_take_ready(heap_t *h) {
   span_t *s = atomic_exchange_acq_rel(&h->ready, NULL);
   while (s) {
     span_t *next = s->qnext;
-    uint32_t f = atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_QUEUED, memory_order_acq_rel);
-    if (atomic_load_relaxed(&s->owner) == h && (f & SPAN_FULL))
-      heap_unpark(&h->bins[s->cls], s);
+    bool mine = atomic_load_relaxed(&s->owner) == h;
+    uintptr_t x = atomic_fetch_and_explicit(&s->xfree, ~(uintptr_t)XF_QUEUED, memory_order_acq_rel);
+    if (mine && (x & XF_FULL)) heap_unpark(&h->bins[s->cls], s);
     s = next;
   }
 }
@@ -168,7 +169,7 @@ static void heap_span_emptied(heap_t *h, span_t *s) {
 
 /* Unparks the span if it was parked. */
 void heap_push_span(heap_t *h, span_t *s, block_t *b) {
-  if (atomic_load_relaxed(&s->flags) & SPAN_FULL) heap_unpark(&h->bins[s->cls], s);
+  if (atomic_load_relaxed(&s->xfree) & XF_FULL) heap_unpark(&h->bins[s->cls], s);
   block_set_next(b, s->local_free);
   s->local_free = b;
   if (--s->used == 0) heap_span_emptied(h, s);
@@ -189,7 +190,7 @@ static void heap_flush(heap_t *h, unsigned c) {
 
 void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call) {
   /* Only the owner detaches remote frees, so it may walk them too. */
-  span_check_not_on(atomic_load_acquire(&s->xfree), s->count, b, call);
+  span_check_not_on(xf_list(atomic_load_acquire(&s->xfree)), s->count, b, call);
   span_check_not_on(s->local_free, s->count, b, call);
   /* The cache holds at most its bound, or one span's blocks after a refill. */
   span_check_not_on(h->free[s->cls], (uint32_t)class_info[s->cls].cache + s->count, b, call);
@@ -199,7 +200,7 @@ void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call) 
 /* Under heap_abandoned_lock: take s off the abandoned list. */
 static void heap_unabandon(span_t *s) {
   list_remove(&heap_abandoned[s->cls], s);
-  atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_ABANDONED, memory_order_relaxed);
+  s->abandoned = false;
 }
 
 /* An abandoned span of class cls for h's refill, not yet on a bin list. */
@@ -219,7 +220,7 @@ static span_t *heap_adopt(heap_t *h, unsigned cls) {
  * is not (or no longer) abandoned. */
 static bool heap_adopt_span(heap_t *h, span_t *s) {
   lock_acquire(&heap_abandoned_lock);
-  bool ok = atomic_load_relaxed(&s->flags) & SPAN_ABANDONED;
+  bool ok = s->abandoned;
   if (ok) heap_unabandon(s);
   lock_release(&heap_abandoned_lock);
   if (!ok) return false;
@@ -229,7 +230,7 @@ static bool heap_adopt_span(heap_t *h, span_t *s) {
 }
 
 static void heap_abandon(span_t *s) {
-  atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_FULL, memory_order_seq_cst);
+  atomic_fetch_and_explicit(&s->xfree, ~(uintptr_t)XF_FULL, memory_order_relaxed);
   span_drain_remote(s);
   if (span_releasable(s)) {
     pageheap_free_span(s);
@@ -238,7 +239,7 @@ static void heap_abandon(span_t *s) {
   atomic_store_release(&s->owner, NULL);
   lock_acquire(&heap_abandoned_lock);
   list_push(&heap_abandoned[s->cls], s);
-  atomic_fetch_or_explicit(&s->flags, SPAN_ABANDONED, memory_order_relaxed);
+  s->abandoned = true;
   lock_release(&heap_abandoned_lock);
 }
 
@@ -385,18 +386,16 @@ void heap_free_small_slow(void *p, const char *call) {
   }
   if (h != &heap_empty) STAT_INC(h->nfree[s->cls]);
   else atomic_add_relaxed(&heap_nfree_homeless[s->cls], 1);
-  span_pin(s);
-  if (span_push_remote(s, p)) {
+  if (span_push_remote(s, p)) {      /* QUEUED keeps s alive until cleared */
     owner = atomic_load_acquire(&s->owner);   /* may have changed */
     if (!owner) {                   /* abandoned: adoption drains it anyway */
-      atomic_fetch_and_explicit(&s->flags, ~(uint32_t)SPAN_QUEUED, memory_order_relaxed);
+      atomic_fetch_and_explicit(&s->xfree, ~(uintptr_t)XF_QUEUED, memory_order_release);
     } else {
       span_t *head = atomic_load_relaxed(&owner->ready);
       do s->qnext = head;
       while (!atomic_cas_weak_release(&owner->ready, &head, s));
     }
   }
-  span_unpin(s);
 }
 
 /* ---- thread exit, collect, fork -------------------------------------------- */

@@ -20,7 +20,7 @@
  *
  * Invariant: every span a heap owns is on exactly one list of its bin:
  * `spans` (may have blocks; the first is the one refills take from) or `full`
- * (nothing to hand out when it was parked; flag SPAN_FULL), or, empty, in
+ * (nothing to hand out when it was parked; tag XF_FULL), or, empty, in
  * the heap's span cache. room[c] == class_info[c].cache - |free[c]| (negative
  * after a refill that brought more).
  */

@@ -22,9 +22,8 @@ void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
   s->count = class_info[cls].count;
   s->fast_bytes = span_checked_mode ? 0 : (uint64_t)s->count * s->block_size;
   s->div_magic = UINT64_MAX / s->block_size + 1;
-  atomic_store_relaxed(&s->xfree, NULL);
-  atomic_store_relaxed(&s->flags, 0);
-  atomic_store_relaxed(&s->pins, 0);
+  atomic_store_relaxed(&s->xfree, 0);
+  s->abandoned = false;
   s->next = s->prev = s->qnext = NULL;
   atomic_store_release(&s->owner, owner);
 }
@@ -62,8 +61,13 @@ void span_check_not_on(const block_t *list, uint32_t max, const block_t *b, cons
 
 
 uint32_t span_drain_remote(span_t *s) {
-  if (!atomic_load_acquire(&s->xfree)) return 0;    /* no locked exchange */
-  block_t *list = atomic_exchange_acq_rel(&s->xfree, NULL);
+  uintptr_t x = atomic_load_relaxed(&s->xfree);
+  if (!xf_list(x)) return 0;                         /* no locked CAS */
+  /* Take the list, keep QUEUED (the span may be on its way to the ready
+   * list), clear FULL (a span the owner drains is not parked). */
+  while (!atomic_compare_exchange_weak_explicit(&s->xfree, &x, x & XF_QUEUED,
+                                                memory_order_acquire, memory_order_relaxed)) {}
+  block_t *list = xf_list(x);
   uint32_t n = 0;
   while (list) {
     block_t *next = block_next(list);
@@ -107,17 +111,14 @@ bool span_push_remote(span_t *s, block_t *b) {
    * copy of a free block's bytes); only the owner can walk its lists, so the
    * block is marked for a check when the owner drains it. */
   bool suspect = block_looks_free(b, span_free_key);
-  block_t *head = atomic_load_relaxed(&s->xfree);
+  uintptr_t x = atomic_load_relaxed(&s->xfree), nx;
   do {
-    CHECK(head != b, "free", b, "double free");
-    block_set_next(b, head);
+    CHECK(xf_list(x) != b, "free", b, "double free");
+    block_set_next(b, xf_list(x));
     if (unlikely(suspect)) b->key = span_free_key ^ KEY_SUSPECT;
-  }
-  while (!atomic_compare_exchange_weak_explicit(&s->xfree, &head, b,
-                                                memory_order_seq_cst, memory_order_relaxed));
-  /* Pairs with the owner's store of FULL then load of xfree (heap.c): at
-   * least one of the two sees the other, so a full span is never missed. */
-  uint32_t f = atomic_load_explicit(&s->flags, memory_order_seq_cst);
-  return (f & SPAN_FULL) && !(f & SPAN_QUEUED) &&
-         atomic_compare_exchange_strong(&s->flags, &f, f | SPAN_QUEUED);
+    nx = (uintptr_t)b | (x & XF_TAGS);
+    if ((x & XF_TAGS) == XF_FULL) nx |= XF_QUEUED;
+  } while (!atomic_compare_exchange_weak_explicit(&s->xfree, &x, nx,
+                                                  memory_order_release, memory_order_relaxed));
+  return ((x ^ nx) & XF_QUEUED) != 0;
 }

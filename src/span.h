@@ -31,11 +31,17 @@ typedef struct block {
 struct heap;
 
 enum { SPAN_NONE = 0, SPAN_FREE_RUN, SPAN_SMALL, SPAN_PURGING };
-/* flags: FULL is set by the owner when the span has nothing left to hand out
- * and is parked on its bin's full list; QUEUED is set by the first remote
- * free that sees FULL, which then queues the span on the owner's ready list;
- * ABANDONED while the span is on the abandoned list (under its lock). */
-enum { SPAN_FULL = 1, SPAN_QUEUED = 2, SPAN_ABANDONED = 4 };
+/* xfree is the remote free list with the span's parking state in its low
+ * bits (blocks are 16-byte aligned), so that a remote free learns from its
+ * own CAS whether the span was parked, and never touches the span after that
+ * CAS unless it set QUEUED (which keeps the span from being released):
+ *   XF_FULL   set by the owner when the span had nothing left to hand out
+ *             (and no remote free) and went to its bin's full list;
+ *   XF_QUEUED set by the remote free that finds FULL, which then queues the
+ *             span on its owner's ready list; cleared by the owner taking it
+ *             from there (or by that free, if the span was abandoned). */
+enum { XF_FULL = 1, XF_QUEUED = 2, XF_TAGS = 3 };
+static inline block_t *xf_list(uintptr_t x) { return (block_t *)(x & ~(uintptr_t)XF_TAGS); }
 
 typedef struct span {
   block_t *local_free;              /* owner: blocks its cache gave back */
@@ -44,10 +50,8 @@ typedef struct span {
   uint8_t cls;                      /* size class */
   uint8_t kind;                     /* SPAN_FREE_RUN / SPAN_SMALL */
   struct heap *_Atomic owner;       /* NULL: abandoned or not small */
-  block_t *_Atomic xfree;           /* remote frees, pushed with CAS */
-  _Atomic uint32_t flags;           /* SPAN_FULL | SPAN_QUEUED | SPAN_ABANDONED */
-  _Atomic uint32_t pins;            /* remote frees still touching the span
-                                       after publishing their block */
+  _Atomic uintptr_t xfree;          /* remote frees, pushed with CAS | XF_* */
+  bool abandoned;                   /* on the abandoned list (under its lock) */
   uint32_t npages;                  /* length in PAGE_SIZE pages */
   uint32_t block_size;
   uint16_t count;                   /* blocks that fit */
@@ -105,20 +109,13 @@ uint32_t span_drain_remote(span_t *s);
  * walk of at most max links; slow paths only). */
 void span_check_not_on(const block_t *list, uint32_t max, const block_t *b, const char *call);
 /* Push a block freed by a thread that does not own the span. Returns true
- * when the span was full and this free must queue it to its owner. The
- * caller holds a pin (span_pin) from before the push until its last access
- * to s, so the owner never releases a span a remote free still touches. */
+ * when the span was parked and this free set XF_QUEUED: it must then queue
+ * the span to its owner. Otherwise the caller must not touch s again (the
+ * owner may drain the block and release the span at once). */
 bool span_push_remote(span_t *s, block_t *b);
-static inline void span_pin(span_t *s) {
-  atomic_fetch_add_explicit(&s->pins, 1, memory_order_seq_cst);
-}
-static inline void span_unpin(span_t *s) {
-  atomic_fetch_sub_explicit(&s->pins, 1, memory_order_release);
-}
-/* May the owner give s back to the page heap (nothing queued, no pin)? */
+/* May the owner give s back to the page heap (nothing out, nothing queued)? */
 static inline bool span_releasable(span_t *s) {
-  return s->used == 0 && !(atomic_load_acquire(&s->flags) & SPAN_QUEUED) &&
-         atomic_load_acquire(&s->pins) == 0;
+  return s->used == 0 && !(atomic_load_acquire(&s->xfree) & XF_QUEUED);
 }
 /* Is p the start of a block of s (not in the tail waste, not mid-block)?
  * off is a multiple of d exactly when off * ceil(2^64/d) mod 2^64 < that
