@@ -67,7 +67,7 @@ static void heap_park(bin_t *bin, span_t *s) {
   list_push(&bin->full, s);
 }
 
-static void heap_unpark(bin_t *bin, span_t *s) {
+static NOINLINE void heap_unpark(bin_t *bin, span_t *s) {
   list_remove(&bin->full, s);
   list_insert_second(&bin->spans, s);
   atomic_fetch_and_explicit(&s->xfree, ~(uintptr_t)XF_FULL, memory_order_relaxed);
@@ -159,8 +159,9 @@ static void heap_take_ready(heap_t *h) {
  * of a class in turn would otherwise move that span to the cache and back
  * (two locks and a clock read) once per span's worth of blocks, every 8
  * pairs for 1 KiB blocks. So a thread keeps at most one empty span per class
- * (1.75 MiB if it used all 40) until it exits or calls strata_collect. */
-static void heap_span_emptied(heap_t *h, span_t *s) {
+ * (1.75 MiB if it used all 40) until it exits or calls strata_collect.
+ * Out of line, so that heap_push_span saves no register. */
+static NOINLINE void heap_span_emptied(heap_t *h, span_t *s) {
   if (!span_releasable(s)) return;
   if (h->bins[s->cls].spans == s && !s->next) return;
   heap_cache_put(h, &h->bins[s->cls], s);
@@ -169,10 +170,10 @@ static void heap_span_emptied(heap_t *h, span_t *s) {
 
 /* Unparks the span if it was parked. */
 void heap_push_span(heap_t *h, span_t *s, block_t *b) {
-  if (atomic_load_relaxed(&s->xfree) & XF_FULL) heap_unpark(&h->bins[s->cls], s);
+  if (unlikely(atomic_load_relaxed(&s->xfree) & XF_FULL)) heap_unpark(&h->bins[s->cls], s);
   block_set_next(b, s->local_free);
   s->local_free = b;
-  if (--s->used == 0) heap_span_emptied(h, s);
+  if (unlikely(--s->used == 0)) heap_span_emptied(h, s);
 }
 
 void heap_bad_cached_block(const block_t *b) {
