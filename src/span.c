@@ -73,6 +73,8 @@ uint32_t span_drain_remote(span_t *s) {
     block_t *next = block_next(list);
     CHECK(n < s->count && (next == NULL || (uintptr_t)next - (uintptr_t)s->start <
           (size_t)s->npages * PAGE_SIZE), "free", list, "double free or corrupted remote free list");
+    CHECK(block_looks_free(list, span_free_key), "free", list,
+          "block freed by another thread was overwritten (use after free)");
     if (unlikely(list->key == (span_free_key ^ KEY_SUSPECT)))
       span_check_not_on(s->local_free, s->count, list, "free");
     block_set_next(list, s->local_free);

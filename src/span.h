@@ -100,9 +100,9 @@ void span_init_small(span_t *s, unsigned cls, struct heap *owner);
  * only. */
 block_t *span_take_free(span_t *s, uint32_t *n);
 /* Move the remote frees onto local_free; returns how many came. Owner only.
- * Aborts on a list longer than the span (a block pushed twice makes a cycle)
- * and on a block marked suspect (see span_push_remote) that is already on
- * local_free. Callers drain only while the owner's cache of the class is
+ * Aborts on a list longer than the span (a block pushed twice makes a cycle),
+ * on a block that lost its free key (written after its free) and on a block
+ * marked suspect (see span_push_remote) that is already on local_free. Callers drain only while the owner's cache of the class is
  * empty (a block marked suspect there is caught when the cache pops it). */
 uint32_t span_drain_remote(span_t *s);
 /* Abort naming call if b is on list, a free list of at most max blocks (a

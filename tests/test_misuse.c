@@ -236,6 +236,63 @@ static void c_double_free_remote_local(void) {
   expect_addr(p);
   strata_free(hide(p));
 }
+/* A thread that frees the pointers it is handed, one at a time, and stays
+ * alive (its remote frees may be gathered, not yet pushed to their span). */
+typedef struct {
+  pthread_mutex_t m;
+  pthread_cond_t c;
+  void *p;
+  int busy;
+} freer_t;
+static void *freer_main(void *arg) {
+  freer_t *f = arg;
+  strata_free(strata_malloc(16));       /* a thread with a heap of its own */
+  pthread_mutex_lock(&f->m);
+  for (;;) {
+    while (!f->busy) pthread_cond_wait(&f->c, &f->m);
+    strata_free(f->p);
+    f->busy = 0;
+    pthread_cond_broadcast(&f->c);
+  }
+  return NULL;
+}
+static void freer_free(freer_t *f, void *p) {
+  pthread_mutex_lock(&f->m);
+  f->p = p;
+  f->busy = 1;
+  pthread_cond_broadcast(&f->c);
+  while (f->busy) pthread_cond_wait(&f->c, &f->m);
+  pthread_mutex_unlock(&f->m);
+}
+static void c_double_free_remote_local_live(void) {
+  /* The other thread is still alive when the owner frees p again; at the
+   * latest, the owner catches it once that thread has freed more blocks. */
+  static freer_t f = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0};
+  pthread_t t;
+  if (pthread_create(&t, NULL, freer_main, &f)) _exit(95);
+  void *v[16];
+  for (int i = 0; i < 16; i++) v[i] = strata_malloc(80);
+  void *p = v[5];
+  freer_free(&f, p);
+  expect_addr(p);
+  strata_free(hide(p));
+  for (int i = 0; i < 2000; i++) freer_free(&f, strata_malloc(80));
+  for (int i = 0; i < 100000; i++) v[i % 16] = strata_malloc(80);
+}
+static void c_write_after_remote_free(void) {
+  /* The free key of a block freed by another thread is overwritten; the
+   * owner catches it when it takes the remote frees back. */
+  static freer_t f = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0};
+  pthread_t t;
+  if (pthread_create(&t, NULL, freer_main, &f)) _exit(95);
+  void *v[16];
+  for (int i = 0; i < 16; i++) v[i] = strata_malloc(80);
+  char *p = v[5];
+  freer_free(&f, p);
+  expect_addr(p);
+  memset(hide(p) + 8, 'A', 8);
+  for (int i = 0; i < 100000; i++) v[i % 16] = strata_malloc(80);
+}
 static void c_double_free_local_remote(void) {
   /* The second free comes from a thread that cannot walk the owner's lists;
    * the owner catches it when it drains its remote frees (on refill). */
@@ -395,12 +452,14 @@ static const case_t cases[] = {
     {"double free_sized (small)", c_double_free_sized, "free_sized|free"},
     {"double free (small, both frees from another thread)", c_double_free_remote_remote, "free"},
     {"double free (small, remote then local)", c_double_free_remote_local, "free"},
+    {"double free (small, remote by a thread that lives on, then local)", c_double_free_remote_local_live, "free"},
     {"double free (small, local then from another thread)", c_double_free_local_remote, "free"},
     {"double free (small, 5000 frees between)", c_double_free_many_between, "free"},
     {"free(interior of small block) from another thread", c_free_interior_remote, "free"},
     {"double free (large, from another thread)", c_double_free_large_remote, "free"},
     {"realloc of a freed block", c_realloc_freed, "realloc"},
     {"write after free, caught by the next malloc", c_write_after_free, "malloc"},
+    {"write after a free by another thread", c_write_after_remote_free, "free"},
     {"no false alarm: freed bytes copied into live blocks", c_no_false_alarm, NULL},
     {"no false alarm: freed bytes in realloc'd/aligned blocks", c_no_false_alarm_realloc, NULL},
 };
