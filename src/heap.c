@@ -244,8 +244,15 @@ static void heap_abandon(span_t *s) {
   lock_release(&heap_abandoned_lock);
 }
 
-/* Give every abandoned span that has become empty back to the page heap. */
+/* Give every abandoned span that has become empty back to the page heap.
+ * First, the ready lists of pooled heaps: a remote free that raced with its
+ * owner's exit may have queued a span there (pooled heaps own no span, so
+ * this only clears QUEUED, which kept the span from being released). */
 void heap_sweep_abandoned(void) {
+  lock_acquire(&heap_pool_lock);
+  for (heap_t *h = heap_pool; h; h = h->next_free)
+    if (atomic_load_relaxed(&h->ready)) heap_take_ready(h);
+  lock_release(&heap_pool_lock);
   lock_acquire(&heap_abandoned_lock);
   for (unsigned c = 0; c < CLASS_COUNT; c++)
     for (span_t *s = heap_abandoned[c], *next; s; s = next) {
