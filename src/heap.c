@@ -168,12 +168,19 @@ static NOINLINE void heap_span_emptied(heap_t *h, span_t *s) {
   decay_poll();                     /* no lock is held here */
 }
 
-/* Unparks the span if it was parked. */
-void heap_push_span(heap_t *h, span_t *s, block_t *b) {
+/* Give s the n blocks first..last, linked (with the span's encoding);
+ * unparks the span if it was parked. */
+static void heap_push_span_list(heap_t *h, span_t *s, block_t *first, block_t *last, uint32_t n) {
   if (unlikely(atomic_load_relaxed(&s->xfree) & XF_FULL)) heap_unpark(&h->bins[s->cls], s);
-  block_set_next(b, s->local_free);
-  s->local_free = b;
-  if (unlikely(--s->used == 0)) heap_span_emptied(h, s);
+  block_encode(last, s->local_free, span_secret);
+  last->key = span_free_key;
+  s->local_free = first;
+  s->used -= n;
+  if (unlikely(s->used == 0)) heap_span_emptied(h, s);
+}
+
+void heap_push_span(heap_t *h, span_t *s, block_t *b) {
+  heap_push_span_list(h, s, b, b, 1);
 }
 
 void heap_bad_cached_block(const block_t *b) {
@@ -182,10 +189,28 @@ void heap_bad_cached_block(const block_t *b) {
   fatal("malloc", b, "free block overwritten (use after free, or corrupted free list)");
 }
 
-/* Give every block of the cache of class c back to its span. */
+/* Give every block of the cache of class c back to its span, a run of
+ * blocks of one span at a time: a refill brings one span's blocks, linked
+ * as the span links them, so a run goes back whole (a thread that exits
+ * after a few mallocs of many classes hands back a page's worth of carved
+ * blocks per class). The head of each run is checked as malloc checks it;
+ * the others are followed only while their links stay inside the span, and
+ * their keys are checked when they are next handed out. */
 static void heap_flush(heap_t *h, unsigned c) {
   uintptr_t key;
-  for (block_t *b; (b = heap_cache_pop(h, c, &key));) heap_push_span(h, span_of(b), b);
+  for (block_t *first; (first = heap_cache_pop(h, c, &key));) {
+    span_t *s = span_of(first);
+    size_t bytes = (size_t)s->npages * PAGE_SIZE;
+    block_t *last = first, *next;
+    uint32_t n = 1;
+    while ((uintptr_t)(next = h->free[c]) - (uintptr_t)s->start < bytes) {
+      h->free[c] = block_decode(next, h->secret);
+      last = next;
+      n++;
+    }
+    h->room[c] += (int32_t)n - 1;
+    heap_push_span_list(h, s, first, last, n);
+  }
   if (h->free[c]) heap_bad_cached_block(h->free[c]);
 }
 
