@@ -140,20 +140,6 @@ void heap_decay(uint32_t now, uint32_t age, bool *younger) {
     heap_cache_decay(h, now, age, younger);
 }
 
-/* Spans queued by remote frees while parked come back to their bin lists.
- * A span that is not (any more) h's may be released once QUEUED is clear:
- * its owner is read first. */
-static void heap_take_ready(heap_t *h) {
-  span_t *s = atomic_exchange_acq_rel(&h->ready, NULL);
-  while (s) {
-    span_t *next = s->qnext;
-    bool mine = atomic_load_relaxed(&s->owner) == h;
-    uintptr_t x = atomic_fetch_and_explicit(&s->xfree, ~(uintptr_t)XF_QUEUED, memory_order_acq_rel);
-    if (mine && (x & XF_FULL)) heap_unpark(&h->bins[s->cls], s);
-    s = next;
-  }
-}
-
 /* A span that just became empty (on bin->spans) goes to the cache, unless
  * it is its bin's only span: a thread that allocates and frees a few blocks
  * of a class in turn would otherwise move that span to the cache and back
@@ -166,6 +152,41 @@ static NOINLINE void heap_span_emptied(heap_t *h, span_t *s) {
   if (h->bins[s->cls].spans == s && !s->next) return;
   heap_cache_put(h, &h->bins[s->cls], s);
   decay_poll();                     /* no lock is held here */
+}
+
+/* Spans of class cls queued by remote frees (called while h's cache of cls
+ * is empty, see span_drain_remote): each is drained, given back if that
+ * emptied it, or else brought to the front of its bin (unparked if parked).
+ * A span whose blocks all came back from other threads is otherwise seen
+ * only when the refills reach it, and newer spans can keep the front for
+ * ever: a thread that hands out blocks that others free, and adopts the
+ * spans of exited threads, grew without bound. A span that is not (any
+ * more) h's may be released once QUEUED is clear: its owner is read first. */
+static void heap_take_ready(heap_t *h, unsigned cls) {
+  span_t *s = atomic_exchange_acq_rel(&h->ready[cls], NULL);
+  while (s) {
+    span_t *next = s->qnext;
+    bool mine = atomic_load_relaxed(&s->owner) == h;
+    uintptr_t x = atomic_fetch_and_explicit(&s->xfree, ~(uintptr_t)XF_QUEUED, memory_order_acq_rel);
+    if (mine) {
+      bin_t *bin = &h->bins[cls];
+      if (x & XF_FULL) {
+        heap_unpark(bin, s);
+      } else if (bin->spans != s) {
+        list_remove(&bin->spans, s);
+        list_insert_second(&bin->spans, s);
+      }
+      span_drain_remote(s);
+      if (s->used == 0) heap_span_emptied(h, s);
+    }
+    s = next;
+  }
+}
+
+/* Every class (all of h's caches are empty, or h owns no span). */
+static void heap_take_ready_all(heap_t *h) {
+  for (unsigned c = 0; c < CLASS_COUNT; c++)
+    if (atomic_load_relaxed(&h->ready[c])) heap_take_ready(h, c);
 }
 
 /* Give s the n blocks first..last, linked (with the span's encoding);
@@ -276,7 +297,7 @@ static void heap_abandon(span_t *s) {
 void heap_sweep_abandoned(void) {
   lock_acquire(&heap_pool_lock);
   for (heap_t *h = heap_pool; h; h = h->next_free)
-    if (atomic_load_relaxed(&h->ready)) heap_take_ready(h);
+    heap_take_ready_all(h);
   lock_release(&heap_pool_lock);
   lock_acquire(&heap_abandoned_lock);
   for (unsigned c = 0; c < CLASS_COUNT; c++)
@@ -295,7 +316,7 @@ void heap_sweep_abandoned(void) {
 /* Fill the empty cache of cls from the bin's spans (a new one if need be);
  * false when out of memory. */
 static bool heap_refill(heap_t *h, unsigned cls) {
-  if (atomic_load_relaxed(&h->ready)) heap_take_ready(h);
+  if (atomic_load_relaxed(&h->ready[cls])) heap_take_ready(h, cls);
   bin_t *bin = &h->bins[cls];
   for (;;) {
     span_t *s = bin->spans;
@@ -360,7 +381,7 @@ static heap_t *heap_for_thread(void) {
   heap_thread_state = THREAD_LIVE;
   heap_tls = h;
   pthread_setspecific(heap_key, h);
-  if (atomic_load_relaxed(&h->ready)) heap_take_ready(h);   /* stale queue */
+  heap_take_ready_all(h);                 /* stale queues */
   return h;
 }
 
@@ -424,9 +445,10 @@ void heap_free_small_slow(void *p, const char *call) {
     if (!owner) {                   /* abandoned: adoption drains it anyway */
       atomic_fetch_and_explicit(&s->xfree, ~(uintptr_t)XF_QUEUED, memory_order_release);
     } else {
-      span_t *head = atomic_load_relaxed(&owner->ready);
+      span_t *_Atomic *ready = &owner->ready[s->cls];
+      span_t *head = atomic_load_relaxed(ready);
       do s->qnext = head;
-      while (!atomic_cas_weak_release(&owner->ready, &head, s));
+      while (!atomic_cas_weak_release(ready, &head, s));
     }
   }
 }
@@ -438,10 +460,10 @@ static void heap_flush_bins(heap_t *h) {
 
 void heap_thread_exit(heap_t *h) {
   heap_flush_bins(h);
+  heap_take_ready_all(h);                 /* may give spans to the cache */
   bool younger = false;
   heap_cache_decay(h, 0, 0, &younger);    /* the whole cache */
   h->cache_shift = 0;
-  heap_take_ready(h);
   for (unsigned c = 0; c < CLASS_COUNT; c++) {
     bin_t *bin = &h->bins[c];
     span_t *lists[2] = { bin->spans, bin->full };
@@ -476,7 +498,7 @@ void heap_collect(void) {
   heap_t *h = heap_tls;
   if (h != &heap_empty) {
     heap_flush_bins(h);
-    heap_take_ready(h);
+    heap_take_ready_all(h);
     for (unsigned c = 0; c < CLASS_COUNT; c++) {
       bin_t *bin = &h->bins[c];
       for (span_t *s = bin->full, *next; s; s = next) {

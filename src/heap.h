@@ -63,7 +63,8 @@ typedef struct heap {
   uint32_t cached_pages;
   uint8_t cache_shift;    /* the cache holds up to HEAP_CACHE_PAGES <<
                              cache_shift pages (see heap.c) */
-  span_t *_Atomic ready;  /* full spans that got remote frees (qnext list) */
+  span_t *_Atomic ready[CLASS_COUNT]; /* per class: spans that got a remote
+                                         free into an empty list (qnext) */
   struct heap *next_free; /* heap pool (heaps are never unmapped: a late
                              remote free may still queue on one) */
   struct heap *next_all;  /* every heap ever made, for statistics */

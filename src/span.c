@@ -113,14 +113,16 @@ bool span_push_remote(span_t *s, block_t *b) {
    * copy of a free block's bytes); only the owner can walk its lists, so the
    * block is marked for a check when the owner drains it. */
   bool suspect = block_looks_free(b, span_free_key);
+  /* The CAS is acq_rel: a free that sets QUEUED then writes s->qnext,
+   * which the owner read before it cleared QUEUED. */
   uintptr_t x = atomic_load_relaxed(&s->xfree), nx;
   do {
     CHECK(xf_list(x) != b, "free", b, "double free");
     block_set_next(b, xf_list(x));
     if (unlikely(suspect)) b->key = span_free_key ^ KEY_SUSPECT;
     nx = (uintptr_t)b | (x & XF_TAGS);
-    if ((x & XF_TAGS) == XF_FULL) nx |= XF_QUEUED;
+    if (!(x & ~(uintptr_t)XF_FULL)) nx |= XF_QUEUED;   /* first since drained */
   } while (!atomic_compare_exchange_weak_explicit(&s->xfree, &x, nx,
-                                                  memory_order_release, memory_order_relaxed));
+                                                  memory_order_acq_rel, memory_order_relaxed));
   return ((x ^ nx) & XF_QUEUED) != 0;
 }

@@ -37,9 +37,12 @@ enum { SPAN_NONE = 0, SPAN_FREE_RUN, SPAN_SMALL, SPAN_PURGING };
  * CAS unless it set QUEUED (which keeps the span from being released):
  *   XF_FULL   set by the owner when the span had nothing left to hand out
  *             (and no remote free) and went to its bin's full list;
- *   XF_QUEUED set by the remote free that finds FULL, which then queues the
- *             span on its owner's ready list; cleared by the owner taking it
- *             from there (or by that free, if the span was abandoned). */
+ *   XF_QUEUED set by the remote free that finds the list empty and the span
+ *             not queued (the first since the owner drained it), which then
+ *             queues the span on its owner's ready list of its class, so the
+ *             owner drains it at its next refill of the class (and gives it
+ *             back if it is empty); cleared by the owner taking it from there
+ *             (or by that free, if the span was abandoned). */
 enum { XF_FULL = 1, XF_QUEUED = 2, XF_TAGS = 3 };
 static inline block_t *xf_list(uintptr_t x) { return (block_t *)(x & ~(uintptr_t)XF_TAGS); }
 
@@ -109,8 +112,7 @@ uint32_t span_drain_remote(span_t *s);
  * walk of at most max links; slow paths only). */
 void span_check_not_on(const block_t *list, uint32_t max, const block_t *b, const char *call);
 /* Push a block freed by a thread that does not own the span. Returns true
- * when the span was parked and this free set XF_QUEUED: it must then queue
- * the span to its owner. Otherwise the caller must not touch s again (the
+ * when this free set XF_QUEUED: it must then queue the span to its owner. Otherwise the caller must not touch s again (the
  * owner may drain the block and release the span at once). */
 bool span_push_remote(span_t *s, block_t *b);
 /* May the owner give s back to the page heap (nothing out, nothing queued)? */
