@@ -55,9 +55,10 @@ static void list_remove(span_t **head, span_t *s) {
 }
 
 /* ---- parking: a span with nothing to hand out leaves the bin's list -----
- * The owner unparks it when a free gives the span a block back, a remote
- * free when it queues the span on the owner's ready list. A remote free that
- * raced in leaves the span on `spans` (the refill then takes that block). */
+ * The owner unparks it when a free gives the span a block back, or when it
+ * takes the span from its ready list (a remote free queued it). A remote free
+ * that raced in leaves the span on `spans` (the refill then takes that
+ * block). */
 static void heap_park(bin_t *bin, span_t *s) {
   uintptr_t x = atomic_load_relaxed(&s->xfree);
   do if (xf_list(x)) return;

@@ -31,10 +31,10 @@ typedef struct block {
 struct heap;
 
 enum { SPAN_NONE = 0, SPAN_FREE_RUN, SPAN_SMALL, SPAN_PURGING };
-/* xfree is the remote free list with the span's parking state in its low
- * bits (blocks are 16-byte aligned), so that a remote free learns from its
- * own CAS whether the span was parked, and never touches the span after that
- * CAS unless it set QUEUED (which keeps the span from being released):
+/* xfree is the remote free list with the span's state in its low bits
+ * (blocks are 16-byte aligned), so that a remote free learns from its own
+ * CAS whether to queue the span, and never touches the span after that CAS
+ * unless it set QUEUED (which keeps the span from being released):
  *   XF_FULL   set by the owner when the span had nothing left to hand out
  *             (and no remote free) and went to its bin's full list;
  *   XF_QUEUED set by the remote free that finds the list empty and the span
@@ -105,15 +105,17 @@ block_t *span_take_free(span_t *s, uint32_t *n);
 /* Move the remote frees onto local_free; returns how many came. Owner only.
  * Aborts on a list longer than the span (a block pushed twice makes a cycle),
  * on a block that lost its free key (written after its free) and on a block
- * marked suspect (see span_push_remote) that is already on local_free. Callers drain only while the owner's cache of the class is
- * empty (a block marked suspect there is caught when the cache pops it). */
+ * marked suspect (see span_push_remote) that is already on local_free.
+ * Callers drain only while the owner's cache of the class is empty (a block
+ * marked suspect there is caught when the cache pops it). */
 uint32_t span_drain_remote(span_t *s);
 /* Abort naming call if b is on list, a free list of at most max blocks (a
  * walk of at most max links; slow paths only). */
 void span_check_not_on(const block_t *list, uint32_t max, const block_t *b, const char *call);
 /* Push a block freed by a thread that does not own the span. Returns true
- * when this free set XF_QUEUED: it must then queue the span to its owner. Otherwise the caller must not touch s again (the
- * owner may drain the block and release the span at once). */
+ * when this free set XF_QUEUED: it must then queue the span to its owner.
+ * Otherwise the caller must not touch s again (the owner may drain the
+ * block and release the span at once). */
 bool span_push_remote(span_t *s, block_t *b);
 /* May the owner give s back to the page heap (nothing out, nothing queued)? */
 static inline bool span_releasable(span_t *s) {

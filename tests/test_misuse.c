@@ -237,13 +237,14 @@ static void c_double_free_remote_local(void) {
   strata_free(hide(p));
 }
 /* A thread that frees the pointers it is handed, one at a time, and stays
- * alive (its remote frees may be gathered, not yet pushed to their span). */
+ * alive (so nothing its exit does can bring its frees to the owner). */
 typedef struct {
   pthread_mutex_t m;
   pthread_cond_t c;
   void *p;
   int busy;
 } freer_t;
+static freer_t freer = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0};
 static void *freer_main(void *arg) {
   freer_t *f = arg;
   strata_free(strata_malloc(16));       /* a thread with a heap of its own */
@@ -256,42 +257,44 @@ static void *freer_main(void *arg) {
   }
   return NULL;
 }
-static void freer_free(freer_t *f, void *p) {
-  pthread_mutex_lock(&f->m);
-  f->p = p;
-  f->busy = 1;
-  pthread_cond_broadcast(&f->c);
-  while (f->busy) pthread_cond_wait(&f->c, &f->m);
-  pthread_mutex_unlock(&f->m);
+static void freer_free(void *p) {
+  pthread_mutex_lock(&freer.m);
+  freer.p = p;
+  freer.busy = 1;
+  pthread_cond_broadcast(&freer.c);
+  while (freer.busy) pthread_cond_wait(&freer.c, &freer.m);
+  pthread_mutex_unlock(&freer.m);
+}
+/* Start the freer and have it free one of 16 fresh 80-byte blocks: the
+ * block the diagnostic must name. */
+static char *freed_by_live_thread(void) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, freer_main, &freer)) _exit(95);
+  void *v[16];
+  for (int i = 0; i < 16; i++) v[i] = strata_malloc(80);
+  freer_free(v[5]);
+  expect_addr(v[5]);
+  return v[5];
+}
+/* Enough mallocs of the 80-byte class for the owner to take its remote
+ * frees back. */
+static void malloc_many_80(void) {
+  for (int i = 0; i < 100000; i++) hide(strata_malloc(80));
 }
 static void c_double_free_remote_local_live(void) {
   /* The other thread is still alive when the owner frees p again; at the
    * latest, the owner catches it once that thread has freed more blocks. */
-  static freer_t f = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0};
-  pthread_t t;
-  if (pthread_create(&t, NULL, freer_main, &f)) _exit(95);
-  void *v[16];
-  for (int i = 0; i < 16; i++) v[i] = strata_malloc(80);
-  void *p = v[5];
-  freer_free(&f, p);
-  expect_addr(p);
+  char *p = freed_by_live_thread();
   strata_free(hide(p));
-  for (int i = 0; i < 2000; i++) freer_free(&f, strata_malloc(80));
-  for (int i = 0; i < 100000; i++) v[i % 16] = strata_malloc(80);
+  for (int i = 0; i < 2000; i++) freer_free(strata_malloc(80));
+  malloc_many_80();
 }
 static void c_write_after_remote_free(void) {
   /* The free key of a block freed by another thread is overwritten; the
    * owner catches it when it takes the remote frees back. */
-  static freer_t f = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0};
-  pthread_t t;
-  if (pthread_create(&t, NULL, freer_main, &f)) _exit(95);
-  void *v[16];
-  for (int i = 0; i < 16; i++) v[i] = strata_malloc(80);
-  char *p = v[5];
-  freer_free(&f, p);
-  expect_addr(p);
+  char *p = freed_by_live_thread();
   memset(hide(p) + 8, 'A', 8);
-  for (int i = 0; i < 100000; i++) v[i % 16] = strata_malloc(80);
+  malloc_many_80();
 }
 static void c_double_free_local_remote(void) {
   /* The second free comes from a thread that cannot walk the owner's lists;
