@@ -205,6 +205,72 @@ void heap_push_span(heap_t *h, span_t *s, block_t *b) {
   heap_push_span_list(h, s, b, b, 1);
 }
 
+/* ---- the bounds of the block caches ---------------------------------------
+ * A class whose cache overflowed and then ran empty (the thread frees and
+ * reallocates more blocks than the bound) doubles its bound at the refill,
+ * up to class_info's cache_max, within a budget of HEAP_EXTRA_MAX bytes a
+ * heap and HEAP_EXTRA_TOTAL over all heaps: what idle threads' caches may
+ * keep past their first bounds, which only the threads themselves can give
+ * back (the figures of tcmalloc's thread caches). A thread that frees a
+ * burst and goes idle grows nothing. Every HEAP_GC_REFILLS refills, the
+ * grown bound of each class that had no refill since is halved, the blocks
+ * past it going back to their spans; a flush resets every bound. */
+#define HEAP_EXTRA_MAX   ((uint32_t)4 * MiB)
+#define HEAP_EXTRA_TOTAL ((size_t)32 * MiB)
+#define HEAP_GC_REFILLS  64
+static _Atomic size_t heap_extra_total;
+
+static bool heap_bound_grow(heap_t *h, unsigned c) {
+  uint32_t bound = h->free_bound[c], grow = bound;
+  if (bound + grow > class_info[c].cache_max) grow = class_info[c].cache_max - bound;
+  uint32_t bytes = grow * class_info[c].size;
+  if (grow == 0 || h->free_extra + bytes > HEAP_EXTRA_MAX) return false;
+  if (atomic_add_relaxed(&heap_extra_total, bytes) + bytes > HEAP_EXTRA_TOTAL) {
+    atomic_sub_relaxed(&heap_extra_total, bytes);
+    return false;
+  }
+  h->free_extra += bytes;
+  h->free_bound[c] = (uint16_t)(bound + grow);
+  h->room[c] += (int32_t)grow;
+  return true;
+}
+
+/* Lower the bound of c to `to` (at least class_info.cache); the blocks past
+ * it go back to their spans. */
+static void heap_bound_lower(heap_t *h, unsigned c, uint32_t to) {
+  uint32_t less = h->free_bound[c] - to, bytes = less * class_info[c].size;
+  h->free_bound[c] = (uint16_t)to;
+  h->room[c] -= (int32_t)less;
+  h->free_extra -= bytes;
+  atomic_sub_relaxed(&heap_extra_total, bytes);
+  uintptr_t key;
+  for (block_t *b; h->room[c] < 0 && (b = heap_cache_pop(h, c, &key));) heap_push_span(h, span_of(b), b);
+}
+
+static void heap_bounds_gc(heap_t *h) {
+  for (unsigned c = 0; c < CLASS_COUNT; c++) {
+    uint32_t base = class_info[c].cache, half = h->free_bound[c] / 2u;
+    if (h->free_bound[c] > base && !(h->refilled >> c & 1))
+      heap_bound_lower(h, c, half > base ? half : base);
+  }
+  h->refilled = 0;
+}
+
+/* At a refill of c (its cache is empty). */
+static void heap_bound_adapt(heap_t *h, unsigned c) {
+  if (++h->refills % HEAP_GC_REFILLS == 0 && h->free_extra) heap_bounds_gc(h);
+  uint64_t bit = (uint64_t)1 << c;
+  h->refilled |= bit;
+  if (!(h->overflowed & bit)) return;
+  h->overflowed &= ~bit;
+  heap_bound_grow(h, c);
+}
+
+void heap_cache_full(heap_t *h, span_t *s, block_t *b) {
+  h->overflowed |= (uint64_t)1 << s->cls;
+  heap_push_span(h, s, b);
+}
+
 void heap_bad_cached_block(const block_t *b) {
   if (((b->key ^ span_free_key) & ~(uintptr_t)KEY_FRESH) == KEY_SUSPECT)
     fatal(CALL_FREE, b, "double free (the second from another thread)");
@@ -234,6 +300,7 @@ static void heap_flush(heap_t *h, unsigned c) {
     heap_push_span_list(h, s, first, last, n);
   }
   if (h->free[c]) heap_bad_cached_block(h->free[c]);
+  heap_bound_lower(h, c, class_info[c].cache);
 }
 
 void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call) {
@@ -241,7 +308,7 @@ void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call) 
   span_check_not_on(xf_list(atomic_load_acquire(&s->xfree)), s->count, b, call);
   span_check_not_on(s->local_free, s->count, b, call);
   /* The cache holds at most its bound, or one span's blocks after a refill. */
-  span_check_not_on(h->free[s->cls], (uint32_t)class_info[s->cls].cache + s->count, b, call);
+  span_check_not_on(h->free[s->cls], (uint32_t)h->free_bound[s->cls] + s->count, b, call);
 }
 
 /* ---- abandoned spans ----------------------------------------------------- */
@@ -317,6 +384,7 @@ void heap_sweep_abandoned(void) {
 /* Fill the empty cache of cls from the bin's spans (a new one if need be);
  * false when out of memory. */
 static bool heap_refill(heap_t *h, unsigned cls) {
+  heap_bound_adapt(h, cls);
   if (atomic_load_relaxed(&h->ready[cls])) heap_take_ready(h, cls);
   bin_t *bin = &h->bins[cls];
   for (;;) {
@@ -344,7 +412,7 @@ static bool heap_refill(heap_t *h, unsigned cls) {
 
 /* ---- heaps for threads ----------------------------------------------------- */
 static void heap_room_init(heap_t *h) {
-  for (unsigned c = 0; c < CLASS_COUNT; c++) h->room[c] = class_info[c].cache;
+  for (unsigned c = 0; c < CLASS_COUNT; c++) h->room[c] = h->free_bound[c] = class_info[c].cache;
 }
 
 static heap_t *heap_new(void) {
@@ -457,6 +525,7 @@ void heap_free_small_slow(void *p, const char *call) {
 /* ---- thread exit, collect, fork -------------------------------------------- */
 static void heap_flush_bins(heap_t *h) {
   for (unsigned c = 0; c < CLASS_COUNT; c++) heap_flush(h, c);
+  h->overflowed = h->refilled = 0;
 }
 
 void heap_thread_exit(heap_t *h) {
@@ -549,6 +618,8 @@ void heap_fork_parent(void) {
 
 void heap_fork_child(void) {
   for (heap_t *h = atomic_load_acquire(&heap_all); h; h = h->next_all) lock_reinit(&h->cache_lock);
+  /* Only this thread's caches can still give their growth back. */
+  atomic_store_relaxed(&heap_extra_total, heap_tls->free_extra);
   lock_reinit(&heap_abandoned_lock);
   lock_reinit(&heap_pool_lock);
   lock_reinit(&heap_orphan_lock);

@@ -14,15 +14,18 @@
  * refills and pushed by the owner's frees. A free touches no span field but
  * the ones it reads, so a program that frees and allocates at random stays
  * on the fast paths (with the free going to the span, 8-block spans parked
- * and unparked on almost every pair). The cache is bounded (class_info.cache
- * blocks): a free that finds it full goes to its span (heap_push_span),
- * as does every free in checked mode, where the bins stay empty.
+ * and unparked on almost every pair). The cache is bounded (free_bound[c],
+ * class_info.cache blocks at first): a free that finds it full goes to its
+ * span (heap_cache_full), as does every free in checked mode, where the bins
+ * stay empty. A bound that overflows grows (see heap.c), so a thread that
+ * frees and reallocates batches of a class keeps them in its cache instead
+ * of sending every span through parking and the span cache.
  *
  * Invariant: every span a heap owns is on exactly one list of its bin:
  * `spans` (may have blocks; the first is the one refills take from) or `full`
  * (nothing to hand out when it was parked; tag XF_FULL), or, empty, in
- * the heap's span cache. room[c] == class_info[c].cache - |free[c]| (negative
- * after a refill that brought more).
+ * the heap's span cache. room[c] == free_bound[c] - |free[c]| (negative
+ * after a refill that brought more, or after the bound shrank).
  */
 #ifndef STRATA_HEAP_H
 #define STRATA_HEAP_H
@@ -53,6 +56,13 @@ typedef struct heap {
   int32_t room[CLASS_COUNT];  /* per class: pushes the cache takes before it
                                  is flushed (< 0 after a big refill; 0 in
                                  heap_empty, so a free never pushes there) */
+  uint16_t free_bound[CLASS_COUNT]; /* per class: the cache's bound, from
+                             class_info.cache up to class_info.cache_max */
+  uint64_t overflowed;    /* bit c: the cache of c overflowed since its
+                             last refill */
+  uint64_t refilled;      /* bit c: refilled since the last heap_bounds_gc */
+  uint32_t refills;       /* refills so far: the clock of heap_bounds_gc */
+  uint32_t free_extra;    /* bytes the bounds grew by, in heap_extra_total */
   uintptr_t secret;       /* copies of span_secret and span_free_key, one */
   uintptr_t free_key;     /* load away on the fast paths */
   uint64_t nmalloc[CLASS_COUNT];  /* blocks handed out (STAT_INC) */
@@ -132,21 +142,24 @@ span_t *heap_span_checked(const void *p, const char *call);
  * double free); otherwise it is a live block holding a copy of free bytes. */
 void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call);
 
-/* The owner gives block b of s (checked) back to the span: a free that
- * finds the cache full, a flush of the cache, a free in checked mode. */
+/* The owner gives block b of s (checked) back to the span: a flush of the
+ * cache, a free in checked mode. */
 void heap_push_span(heap_t *h, span_t *s, block_t *b);
+/* The owner's free of b (checked) finds the cache of its class full: b goes
+ * to its span, and the class's bound may grow at its next refill. */
+void heap_cache_full(heap_t *h, span_t *s, block_t *b);
 
 /* The owner's push of b, a checked block of s (class cls), onto its cache,
  * or onto the span when the cache is full. */
-static inline void heap_cache_push(heap_t *h, span_t *s, unsigned cls, block_t *b) {
-  if (unlikely(h->room[cls] <= 0)) {
-    heap_push_span(h, s, b);
-    return;
-  }
+static inline void heap_cache_link(heap_t *h, unsigned cls, block_t *b) {
   h->room[cls]--;
   block_encode(b, h->free[cls], h->secret);
   b->key = h->free_key;
   h->free[cls] = b;
+}
+static inline void heap_cache_push(heap_t *h, span_t *s, unsigned cls, block_t *b) {
+  if (unlikely(h->room[cls] <= 0)) heap_cache_full(h, s, b);
+  else heap_cache_link(h, cls, b);
 }
 
 /* Owner fast path; false sends the free to the checked slow path (another

@@ -23,7 +23,8 @@ static size_t class_size_of(unsigned c) {
 /* A span holds at least 8 blocks (fewer page-heap trips) and wastes at most
  * 1/16 of itself at its tail. A thread caches up to 32 KiB of a class, but
  * at least 4 blocks and at most 1024 (1.6 MiB if every class is full: what
- * an idle thread keeps). */
+ * an idle thread keeps); a class whose cache overflows may grow to 1 MiB
+ * (but 1024 blocks), within the budgets of heap.c. */
 void class_init(void) {
   for (unsigned c = 0; c < CLASS_COUNT; c++) {
     size_t size = class_size_of(c);
@@ -31,8 +32,11 @@ void class_init(void) {
     while ((pages * PAGE_SIZE) % size > pages * PAGE_SIZE / 16) pages++;
     size_t cache = 32 * KiB / size;
     cache = cache < 4 ? 4 : cache > 1024 ? 1024 : cache;
+    size_t cache_max = MiB / size;
+    cache_max = cache_max < cache ? cache : cache_max > 1024 ? 1024 : cache_max;
     class_info[c] = (class_info_t){ (uint32_t)size, (uint16_t)pages,
-                                    (uint16_t)(pages * PAGE_SIZE / size), (uint16_t)cache };
+                                    (uint16_t)(pages * PAGE_SIZE / size), (uint16_t)cache,
+                                    (uint16_t)cache_max };
   }
 }
 

@@ -16,7 +16,8 @@ typedef struct {
   uint32_t size;       /* block size */
   uint16_t pages;      /* span length in PAGE_SIZE pages */
   uint16_t count;      /* blocks per span */
-  uint16_t cache;      /* blocks a thread caches (see heap.h) */
+  uint16_t cache;      /* blocks a thread caches at first (see heap.h) */
+  uint16_t cache_max;  /* and at most, once its cache of the class grew */
 } class_info_t;
 
 extern const uint8_t class_of_small[CLASS_FAST_MAX / ALIGNMENT + 1];

@@ -1,7 +1,7 @@
 /* test_stats.c - statistics add up, resident memory falls after a burst is
  * freed (with strata_collect, and by decay alone within a bounded wait, also
- * when the program goes idle after its first burst), and
- * memory of exited threads is reused. Through the strata_ API, so it also
+ * when the program goes idle after its first burst), memory of exited
+ * threads is reused, and a thread's grown block cache shrinks again. Through the strata_ API, so it also
  * runs in sanitizer builds. */
 #include <pthread.h>
 #include <stdio.h>
@@ -172,11 +172,55 @@ static void test_exited_threads_reused(void) {
   EXPECT(after <= mapped + (8 << 20), "mapped grew from %zu to %zu over 5 threads", mapped, after);
 }
 
+/* A thread that frees and reallocates batches of one class keeps them in
+ * its cache (its bound grew past the first 32 KiB of 1 KiB blocks), and
+ * gives them back once it works with other classes: the spans holding them
+ * stay active, measured from another thread after strata_collect (which
+ * empties every span cache but not other threads' block caches). */
+enum { BATCH = 1000, BATCH_ROUNDS = 10, OTHER = 4800 };
+static pthread_barrier_t grow_bar;
+static void *grow_thread(void *arg) {
+  (void)arg;
+  static void *p[OTHER];
+  for (int r = 0; r < BATCH_ROUNDS; r++) {
+    for (int i = 0; i < BATCH; i++) p[i] = strata_malloc(1000);
+    for (int i = BATCH; i-- > 0;) strata_free(p[i]);
+  }
+  pthread_barrier_wait(&grow_bar);      /* main measures */
+  pthread_barrier_wait(&grow_bar);
+  for (int i = 0; i < OTHER; i++) p[i] = strata_malloc(4000);   /* 600 refills */
+  for (int i = 0; i < OTHER; i++) strata_free(p[i]);
+  pthread_barrier_wait(&grow_bar);      /* main measures */
+  pthread_barrier_wait(&grow_bar);
+  return NULL;
+}
+static void test_grown_cache_shrinks(void) {
+  pthread_t t;
+  pthread_barrier_init(&grow_bar, NULL, 2);
+  strata_collect();
+  size_t base = snap().small.active;
+  pthread_create(&t, NULL, grow_thread, NULL);
+  pthread_barrier_wait(&grow_bar);
+  strata_collect();
+  size_t grown = snap().small.active - base;
+  EXPECT(grown >= 800 << 10, "a thread freeing batches of 1000 blocks of 1 KiB caches only %zu bytes", grown);
+  pthread_barrier_wait(&grow_bar);
+  pthread_barrier_wait(&grow_bar);
+  strata_collect();
+  size_t shrunk = snap().small.active - base;
+  EXPECT(shrunk < 256 << 10, "after 600 refills of another class the thread still holds %zu bytes", shrunk);
+  printf("grown cache: %zu bytes active, then %zu\n", grown, shrunk);
+  pthread_barrier_wait(&grow_bar);
+  pthread_join(t, NULL);
+  pthread_barrier_destroy(&grow_bar);
+}
+
 int main(void) {
   test_first_burst_idle();
   test_allocated_adds_up();
   test_resident_falls();
   test_exited_threads_reused();
+  test_grown_cache_shrinks();
   strata_stats_print(1);
   printf("test_stats: %s\n", failures ? "FAILED" : "ok");
   return failures != 0;
