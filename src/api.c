@@ -181,11 +181,23 @@ API size_t strata_malloc_usable_size(const void *p) { return usable_size(p, CALL
 API int strata_owns(const void *p) { return segmap_kind(p) != SEG_NONE; }
 
 /* ---- calloc, realloc ---------------------------------------------------------- */
+/* Fast path: malloc's pop (empty bins before init and in checked mode send
+ * it to the general path), then clear the block, or only its links if it
+ * never left zeroed pages. */
 API void *strata_calloc(size_t n, size_t size) {
   size_t total;
   if (unlikely(__builtin_mul_overflow(n, size, &total))) {
     errno = ENOMEM;
     return NULL;
+  }
+  if (likely(total <= CLASS_FAST_MAX)) {
+    bool fresh;
+    void *p = heap_malloc_small(heap_tls, class_of_small[(total + ALIGNMENT - 1) / ALIGNMENT], &fresh);
+    /* Hide the bound on total: GCC would inline the memset as `rep stos`,
+     * slower than the C library's for small blocks (calloc/64: 120 -> 96
+     * M/s). */
+    __asm__("" : "+r"(total));
+    if (likely(p != NULL)) return memset(p, 0, fresh ? sizeof(block_t) : total);
   }
   return alloc_tiers(total, ALIGNMENT, true);
 }
