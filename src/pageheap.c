@@ -22,6 +22,12 @@ static lock_t ph_lock = LOCK_INIT;
 static lock_t ph_purge_lock = LOCK_INIT;
 static span_t *ph_runs[SEG_PAGES + 1];              /* free runs by length */
 static uint64_t ph_nonempty[(SEG_PAGES + 1 + 63) / 64];
+/* Dirty free runs, oldest first (dirty_next / dirty_prev): the decay takes
+ * them from the head and stops at the first young one, instead of walking
+ * every free run once per batch with the lock held (a fragmented heap has
+ * tens of thousands, mostly clean). A run split off a dirty one keeps its
+ * date but goes to the back, so it is purged at most a decay period late. */
+static span_t *ph_dirty_head, *ph_dirty_tail;
 static segment_t *ph_segments;                      /* all small segments */
 static segment_t *ph_spare;        /* empty segments, purged, for reuse */
 static bool ph_spare_mapped;       /* one mmap segment is among them */
@@ -52,6 +58,13 @@ static void run_push(span_t *s) {
   if (s->next) s->next->prev = s;
   ph_runs[n] = s;
   ph_nonempty[n / 64] |= (uint64_t)1 << (n % 64);
+  if (s->dirty) {
+    s->dirty_next = NULL;
+    s->dirty_prev = ph_dirty_tail;
+    if (ph_dirty_tail) ph_dirty_tail->dirty_next = s;
+    else ph_dirty_head = s;
+    ph_dirty_tail = s;
+  }
 }
 
 static void run_unlink(span_t *s) {
@@ -60,6 +73,12 @@ static void run_unlink(span_t *s) {
   else ph_runs[n] = s->next;
   if (s->next) s->next->prev = s->prev;
   if (!ph_runs[n]) ph_nonempty[n / 64] &= ~((uint64_t)1 << (n % 64));
+  if (s->dirty) {
+    if (s->dirty_prev) s->dirty_prev->dirty_next = s->dirty_next;
+    else ph_dirty_head = s->dirty_next;
+    if (s->dirty_next) s->dirty_next->dirty_prev = s->dirty_prev;
+    else ph_dirty_tail = s->dirty_prev;
+  }
 }
 
 static span_t *run_find(uint32_t n) {
@@ -274,12 +293,10 @@ size_t pageheap_decay(uint32_t now, uint32_t age, bool *younger) {
     span_t *batch[PURGE_BATCH];
     unsigned nb = 0;
     lock_acquire(&ph_lock);
-    for (uint32_t n = 1; n <= SEG_PAGES && nb < PURGE_BATCH; n++)
-      for (span_t *r = ph_runs[n]; r && nb < PURGE_BATCH; r = r->next) {
-        if (!r->dirty) continue;
-        if (now - r->dirty_ms < age) { *younger = true; continue; }
-        batch[nb++] = r;
-      }
+    for (span_t *r = ph_dirty_head; r && nb < PURGE_BATCH; r = r->dirty_next) {
+      if (now - r->dirty_ms < age) { *younger = true; break; }
+      batch[nb++] = r;
+    }
     for (unsigned k = 0; k < nb; k++) {
       run_unlink(batch[k]);
       batch[k]->kind = SPAN_PURGING;

@@ -47,7 +47,10 @@ enum { XF_FULL = 1, XF_QUEUED = 2, XF_TAGS = 3 };
 static inline block_t *xf_list(uintptr_t x) { return (block_t *)(x & ~(uintptr_t)XF_TAGS); }
 
 typedef struct span {
-  block_t *local_free;              /* owner: blocks its cache gave back */
+  union {
+    block_t *local_free;            /* owner: blocks its cache gave back */
+    struct span *dirty_prev;        /* dirty free run: the page heap's FIFO */
+  };
   uint32_t used;                    /* owner: see invariant above */
   uint16_t carved;                  /* owner: blocks cut from the span so far */
   uint8_t cls;                      /* size class */
@@ -65,7 +68,10 @@ typedef struct span {
   uint32_t dirty_ms;                /* free run: dirty since (os_now_ms) */
   char *start;                      /* first page */
   struct span *next, *prev;         /* bin / page-heap list */
-  struct span *qnext;               /* owner's ready queue or abandoned list */
+  union {
+    struct span *qnext;             /* owner's ready queue or abandoned list */
+    struct span *dirty_next;        /* dirty free run: the page heap's FIFO */
+  };
 } span_t;
 
 extern uintptr_t span_secret;       /* per-process, set once at init */
