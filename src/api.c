@@ -257,7 +257,9 @@ API void *strata_reallocarray(void *p, size_t n, size_t size) {
  * where the bins stay empty). */
 static void *aligned_small(size_t align, size_t size) {
   if (size > SMALL_MAX || align > PAGE_SIZE) return NULL;
-  unsigned cls = align <= ALIGNMENT ? class_of(size) : class_of_aligned(size, align);
+  unsigned cls = class_of(size);
+  /* Most requests (64 bytes at 64, a page at a page) fit their own class. */
+  if (class_info[cls].size & (align - 1)) cls = class_of_aligned(size, align);
   if (cls >= CLASS_COUNT) return NULL;
   void *p = heap_malloc_small(heap_tls, cls, NULL);
   return p ? p : bin_refill(cls);
