@@ -201,7 +201,9 @@ static void heap_push_span_list(heap_t *h, span_t *s, block_t *first, block_t *l
   if (unlikely(s->used == 0)) heap_span_emptied(h, s);
 }
 
-void heap_push_span(heap_t *h, span_t *s, block_t *b) {
+/* The owner gives block b of s (checked) back to the span: a free that finds
+ * the cache full, a bound lowered, a free in checked mode. */
+static void heap_push_span(heap_t *h, span_t *s, block_t *b) {
   heap_push_span_list(h, s, b, b, 1);
 }
 

@@ -142,9 +142,6 @@ span_t *heap_span_checked(const void *p, const char *call);
  * double free); otherwise it is a live block holding a copy of free bytes. */
 void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call);
 
-/* The owner gives block b of s (checked) back to the span: a flush of the
- * cache, a free in checked mode. */
-void heap_push_span(heap_t *h, span_t *s, block_t *b);
 /* The owner's free of b (checked) finds the cache of its class full: b goes
  * to its span, and the class's bound may grow at its next refill. */
 void heap_cache_full(heap_t *h, span_t *s, block_t *b);
