@@ -23,8 +23,8 @@ static size_t class_size_of(unsigned c) {
 /* A span holds at least 8 blocks (fewer page-heap trips) and wastes at most
  * 1/16 of itself at its tail. A thread caches up to 32 KiB of a class, but
  * at least 4 blocks and at most 1024 (1.6 MiB if every class is full: what
- * an idle thread keeps); a class whose cache overflows may grow to 1 MiB
- * (but 1024 blocks), within the budgets of heap.c. */
+ * an idle thread keeps); a thread that frees and reallocates more than that
+ * may grow it to 1 MiB (but 1024 blocks), within the budgets of heap.c. */
 void class_init(void) {
   for (unsigned c = 0; c < CLASS_COUNT; c++) {
     size_t size = class_size_of(c);
