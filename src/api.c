@@ -192,7 +192,7 @@ API void *strata_calloc(size_t n, size_t size) {
   }
   if (likely(total <= CLASS_FAST_MAX)) {
     bool fresh;
-    void *p = heap_malloc_small(heap_tls, class_of_small[(total + ALIGNMENT - 1) / ALIGNMENT], &fresh);
+    void *p = heap_malloc_small(heap_tls, class_of(total), &fresh);
     /* Hide the bound on total: GCC would inline the memset as `rep stos`,
      * slower than the C library's for small blocks (calloc/64: 120 -> 96
      * M/s). */

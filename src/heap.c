@@ -237,6 +237,32 @@ static bool heap_bound_grow(heap_t *h, unsigned c) {
   return true;
 }
 
+/* Give blocks of the cache of class c back to their spans until at most
+ * `keep` remain (a run may take it below), a run of one span's blocks at a
+ * time: a refill brings one span's blocks, linked as the span links them, so
+ * a run goes back whole (a thread that exits after a few mallocs of many
+ * classes hands back a page's worth of carved blocks per class). The head of
+ * each run is checked as malloc checks it; the others are followed only
+ * while their links stay inside the span, and their keys are checked when
+ * they are next handed out. Stops early at a bad head (left for malloc). */
+static void heap_cache_trim(heap_t *h, unsigned c, uint32_t keep) {
+  uintptr_t key;
+  for (block_t *first; h->free_bound[c] - h->room[c] > (int32_t)keep &&
+                       (first = heap_cache_pop(h, c, &key));) {
+    span_t *s = span_of(first);
+    size_t bytes = (size_t)s->npages * PAGE_SIZE;
+    block_t *last = first, *next;
+    uint32_t n = 1;
+    while ((uintptr_t)(next = h->free[c]) - (uintptr_t)s->start < bytes) {
+      h->free[c] = block_decode(next, h->secret);
+      last = next;
+      n++;
+    }
+    h->room[c] += (int32_t)n - 1;
+    heap_push_span_list(h, s, first, last, n);
+  }
+}
+
 /* Lower the bound of c to `to` (at least class_info.cache); the blocks past
  * it go back to their spans. */
 static void heap_bound_lower(heap_t *h, unsigned c, uint32_t to) {
@@ -245,8 +271,7 @@ static void heap_bound_lower(heap_t *h, unsigned c, uint32_t to) {
   h->room[c] -= (int32_t)less;
   h->free_extra -= bytes;
   atomic_sub_relaxed(&heap_extra_total, bytes);
-  uintptr_t key;
-  for (block_t *b; h->room[c] < 0 && (b = heap_cache_pop(h, c, &key));) heap_push_span(h, span_of(b), b);
+  heap_cache_trim(h, c, to);
 }
 
 static void heap_bounds_gc(heap_t *h) {
@@ -279,28 +304,10 @@ void heap_bad_cached_block(const block_t *b) {
   fatal("malloc", b, "free block overwritten (use after free, or corrupted free list)");
 }
 
-/* Give every block of the cache of class c back to its span, a run of
- * blocks of one span at a time: a refill brings one span's blocks, linked
- * as the span links them, so a run goes back whole (a thread that exits
- * after a few mallocs of many classes hands back a page's worth of carved
- * blocks per class). The head of each run is checked as malloc checks it;
- * the others are followed only while their links stay inside the span, and
- * their keys are checked when they are next handed out. */
+/* Give every block of the cache of class c back to its span, and reset its
+ * bound. */
 static void heap_flush(heap_t *h, unsigned c) {
-  uintptr_t key;
-  for (block_t *first; (first = heap_cache_pop(h, c, &key));) {
-    span_t *s = span_of(first);
-    size_t bytes = (size_t)s->npages * PAGE_SIZE;
-    block_t *last = first, *next;
-    uint32_t n = 1;
-    while ((uintptr_t)(next = h->free[c]) - (uintptr_t)s->start < bytes) {
-      h->free[c] = block_decode(next, h->secret);
-      last = next;
-      n++;
-    }
-    h->room[c] += (int32_t)n - 1;
-    heap_push_span_list(h, s, first, last, n);
-  }
+  heap_cache_trim(h, c, 0);
   if (h->free[c]) heap_bad_cached_block(h->free[c]);
   heap_bound_lower(h, c, class_info[c].cache);
 }
