@@ -61,7 +61,7 @@ typedef struct heap {
   uint64_t overflowed;    /* bit c: the cache of c overflowed since its
                              last refill */
   uint64_t refilled;      /* bit c: refilled since the last heap_bounds_gc */
-  uint32_t refills;       /* refills so far: the clock of heap_bounds_gc */
+  uint32_t ticks;         /* slow-path events so far: heap_tick's clock */
   uint32_t free_extra;    /* bytes the bounds grew by, in heap_extra_total */
   uintptr_t secret;       /* copies of span_secret and span_free_key, one */
   uintptr_t free_key;     /* load away on the fast paths */
@@ -73,8 +73,11 @@ typedef struct heap {
   uint32_t cached_pages;
   uint8_t cache_shift;    /* the cache holds up to HEAP_CACHE_PAGES <<
                              cache_shift pages (see heap.c) */
+  bool cache_overflowed;  /* the cache was full since it last ran empty */
   span_t *_Atomic ready[CLASS_COUNT]; /* per class: spans that got a remote
                                          free into an empty list (qnext) */
+  uint8_t ready_wait[CLASS_COUNT]; /* per class: refills since its ready
+                                     spans were last taken, while some wait */
   struct heap *next_free; /* heap pool (heaps are never unmapped: a late
                              remote free may still queue on one) */
   struct heap *next_all;  /* every heap ever made, for statistics */

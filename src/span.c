@@ -60,7 +60,7 @@ void span_check_not_on(const block_t *list, uint32_t max, const block_t *b, cons
 }
 
 
-uint32_t span_drain_remote(span_t *s) {
+uint32_t span_drain_remote(span_t *s, const block_t *cached, uint32_t cached_max) {
   uintptr_t x = atomic_load_relaxed(&s->xfree);
   if (!xf_list(x)) return 0;                         /* no locked CAS */
   /* Take the list, keep QUEUED (the span may be on its way to the ready
@@ -75,8 +75,10 @@ uint32_t span_drain_remote(span_t *s) {
           (size_t)s->npages * PAGE_SIZE), "free", list, "double free or corrupted remote free list");
     CHECK(block_looks_free(list, span_free_key), "free", list,
           "block freed by another thread was overwritten (use after free)");
-    if (unlikely(list->key == (span_free_key ^ KEY_SUSPECT)))
+    if (unlikely(list->key == (span_free_key ^ KEY_SUSPECT))) {
       span_check_not_on(s->local_free, s->count, list, "free");
+      span_check_not_on(cached, cached_max, list, "free");
+    }
     block_set_next(list, s->local_free);
     s->local_free = list;
     list = next;
@@ -88,7 +90,7 @@ uint32_t span_drain_remote(span_t *s) {
 }
 
 block_t *span_take_free(span_t *s, uint32_t *n) {
-  span_drain_remote(s);
+  span_drain_remote(s, NULL, 0);
   block_t *list = s->local_free;
   *n = 1;
   if (list && span_checked_mode) {

@@ -106,15 +106,15 @@ void span_init_small(span_t *s, unsigned cls, struct heap *owner);
 /* Take every block the span can give now (local frees, remote frees, and a
  * batch of never-used blocks) as one list of *n blocks, or a single block in
  * checked mode; counts them as used. NULL when the span is exhausted. Owner
- * only. */
+ * only, while its cache of the class is empty. */
 block_t *span_take_free(span_t *s, uint32_t *n);
 /* Move the remote frees onto local_free; returns how many came. Owner only.
  * Aborts on a list longer than the span (a block pushed twice makes a cycle),
  * on a block that lost its free key (written after its free) and on a block
- * marked suspect (see span_push_remote) that is already on local_free.
- * Callers drain only while the owner's cache of the class is empty (a block
- * marked suspect there is caught when the cache pops it). */
-uint32_t span_drain_remote(span_t *s);
+ * marked suspect (see span_push_remote) that is already on local_free or on
+ * `cached`, the owner's cache of the class (a walk of at most cached_max
+ * links; NULL when it is empty). */
+uint32_t span_drain_remote(span_t *s, const block_t *cached, uint32_t cached_max);
 /* Abort naming call if b is on list, a free list of at most max blocks (a
  * walk of at most max links; slow paths only). */
 void span_check_not_on(const block_t *list, uint32_t max, const block_t *b, const char *call);

@@ -66,7 +66,7 @@ static void test_span(void) {
       if (i % 2) { block_set_next(blocks[i], s->local_free); s->local_free = blocks[i]; s->used--; }
       else span_push_remote(s, blocks[i]);
     }
-    EXPECT(span_drain_remote(s) == (taken + 1) / 2, "remote drain count");
+    EXPECT(span_drain_remote(s, NULL, 0) == (taken + 1) / 2, "remote drain count");
     EXPECT(s->used == 0, "class %u: used %u after all frees", c, s->used);
     size_t again = 0;
     for (block_t *b = span_take_free(s, &n); b; b = block_next(b)) again++;
