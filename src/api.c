@@ -280,11 +280,11 @@ static void *aligned(size_t align, size_t size) {
 API int strata_posix_memalign(void **out, size_t align, size_t size) {
   if (!is_pow2(align) || align % sizeof(void *)) return EINVAL;
   void *p = aligned_small(align, size);
-  if (!p) {                             /* errno is left alone, as glibc */
+  if (!p) {         /* as glibc: errno is ENOMEM on failure, else left alone */
     int saved = errno;
     p = aligned_tiers(align, size);
-    errno = saved;
     if (!p) return ENOMEM;
+    errno = saved;
   }
   *out = p;
   return 0;
