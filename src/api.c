@@ -86,7 +86,7 @@ nomem:
 
 static NOINLINE void *malloc_slow(size_t size) {
   void *p = alloc_tiers(size, ALIGNMENT, false);
-  decay_poll();
+  decay_poll(true);
   return p;
 }
 
@@ -97,7 +97,7 @@ static void *bin_refill(unsigned cls) {
   if (likely(atomic_load_relaxed(&init_state) == 2 && !span_checked_mode)) {
     void *p = heap_alloc_class(cls, NULL);
     if (likely(p != NULL)) {
-      decay_poll();
+      decay_poll(true);
       return p;
     }
   }
@@ -139,7 +139,7 @@ static NOINLINE void free_slow(void *p, const char *call) {
     if (p == NULL) return;
     fatal(call, p, "pointer not allocated by strata");
   }
-  decay_poll();
+  decay_poll(false);
 }
 
 /* Fast path: the block is small and this thread owns its span. */

@@ -20,12 +20,12 @@ static _Atomic int decay_thread = THREAD_NONE;
 static _Atomic bool decay_pending;      /* purgeable memory was noted */
 _Atomic bool decay_poll_needed;         /* decay_poll has work: no thread runs */
 __thread uint8_t decay_polls;           /* this thread's polls, counted */
-/* The thread starts once this much has been freed: a small program never
- * gets a second thread (some, such as sandboxes calling
+/* The thread starts once this much has been taken or freed: a small program
+ * never gets a second thread (some, such as sandboxes calling
  * unshare(CLONE_NEWUSER), must stay single-threaded); until then the slow
  * paths run the decay. */
 #define DECAY_THREAD_MIN (8 * MiB)
-static _Atomic size_t decay_noted;
+static _Atomic size_t decay_volume;     /* counted up to DECAY_THREAD_MIN */
 static _Atomic uint32_t decay_last_ms;  /* last inline pass (bg=0) */
 static pthread_mutex_t decay_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t decay_cond = PTHREAD_COND_INITIALIZER;
@@ -61,8 +61,21 @@ static void *decay_main(void *arg) {
   return NULL;
 }
 
+/* Is the thread wanted and not started? (Then decay_poll_needed stays set
+ * until an allocation starts it.) */
+static bool decay_start_wanted(void) {
+  return options.bg_thread && atomic_load(&decay_thread) == THREAD_NONE &&
+         atomic_load(&decay_volume) >= DECAY_THREAD_MIN;
+}
+
+void decay_note_growth(size_t bytes) {
+  if (atomic_load_relaxed(&decay_volume) >= DECAY_THREAD_MIN) return;
+  if (atomic_fetch_add(&decay_volume, bytes) + bytes >= DECAY_THREAD_MIN && decay_start_wanted())
+    atomic_store(&decay_poll_needed, true);
+}
+
 void decay_note(size_t bytes) {
-  if (atomic_load_relaxed(&decay_noted) < DECAY_THREAD_MIN) atomic_add_relaxed(&decay_noted, bytes);
+  decay_note_growth(bytes);
   if (atomic_load_relaxed(&decay_pending)) return;
   atomic_store(&decay_pending, true);
   int state = atomic_load(&decay_thread);
@@ -99,29 +112,31 @@ static void decay_start(void) {
   }
 }
 
-void decay_poll_slow(void) {
-  int state = atomic_load_relaxed(&decay_thread);
-  if (options.bg_thread && state == THREAD_NONE && atomic_load_relaxed(&decay_noted) >= DECAY_THREAD_MIN) {
+void decay_poll_slow(bool may_start) {
+  if (may_start && decay_start_wanted()) {
     int saved = errno;                  /* pthread_create may fail with ENOMEM */
     decay_start();
     errno = saved;
   }
-  state = atomic_load_relaxed(&decay_thread);
+  int state = atomic_load_relaxed(&decay_thread);
   if (options.bg_thread && state != THREAD_FAILED && state != THREAD_NONE) {
     atomic_store_relaxed(&decay_poll_needed, false);
     return;
   }
   /* No thread: the slow paths run the decay, a pass at most every half
    * decay period.
-   * Invariant: while pending is set, so is poll_needed (else nothing would
-   * ever run the decay or start the thread: a note finding pending set
-   * leaves the flags alone). So the flag is cleared only when pending is
-   * not set, and pending read again after it; a note between the two sets
-   * it again. (The flag is shared: it is written only when it changes.) */
+   * Invariant: while pending is set or the thread is wanted, poll_needed is
+   * set (else nothing would ever run the decay or start the thread: a note
+   * finding pending set leaves the flags alone). So the flag is cleared only
+   * when neither holds, and both are read again after it; a note between
+   * the two sets it again. (The flag is shared: it is written only when it
+   * changes.) */
   if (!atomic_load(&decay_pending)) {
+    if (decay_start_wanted()) return;   /* left for an allocation */
     atomic_store(&decay_poll_needed, false);
-    if (!atomic_load(&decay_pending)) return;
+    if (!atomic_load(&decay_pending) && !decay_start_wanted()) return;
     atomic_store(&decay_poll_needed, true);
+    if (!atomic_load(&decay_pending)) return;
   }
   uint32_t now = os_now_ms(), last = atomic_load_relaxed(&decay_last_ms);
   if (now - last < options.decay_ms / 2 ||

@@ -16,16 +16,24 @@
 /* `bytes` became purgeable (any thread, any lock held: no allocation, only
  * flags and maybe a condition signal). */
 void decay_note(size_t bytes);
+/* The program took `bytes` more (a new segment, a large block; any lock
+ * held): with the frees noted, what decides when the thread starts, so that
+ * it runs before a burst is freed. */
+void decay_note_growth(size_t bytes);
 /* Called from the API's slow paths, where no allocator lock is held: starts
- * the thread if it is wanted, or (bg=0) runs a due decay pass inline. Only a
- * flag test while the thread runs. While it does not, a busy program polls
- * thousands of times a second, so each thread looks at the clock and the
- * shared flags on one poll in 16. */
+ * the thread if it is wanted (allocation paths only: `may_start`), or runs a
+ * due decay pass inline while no thread runs. A free must not start it: the
+ * C library frees an exited thread's TLS with its thread-stack lock held,
+ * which pthread_create takes too (glibc's tst-malloc-thread-exit hung).
+ * Only a flag test while the thread runs. While it does not, a busy program
+ * polls thousands of times a second, so each thread looks at the clock and
+ * the shared flags on one poll in 16. */
 extern _Atomic bool decay_poll_needed;
 extern __thread uint8_t decay_polls __attribute__((tls_model("initial-exec")));
-void decay_poll_slow(void);
-static inline void decay_poll(void) {
-  if (unlikely(atomic_load_relaxed(&decay_poll_needed)) && ++decay_polls % 16 == 0) decay_poll_slow();
+void decay_poll_slow(bool may_start);
+static inline void decay_poll(bool may_start) {
+  if (unlikely(atomic_load_relaxed(&decay_poll_needed)) && ++decay_polls % 16 == 0)
+    decay_poll_slow(may_start);
 }
 /* One pass at time `now`; true when more will be due later. */
 bool decay_run(uint32_t now);

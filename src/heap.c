@@ -157,7 +157,7 @@ static NOINLINE void heap_span_emptied(heap_t *h, span_t *s) {
   if (!span_releasable(s)) return;
   if (h->bins[s->cls].spans == s && !s->next) return;
   heap_cache_put(h, &h->bins[s->cls], s);
-  decay_poll();                     /* no lock is held here */
+  decay_poll(false);                /* no lock is held here; maybe a free */
 }
 
 /* Spans of class cls queued by remote frees: each is drained, given back if

@@ -5,8 +5,9 @@
  * stdio calls.
  *
  * Global lock order (the fork handlers take them all in this order):
- *   init_lock -> heap orphan -> heap pool -> heap abandoned -> heap caches
- *   -> large grow -> arenas by index -> huge list -> page heap -> decay
+ *   (the C library's stdio list lock) -> init_lock -> heap orphan -> heap pool
+ *   -> heap abandoned -> heap caches -> large grow -> arenas by index
+ *   -> huge list -> page heap -> decay
  */
 #include "init.h"
 #include "decay.h"
@@ -104,10 +105,22 @@ __thread unsigned lock_depth __attribute__((tls_model("initial-exec")));
  * only async-signal-safe functions and _exit). */
 static bool fork_unlocked;
 
+/* glibc's stdio list lock: fork takes it after the prepare handlers, and
+ * fflush(NULL) holds it while it waits for a stream's lock, whose owner may
+ * be in realloc (getline) waiting for ours. So prepare takes it before the
+ * allocator's locks, the order glibc's own malloc keeps (glibc bug 19431;
+ * its tst-malloc-fork-deadlock hung). It is recursive, so fork's own take
+ * nests; the child resets it (glibc does too when the parent had threads).
+ * Weak: other C libraries lack it. */
+extern void _IO_list_lock(void) __attribute__((weak));
+extern void _IO_list_unlock(void) __attribute__((weak));
+extern void _IO_list_resetlock(void) __attribute__((weak));
+
 static void fork_prepare(void) {
   if (atomic_load_acquire(&init_state) != 2) return;
   fork_unlocked = lock_depth > 0;
   if (fork_unlocked) return;
+  if (_IO_list_lock) _IO_list_lock();
   lock_acquire(&init_lock);
   heap_fork_prepare();
   large_fork_prepare();
@@ -123,10 +136,14 @@ static void fork_parent(void) {
   large_fork_parent();
   heap_fork_parent();
   lock_release(&init_lock);
+  if (_IO_list_unlock) _IO_list_unlock();
 }
 static void fork_child(void) {
   if (atomic_load_acquire(&init_state) != 2) return;
-  if (!fork_unlocked) lock_depth = 0;   /* prepare's locks are re-initialised */
+  if (!fork_unlocked) {                 /* prepare's locks are re-initialised */
+    lock_depth = 0;
+    if (_IO_list_resetlock) _IO_list_resetlock();
+  }
   decay_fork_child();
   pageheap_reinit_lock();
   huge_fork_child();

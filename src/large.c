@@ -133,6 +133,7 @@ static void *arena_alloc(arena_t *a, unsigned order, size_t pages, uint64_t *dir
   if (dirty_any(a, i + pages, i + ((size_t)1 << order)))
     arena_note_unpurged(a, i + pages, i + ((size_t)1 << order));
   dirty_set(a, i, i + pages);
+  decay_note_growth(pages * OS_PAGE);
   a->usable[i] = (uint16_t)pages;
   count_add(&a->nmalloc, 1);
   large_count_bytes(a, 1, pages, order);

@@ -133,6 +133,7 @@ static segment_t *segment_map(void) {
   if (!seg) return NULL;
   seg->from_sbrk = sbrk;
   ph_mapped += SEG_SIZE;
+  decay_note_growth(SEG_SIZE);
   return seg;
 }
 
