@@ -124,12 +124,19 @@ API void *strata_malloc(size_t size) {
 }
 
 /* ---- free ------------------------------------------------------------------ */
+/* A small block that is not the owner's fast path: mostly another thread's
+ * (a remote free), straight from free without a second segment lookup. */
+static NOINLINE void free_small(void *p, const char *call) {
+  if (span_checked_mode) checked_free_small(p, call);
+  heap_free_small_slow(p, call);
+  decay_poll(false);
+}
+
 static NOINLINE void free_slow(void *p, const char *call) {
   switch (segmap_kind(p)) {
   case SEG_SMALL:
-    if (span_checked_mode) checked_free_small(p, call);
-    heap_free_small_slow(p, call);
-    break;
+    free_small(p, call);
+    return;
   case SEG_ARENA:
     if (options.junk) memset(p, JUNK_FREE, large_usable(p, call));
     large_free(p, call);
@@ -144,7 +151,11 @@ static NOINLINE void free_slow(void *p, const char *call) {
 
 /* Fast path: the block is small and this thread owns its span. */
 API void strata_free(void *p) {
-  if (likely(segmap_kind(p) == SEG_SMALL) && likely(heap_free_small(p))) return;
+  if (likely(segmap_kind(p) == SEG_SMALL)) {
+    if (likely(heap_free_small(p))) return;
+    free_small(p, CALL_FREE);
+    return;
+  }
   free_slow(p, CALL_FREE);
 }
 

@@ -542,31 +542,46 @@ static void heap_free_owned(heap_t *h, span_t *s, block_t *b, const char *call) 
   else heap_cache_push(h, s, c, b);
 }
 
-void heap_free_small_slow(void *p, const char *call) {
-  span_t *s = heap_span_checked(p, call);
-  heap_t *owner = atomic_load_acquire(&s->owner), *h = heap_tls;
-  if (!owner && !span_checked_mode) {            /* abandoned: adopt it */
+/* A remote free set QUEUED on s: queue s on its owner's ready list of its
+ * class (QUEUED keeps s alive until the owner clears it). */
+static NOINLINE void heap_queue_span(span_t *s) {
+  heap_t *owner = atomic_load_acquire(&s->owner);   /* may have changed */
+  if (!owner) {                     /* abandoned: adoption drains it anyway */
+    atomic_fetch_and_explicit(&s->xfree, ~(uintptr_t)XF_QUEUED, memory_order_release);
+    return;
+  }
+  span_t *_Atomic *ready = &owner->ready[s->cls];
+  span_t *head = atomic_load_relaxed(ready);
+  do s->qnext = head;
+  while (!atomic_cas_weak_release(ready, &head, s));
+}
+
+/* The free of b (checked) by h, which does not own s. */
+static inline void heap_free_remote(heap_t *h, span_t *s, block_t *b) {
+  if (likely(h != &heap_empty)) STAT_INC(h->nfree[s->cls]);
+  else atomic_add_relaxed(&heap_nfree_homeless[s->cls], 1);
+  if (unlikely(span_push_remote(s, b))) heap_queue_span(s);
+}
+
+/* The free of b (checked) into h's own span, or into an abandoned one,
+ * which h adopts (unless in checked mode). */
+static NOINLINE void heap_free_local(heap_t *h, heap_t *owner, span_t *s, block_t *b, const char *call) {
+  if (!owner && !span_checked_mode) {
     if (h == &heap_empty) h = heap_for_thread();
     if (h && heap_adopt_span(h, s)) owner = h;
     if (!h) h = &heap_empty;
   }
-  if (owner == h) {
-    heap_free_owned(h, s, p, call);
-    return;
-  }
-  if (h != &heap_empty) STAT_INC(h->nfree[s->cls]);
-  else atomic_add_relaxed(&heap_nfree_homeless[s->cls], 1);
-  if (span_push_remote(s, p)) {      /* QUEUED keeps s alive until cleared */
-    owner = atomic_load_acquire(&s->owner);   /* may have changed */
-    if (!owner) {                   /* abandoned: adoption drains it anyway */
-      atomic_fetch_and_explicit(&s->xfree, ~(uintptr_t)XF_QUEUED, memory_order_release);
-    } else {
-      span_t *_Atomic *ready = &owner->ready[s->cls];
-      span_t *head = atomic_load_relaxed(ready);
-      do s->qnext = head;
-      while (!atomic_cas_weak_release(ready, &head, s));
-    }
-  }
+  if (owner == h) heap_free_owned(h, s, b, call);
+  else heap_free_remote(h, s, b);   /* checked mode, or adoption lost a race */
+}
+
+/* Kept lean for the remote free, the common case here: the rare paths are
+ * out of line, so this one saves no register. */
+void heap_free_small_slow(void *p, const char *call) {
+  span_t *s = heap_span_checked(p, call);
+  heap_t *owner = atomic_load_acquire(&s->owner), *h = heap_tls;
+  if (unlikely(owner == h || !owner)) heap_free_local(h, owner, s, p, call);
+  else heap_free_remote(h, s, p);
 }
 
 /* ---- thread exit, collect, fork -------------------------------------------- */
