@@ -60,7 +60,7 @@ typedef struct heap {
                              class_info.cache up to class_info.cache_max */
   uint64_t overflowed;    /* bit c: the cache of c overflowed since its
                              last refill */
-  uint64_t refilled;      /* bit c: refilled since the last heap_bounds_gc */
+  uint64_t refilled;      /* bit c: refilled since the last heap_tick round */
   uint32_t ticks;         /* slow-path events so far: heap_tick's clock */
   uint32_t free_extra;    /* bytes the bounds grew by, in heap_extra_total */
   uintptr_t secret;       /* copies of span_secret and span_free_key, one */
