@@ -102,8 +102,13 @@ __thread unsigned lock_depth __attribute__((tls_model("initial-exec")));
  * could wait on a thread that waits on ours): like glibc's single-threaded
  * fork, it takes none, and the child, whose locks are re-initialised, must
  * not allocate before the interrupted call has finished (it usually calls
- * only async-signal-safe functions and _exit). */
-static bool fork_unlocked;
+ * only async-signal-safe functions and _exit). Such forks nest inside the
+ * interrupted one (a fork whose handlers hold the locks, too): the count
+ * of those in progress on this thread, not a flag, tells each parent and
+ * child handler whether its own prepare took the locks (a shared flag, set
+ * by the nested fork, kept the outer one from releasing them: glibc's
+ * tst-mallocfork hung one run in ten). */
+static __thread unsigned fork_unlocked __attribute__((tls_model("initial-exec")));
 
 /* glibc's stdio list lock: fork takes it after the prepare handlers, and
  * fflush(NULL) holds it while it waits for a stream's lock, whose owner may
@@ -118,8 +123,10 @@ extern void _IO_list_resetlock(void) __attribute__((weak));
 
 static void fork_prepare(void) {
   if (atomic_load_acquire(&init_state) != 2) return;
-  fork_unlocked = lock_depth > 0;
-  if (fork_unlocked) return;
+  if (lock_depth > 0) {
+    fork_unlocked++;
+    return;
+  }
   if (_IO_list_lock) _IO_list_lock();
   lock_acquire(&init_lock);
   heap_fork_prepare();
@@ -129,7 +136,11 @@ static void fork_prepare(void) {
   decay_fork_prepare();
 }
 static void fork_parent(void) {
-  if (atomic_load_acquire(&init_state) != 2 || fork_unlocked) return;
+  if (atomic_load_acquire(&init_state) != 2) return;
+  if (fork_unlocked) {
+    fork_unlocked--;
+    return;
+  }
   decay_fork_parent();
   pageheap_unlock();
   huge_fork_parent();
@@ -140,7 +151,9 @@ static void fork_parent(void) {
 }
 static void fork_child(void) {
   if (atomic_load_acquire(&init_state) != 2) return;
-  if (!fork_unlocked) {                 /* prepare's locks are re-initialised */
+  if (fork_unlocked) {
+    fork_unlocked--;
+  } else {                              /* prepare's locks are re-initialised */
     lock_depth = 0;
     if (_IO_list_resetlock) _IO_list_resetlock();
   }

@@ -615,6 +615,7 @@ typedef struct {
   volatile long forks, hung, crashed, signals_in_call, iterations;
 } fork_shared_t;
 static fork_shared_t *fsh;  /* MAP_SHARED: the parent reads it after a timeout */
+static char self_exe[4096]; /* for the cases that run in a fresh process */
 
 static void fork_handler(int sig) {
   (void)sig;
@@ -697,6 +698,62 @@ out:
   return failures != 0;
 }
 static int case_fork_in_signal_handler(void) { return fork_signal_case(); }
+
+/* Fork from a signal handler that interrupted fork (glibc's tst-mallocfork):
+ * a process forks a child that signals it at once, so the signal may land
+ * while the parent's fork is inside the atfork handlers, holding the
+ * allocator's locks; the handler forks again. The outer fork must still
+ * release them all: one such process in ten used to keep them (its next
+ * malloc hung). Each try is a fresh process (main(), "--refork"), as in
+ * glibc's test: its fork is short, and the child's signal lands inside it. */
+static void refork_handler(int sig) {
+  (void)sig;
+  int saved = errno;
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  if (pid > 0) waitpid(pid, NULL, 0);
+  errno = saved;
+}
+
+static int refork_once(void) {
+  pid_t me = getpid();
+  free(malloc(64));
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = refork_handler;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGUSR2, &sa, NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    kill(me, SIGUSR2);
+    _exit(0);
+  }
+  while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+  /* Calls that take locks (a first block of a class takes the page heap's):
+   * they hang if the fork left one held. */
+  free(malloc(3000));
+  free(malloc(100 * 1024));
+  malloc_trim(0);
+  return pid > 0 ? 0 : 1;
+}
+
+static int case_fork_in_handler_during_fork(void) {
+  long hung = 0, failed = 0;
+  for (int i = 0; i < 200; i++) {
+    pid_t tryer = fork();
+    if (tryer == 0) {
+      execl(self_exe, self_exe, "--refork", (char *)NULL);
+      _exit(2);
+    }
+    int st = tryer > 0 ? wait_or_kill(tryer, 2.0) : 1;
+    if (st == -1) hung++;
+    else if (st != 0) failed++;
+  }
+  info("200 processes: %ld hung after the fork, %ld failed", hung, failed);
+  if (hung) failf("%ld processes hung in malloc after a fork interrupted by a forking handler", hung);
+  if (failed) failf("%ld processes did not exit 0", failed);
+  return failures != 0;
+}
 
 /* ==================================================================================
  * Case: other libraries' atfork handlers that allocate.
@@ -790,7 +847,6 @@ static int case_atfork_allocating_handlers(void) {
   return atfork_forks();
 }
 
-static char self_exe[4096];
 static int case_atfork_registered_early(void) {
   /* A fresh process: see main(), "--atfork-early". */
   fflush(stdout);
@@ -923,6 +979,7 @@ static const case_t cases[] = {
   {"free-errno-at-map-limit", case_free_errno_map_limit, 60},
   {"thread-churn-100k", case_thread_churn, 120},
   {"fork-in-signal-handler", case_fork_in_signal_handler, 12},
+  {"fork-in-handler-during-fork", case_fork_in_handler_during_fork, 60},
   {"atfork-handlers-allocate", case_atfork_allocating_handlers, 30},
   {"atfork-handlers-registered-early", case_atfork_registered_early, 20},
   {"rlimit-as-200m-9-threads", case_rlimit_as, 60},
@@ -971,6 +1028,7 @@ static int run_case(const case_t *c) {
 }
 
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--refork") == 0) _exit(refork_once());
   if (argc > 1 && strcmp(argv[1], "--atfork-early") == 0) {
     /* The exec'd half of atfork-handlers-registered-early: register before
      * anything in this program allocates. */
