@@ -415,7 +415,7 @@ void heap_sweep_abandoned(void) {
   for (unsigned c = 0; c < CLASS_COUNT; c++)
     for (span_t *s = heap_abandoned[c], *next; s; s = next) {
       next = s->next;
-      span_drain_remote(s, NULL, 0);           /* the lock makes us its owner */
+      span_drain_remote(s, NULL, 0);  /* the lock makes us its owner */
       if (span_releasable(s)) {
         heap_unabandon(s);
         pageheap_free_span(s);
