@@ -82,6 +82,7 @@ typedef struct heap {
                              remote free may still queue on one) */
   struct heap *next_all;  /* every heap ever made, for statistics */
 } heap_t;
+_Static_assert(CLASS_COUNT <= 64, "overflowed, refilled: one bit per class");
 
 /* Empty spans a heap keeps for reuse (4 MiB at first, up to 64 MiB for a
  * thread that frees bigger batches) instead of returning them to the page
