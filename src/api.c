@@ -132,17 +132,16 @@ static NOINLINE void free_small(void *p, const char *call) {
   decay_poll(false);
 }
 
-static NOINLINE void free_slow(void *p, const char *call) {
-  switch (segmap_kind(p)) {
-  case SEG_SMALL:
-    free_small(p, call);
-    return;
-  case SEG_ARENA:
+/* Large and huge blocks, and pointers that are not ours (strata_free takes
+ * the small ones itself, with the kind it looked up). */
+static NOINLINE void free_slow(void *p, seg_kind_t kind, const char *call) {
+  ASSERT(kind != SEG_SMALL);
+  if (kind == SEG_ARENA) {
     if (options.junk) memset(p, JUNK_FREE, large_usable(p, call));
     large_free(p, call);
-    break;
-  case SEG_HUGE:  huge_free(p, call); break;
-  case SEG_NONE:
+  } else if (kind == SEG_HUGE) {
+    huge_free(p, call);
+  } else {
     if (p == NULL) return;
     fatal(call, p, "pointer not allocated by strata");
   }
@@ -151,12 +150,13 @@ static NOINLINE void free_slow(void *p, const char *call) {
 
 /* Fast path: the block is small and this thread owns its span. */
 API void strata_free(void *p) {
-  if (likely(segmap_kind(p) == SEG_SMALL)) {
+  seg_kind_t kind = segmap_kind(p);
+  if (likely(kind == SEG_SMALL)) {
     if (likely(heap_free_small(p))) return;
     free_small(p, CALL_FREE);
     return;
   }
-  free_slow(p, CALL_FREE);
+  free_slow(p, kind, CALL_FREE);
 }
 
 API void strata_free_sized(void *p, size_t size) { (void)size; strata_free(p); }
