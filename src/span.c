@@ -20,8 +20,9 @@ void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
   s->cls = (uint8_t)cls;
   s->block_size = class_info[cls].size;
   s->count = class_info[cls].count;
-  s->fast_bytes = span_checked_mode ? 0 : (uint64_t)s->count * s->block_size;
-  s->div_magic = UINT64_MAX / s->block_size + 1;
+  /* floor(2^64 / d) + 1: one more where d divides 2^64 (a power of two) */
+  s->div_magic = UINT64_MAX / s->block_size + 1 + (UINT64_MAX % s->block_size == s->block_size - 1);
+  s->fast_limit = span_checked_mode ? 0 : span_block_limit(s);
   atomic_store_relaxed(&s->xfree, 0);
   s->abandoned = false;
   s->next = s->prev = s->qnext = NULL;

@@ -61,9 +61,10 @@ typedef struct span {
   uint32_t npages;                  /* length in PAGE_SIZE pages */
   uint32_t block_size;
   uint16_t count;                   /* blocks that fit */
-  uint64_t fast_bytes;              /* count * block_size; 0 in checked mode,
+  uint64_t div_magic;               /* floor(2^64 / block_size) + 1, see
+                                       span_within_block_start */
+  uint64_t fast_limit;              /* span_block_limit; 0 in checked mode,
                                        which fails the fast path's test */
-  uint64_t div_magic;               /* ceil(2^64 / block_size), see span_is_block_start */
   bool dirty;                       /* page heap: pages may be resident */
   uint32_t dirty_ms;                /* free run: dirty since (os_now_ms) */
   char *start;                      /* first page */
@@ -128,18 +129,24 @@ static inline bool span_releasable(span_t *s) {
   return s->used == 0 && !(atomic_load_acquire(&s->xfree) & XF_QUEUED);
 }
 /* Is p the start of a block of s (not in the tail waste, not mid-block)?
- * off is a multiple of d exactly when off * ceil(2^64/d) mod 2^64 < that
- * constant (Lemire et al., for 32-bit off): one multiply, no division. */
-static inline bool span_within_block_start(const span_t *s, const void *p, uint64_t bytes) {
-  uint64_t off = (uintptr_t)p - (uintptr_t)s->start;
-  return off < bytes && off * s->div_magic < s->div_magic;
+ * One multiply, no division and no range test: with M = floor(2^64/d) + 1
+ * and e = d * M mod 2^64 (0 < e <= d), an offset k * d maps to k * e, and
+ * any other offset below the span's end to at least M (> 2^48), so
+ * off * M mod 2^64 < count * e exactly for the starts of the span's blocks
+ * (a variant of Lemire et al.'s divisibility test). p lies in the span's
+ * pages (span_of), so off is below the span's size. */
+static inline uint64_t span_block_limit(const span_t *s) {
+  return (uint64_t)s->count * ((uint64_t)s->block_size * s->div_magic);
+}
+static inline bool span_within_block_start(const span_t *s, const void *p, uint64_t limit) {
+  return ((uintptr_t)p - (uintptr_t)s->start) * s->div_magic < limit;
 }
 /* The fast path's test: fails for every block in checked mode. */
 static inline bool span_fast_block_start(const span_t *s, const void *p) {
-  return span_within_block_start(s, p, s->fast_bytes);
+  return span_within_block_start(s, p, s->fast_limit);
 }
 static inline bool span_is_block_start(const span_t *s, const void *p) {
-  return span_within_block_start(s, p, (uint64_t)s->count * s->block_size);
+  return span_within_block_start(s, p, span_block_limit(s));
 }
 
 #endif

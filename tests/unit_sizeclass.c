@@ -1,8 +1,9 @@
 /* unit_sizeclass.c - every size up to SMALL_MAX: size -> class -> block size
- * round trip, monotonicity, the waste bound, span geometry and aligned
- * classes. */
+ * round trip, monotonicity, the waste bound, span geometry, aligned
+ * classes, and the block-start test at every byte of a span of each class. */
 #include <stdio.h>
 #include "sizeclass.h"
+#include "span.h"
 
 static int failures;
 #define EXPECT(c, ...) do { if (!(c)) { failures++; if (failures < 20) { printf(__VA_ARGS__); printf("\n"); } } } while (0)
@@ -41,6 +42,22 @@ int main(void) {
       if (c == CLASS_COUNT) { EXPECT(n > SMALL_MAX - a, "no aligned class for %zu/%zu", n, a); continue; }
       EXPECT(class_info[c].size >= n && class_info[c].size % a == 0, "aligned class %u wrong for %zu/%zu", c, n, a);
     }
+  /* span_is_block_start (and the fast path's copy of it) against division,
+   * at every offset inside a span of each class: block starts pass, the
+   * tail waste and every offset inside a block fail. */
+  for (unsigned c = 0; c < CLASS_COUNT; c++) {
+    span_t s = {0};
+    span_init_small(&s, c, NULL);
+    s.start = (char *)((uintptr_t)1 << 40);
+    s.npages = class_info[c].pages;
+    for (size_t off = 0; off < (size_t)s.npages * PAGE_SIZE; off++) {
+      bool want = off % s.block_size == 0 && off / s.block_size < s.count;
+      EXPECT(span_is_block_start(&s, s.start + off) == want,
+             "class %u (%u B): block-start test wrong at offset %zu", c, s.block_size, off);
+      EXPECT(span_fast_block_start(&s, s.start + off) == want,
+             "class %u (%u B): fast block-start test wrong at offset %zu", c, s.block_size, off);
+    }
+  }
   printf("unit_sizeclass: %d failure(s)\n", failures);
   return failures != 0;
 }
