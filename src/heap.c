@@ -337,6 +337,7 @@ static void heap_tick(heap_t *h) {
 }
 
 void heap_cache_full(heap_t *h, span_t *s, block_t *b) {
+  h->room[s->cls]++;
   h->overflowed |= (uint64_t)1 << s->cls;
   heap_push_span(h, s, b);
 }

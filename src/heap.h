@@ -53,7 +53,7 @@ typedef struct bin {
 
 typedef struct heap {
   block_t *free[CLASS_COUNT]; /* per class: the cache of free blocks */
-  int32_t room[CLASS_COUNT];  /* per class: pushes the cache takes before it
+  intptr_t room[CLASS_COUNT]; /* per class: pushes the cache takes before it
                                  is flushed (< 0 after a big refill; 0 in
                                  heap_empty, so a free never pushes there) */
   uint16_t free_bound[CLASS_COUNT]; /* per class: the cache's bound, from
@@ -146,21 +146,22 @@ span_t *heap_span_checked(const void *p, const char *call);
  * double free); otherwise it is a live block holding a copy of free bytes. */
 void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call);
 
-/* The owner's free of b (checked) finds the cache of its class full: b goes
- * to its span, and the class's bound may grow at its next refill. */
+/* The owner's free of b (checked) finds the cache of its class full (and
+ * took a room it must give back): b goes to its span, and the class's bound
+ * may grow at its next refill. */
 void heap_cache_full(heap_t *h, span_t *s, block_t *b);
 
 /* The owner's push of b, a checked block of s (class cls), onto its cache,
  * or onto the span when the cache is full. */
-static inline void heap_cache_link(heap_t *h, unsigned cls, block_t *b) {
-  h->room[cls]--;
+static inline void heap_cache_push(heap_t *h, span_t *s, unsigned cls, block_t *b) {
+  /* One decrement that sets the flags: heap_cache_full gives the room back. */
+  if (unlikely(--h->room[cls] < 0)) {
+    heap_cache_full(h, s, b);
+    return;
+  }
   block_encode(b, h->free[cls], h->secret);
   b->key = h->free_key;
   h->free[cls] = b;
-}
-static inline void heap_cache_push(heap_t *h, span_t *s, unsigned cls, block_t *b) {
-  if (unlikely(h->room[cls] <= 0)) heap_cache_full(h, s, b);
-  else heap_cache_link(h, cls, b);
 }
 
 /* Owner fast path; false sends the free to the checked slow path (another
