@@ -115,7 +115,7 @@ static NOINLINE void *malloc_refill(size_t size) {
  * thread's bin. */
 API void *strata_malloc(size_t size) {
   unsigned cls;
-  if (likely(size <= CLASS_FAST_MAX)) cls = class_of_small[(size + ALIGNMENT - 1) / ALIGNMENT];
+  if (likely(size <= CLASS_FAST_MAX)) cls = class_of_small[size];
   else if (size <= SMALL_MAX) cls = class_of(size);
   else return malloc_slow(size);
   void *p = heap_malloc_small(heap_tls, cls, NULL);

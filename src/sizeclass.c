@@ -1,16 +1,24 @@
 /* sizeclass.c - the class table, computed once. */
 #include "sizeclass.h"
 
-/* class_of_small[i] is the class of sizes in (16(i-1), 16i]. */
-const uint8_t class_of_small[CLASS_FAST_MAX / ALIGNMENT + 1] = {
-  0, 0, 1, 2, 3,                                          /* <= 64 */
-  4, 5, 6, 7,                                             /* <= 128 */
-  8, 8, 9, 9, 10, 10, 11, 11,                             /* <= 256 */
-  12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15, /* <= 512 */
-#define R8(c) c, c, c, c, c, c, c, c
-  R8(16), R8(17), R8(18), R8(19),                         /* <= 1024 */
-#undef R8
+/* class_of_small[n] is the class of size n (indexed by the size itself, so
+ * malloc's lookup is one load: 1 KiB of table against 65 bytes indexed by
+ * (n + 15) / 16, which cost malloc two instructions). */
+#define X16(c)  c, c, c, c, c, c, c, c, c, c, c, c, c, c, c, c
+#define X32(c)  X16(c), X16(c)
+#define X64(c)  X32(c), X32(c)
+#define X128(c) X64(c), X64(c)
+const uint8_t class_of_small[CLASS_FAST_MAX + 1] = {
+  0, X16(0), X16(1), X16(2), X16(3),                      /* <= 64 */
+  X16(4), X16(5), X16(6), X16(7),                         /* <= 128 */
+  X32(8), X32(9), X32(10), X32(11),                       /* <= 256 */
+  X64(12), X64(13), X64(14), X64(15),                     /* <= 512 */
+  X128(16), X128(17), X128(18), X128(19),                 /* <= 1024 */
 };
+#undef X16
+#undef X32
+#undef X64
+#undef X128
 
 class_info_t class_info[CLASS_COUNT];
 

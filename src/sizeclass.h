@@ -20,12 +20,12 @@ typedef struct {
   uint16_t cache_max;  /* and at most, once its cache of the class grew */
 } class_info_t;
 
-extern const uint8_t class_of_small[CLASS_FAST_MAX / ALIGNMENT + 1];
+extern const uint8_t class_of_small[CLASS_FAST_MAX + 1];
 extern class_info_t class_info[CLASS_COUNT];
 
 /* size -> class for 0 < size <= SMALL_MAX (size 0 is class 0). O(1). */
 static inline unsigned class_of(size_t size) {
-  if (likely(size <= CLASS_FAST_MAX)) return class_of_small[(size + ALIGNMENT - 1) / ALIGNMENT];
+  if (likely(size <= CLASS_FAST_MAX)) return class_of_small[size];
   unsigned k = 63 - (unsigned)__builtin_clzl(size - 1);    /* 2^k < size <= 2^(k+1) */
   return 4 + 4 * (k - 6) + (unsigned)((size - 1 - ((size_t)1 << k)) >> (k - 2));
 }
