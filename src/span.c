@@ -23,6 +23,8 @@ void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
   /* floor(2^64 / d) + 1: one more where d divides 2^64 (a power of two) */
   s->div_magic = UINT64_MAX / s->block_size + 1 + (UINT64_MAX % s->block_size == s->block_size - 1);
   s->fast_limit = span_checked_mode ? 0 : span_block_limit(s);
+  s->purged = 0;
+  s->sparse_ms = 0;
   atomic_store_relaxed(&s->xfree, 0);
   s->abandoned = false;
   s->next = s->prev = s->qnext = NULL;
@@ -52,6 +54,74 @@ static block_t *span_carve(span_t *s, uint32_t *n) {
   return batch ? (block_t *)first : NULL;
 }
 
+/* The purged blocks, linked in address order; none is purged after. Not
+ * fresh: a block may also lie on a page that was not purged. */
+static block_t *span_unpurge(span_t *s, uint32_t *n) {
+  block_t *first = NULL;
+  *n = 0;
+  for (uint64_t m = s->purged; m; (*n)++) {
+    unsigned i = 63 - (unsigned)__builtin_clzll(m);
+    m &= ~((uint64_t)1 << i);
+    block_t *b = (block_t *)(s->start + (size_t)i * s->block_size);
+    block_set_next(b, first);
+    first = b;
+  }
+  s->purged = 0;
+  s->fast_limit = span_checked_mode ? 0 : span_block_limit(s);
+  return first;
+}
+
+/* The blocks of s that overlap the OS page at byte offset off. */
+static uint64_t span_page_blocks(const span_t *s, size_t off) {
+  size_t last = off + OS_PAGE - 1, end = (size_t)s->count * s->block_size;
+  unsigned i0 = (unsigned)(off / s->block_size);
+  unsigned i1 = (unsigned)((last < end ? last : end - 1) / s->block_size);
+  uint64_t upto = i1 == 63 ? ~(uint64_t)0 : ((uint64_t)1 << (i1 + 1)) - 1;
+  return upto & ~(((uint64_t)1 << i0) - 1);
+}
+
+/* May the page at off go? Every block on it is free, and one was on
+ * local_free (a page of purged or never-written blocks only is not
+ * resident, or was purged already). */
+static bool span_page_purgeable(const span_t *s, size_t off, uint64_t free, uint64_t listed) {
+  uint64_t m = span_page_blocks(s, off);
+  return (free & m) == m && (listed & m);
+}
+
+uint32_t span_purge_free_pages(span_t *s) {
+  ASSERT(s->count <= SPAN_PURGE_MAX_BLOCKS && !span_checked_mode);
+  uint64_t listed = 0;
+  for (block_t *b = s->local_free; b; b = block_next(b)) listed |= span_block_bit(s, b);
+  uint64_t all = s->count == 64 ? ~(uint64_t)0 : ((uint64_t)1 << s->count) - 1;
+  uint64_t uncarved = s->carved == 64 ? 0 : all & ~(((uint64_t)1 << s->carved) - 1);
+  uint64_t free = listed | s->purged | uncarved, gone = 0;
+  size_t end = (size_t)s->count * s->block_size;
+  for (size_t off = 0; off < end; off += OS_PAGE)
+    if (span_page_purgeable(s, off, free, listed)) gone |= span_page_blocks(s, off) & listed;
+  if (!gone) return 0;
+  /* local_free without the blocks that go, relinked before their pages go */
+  block_t *kept = NULL, *tail = NULL;
+  for (block_t *b = s->local_free, *next; b; b = next) {
+    next = block_next(b);
+    if (gone & span_block_bit(s, b)) continue;
+    if (tail) block_set_next(tail, b);
+    else kept = b;
+    tail = b;
+  }
+  if (tail) block_set_next(tail, NULL);
+  s->local_free = kept;
+  uint32_t pages = 0;
+  for (size_t off = 0, to; off < end; off = to + OS_PAGE) {   /* runs of pages */
+    for (to = off; to < end && span_page_purgeable(s, to, free, listed); to += OS_PAGE) {}
+    if (to == off) continue;
+    os_purge_decayed(s->start + off, to - off);
+    pages += (uint32_t)((to - off) / OS_PAGE);
+  }
+  s->purged |= gone;
+  s->fast_limit = 0;                /* frees take the slow path's check */
+  return pages;
+}
+
 void span_check_not_on(const block_t *list, uint32_t max, const block_t *b, const char *call) {
   uint32_t n = 0;
   for (const block_t *f = list; f; f = block_next(f), n++) {
@@ -74,6 +144,7 @@ uint32_t span_drain_remote(span_t *s, const block_t *cached, uint32_t cached_max
     block_t *next = block_next(list);
     CHECK(n < s->count && (next == NULL || (uintptr_t)next - (uintptr_t)s->start <
           (size_t)s->npages * PAGE_SIZE), "free", list, "double free or corrupted remote free list");
+    CHECK(!(s->purged && span_block_purged(s, list)), "free", list, "double free");
     CHECK(block_looks_free(list, span_free_key), "free", list,
           "block freed by another thread was overwritten (use after free)");
     if (unlikely(list->key == (span_free_key ^ KEY_SUSPECT))) {
@@ -102,11 +173,10 @@ block_t *span_take_free(span_t *s, uint32_t *n) {
   }
   if (list) {
     s->local_free = NULL;
-    *n = s->carved - s->used;
-    s->used = s->carved;          /* every carved block is now out */
-    return list;
+    *n = s->carved - s->used - (uint32_t)__builtin_popcountll(s->purged);
+  } else {
+    list = s->purged ? span_unpurge(s, n) : span_carve(s, n);
   }
-  list = span_carve(s, n);
   s->used += *n;
   return list;
 }

@@ -2,12 +2,21 @@
  *
  * Ownership: a small span belongs to one thread heap (owner), or to nobody
  * while it sits on the abandoned list. Only the owner touches local_free,
- * used, carved and the list links; any thread may push onto xfree.
+ * used, carved, purged and the list links; any thread may push onto xfree.
  *
  * Invariant (owner's view):
- *   carved == used + |local_free|        (carved <= count of the class)
+ *   carved == used + |local_free| + |purged|   (carved <= count of the class)
  * where `used` counts blocks held by the program, blocks checked out into
  * the owner bin's free list, and remote frees still on xfree.
+ *
+ * Purged blocks: in a span of at most 64 blocks that stayed mostly free for
+ * the decay time, the OS pages holding only free blocks are given back
+ * (span_purge_free_pages, see heap.c), and
+ * the free blocks on them leave local_free for the bitmap `purged` (their
+ * links are gone with the pages). A refill takes them back before it carves
+ * new blocks. While any is purged, fast_limit is 0, so every free into the
+ * span takes the slow path, which aborts on the free of a purged block (a
+ * double free whose key the purge wiped).
  *
  * A free block holds its encoded link (stored = next ^ slot address ^
  * secret, so a stray write of a plain pointer cannot steer allocation) and,
@@ -66,7 +75,12 @@ typedef struct span {
   uint64_t fast_limit;              /* span_block_limit; 0 in checked mode,
                                        which fails the fast path's test */
   bool dirty;                       /* page heap: pages may be resident */
-  uint32_t dirty_ms;                /* free run: dirty since (os_now_ms) */
+  union {
+    uint32_t dirty_ms;              /* free run: dirty since (os_now_ms) */
+    uint32_t sparse_ms;             /* small span: mostly free since (| 1;
+                                       0: in use, or purged since) */
+  };
+  uint64_t purged;                  /* owner: purged blocks, bit i: block i */
   char *start;                      /* first page */
   struct span *next, *prev;         /* bin / page-heap list */
   union {
@@ -104,14 +118,28 @@ static inline void block_set_next(block_t *b, const block_t *next) {
 /* Make a run from pageheap_alloc_span(.., SPAN_SMALL) a span of class cls
  * owned by owner. */
 void span_init_small(span_t *s, unsigned cls, struct heap *owner);
-/* Take every block the span can give now (local frees, remote frees, and a
- * batch of never-used blocks) as one list of *n blocks, or a single block in
+/* Take every block the span can give now (local frees, remote frees, else
+ * the purged blocks, else a batch of never-used blocks) as one list of *n
+ * blocks, or a single block in
  * checked mode; counts them as used. NULL when the span is exhausted. Owner
  * only, while its cache of the class is empty. */
 block_t *span_take_free(span_t *s, uint32_t *n);
+/* Give back the OS pages of s that hold only free blocks (and at least one
+ * block of local_free: the others were purged or never written); returns
+ * how many. Owner only; spans of at most SPAN_PURGE_MAX_BLOCKS blocks. */
+#define SPAN_PURGE_MAX_BLOCKS 64
+uint32_t span_purge_free_pages(span_t *s);
+/* The bit of block b (a block start of s) in a bitmap such as purged. */
+static inline uint64_t span_block_bit(const span_t *s, const block_t *b) {
+  return (uint64_t)1 << (((uintptr_t)b - (uintptr_t)s->start) / s->block_size);
+}
+static inline bool span_block_purged(const span_t *s, const block_t *b) {
+  return (s->purged & span_block_bit(s, b)) != 0;
+}
 /* Move the remote frees onto local_free; returns how many came. Owner only.
  * Aborts on a list longer than the span (a block pushed twice makes a cycle),
- * on a block that lost its free key (written after its free) and on a block
+ * on a purged block, on a block that lost its free key (written after its
+ * free) and on a block
  * marked suspect (see span_push_remote) that is already on local_free or on
  * `cached`, the owner's cache of the class (a walk of at most cached_max
  * links; NULL when it is empty). */

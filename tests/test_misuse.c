@@ -136,6 +136,41 @@ static void c_double_free_small(void) {
   expect_addr(p);
   strata_free(hide(p));
 }
+/* Eight 2000-byte blocks from a new thread's first span (carved in address
+ * order, two to an OS page), the first kept, the others freed, and
+ * strata_collect: the pages of blocks 2..7 go back to the OS with the free
+ * keys on them, so the second free must be caught by the span's record of
+ * its purged blocks. */
+static char *purged_blocks[8];
+static void *make_purged_blocks(void *arg) {
+  (void)arg;
+  for (int i = 0; i < 8; i++) purged_blocks[i] = strata_malloc(2000);
+  for (int i = 1; i < 8; i++)
+    if (purged_blocks[i] != purged_blocks[0] + i * 2048) _exit(98);   /* not one span */
+  for (int i = 1; i < 8; i++) strata_free(purged_blocks[i]);
+  strata_collect();
+  return NULL;
+}
+static void *double_free_purged(void *arg) {
+  (void)arg;
+  make_purged_blocks(NULL);
+  expect_addr(purged_blocks[4]);
+  strata_free(hide(purged_blocks[4]));
+  return NULL;
+}
+static void c_double_free_purged(void) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, double_free_purged, NULL)) _exit(95);
+  pthread_join(t, NULL);
+}
+/* The same after the owner exited: the free adopts the span first. */
+static void c_double_free_purged_adopted(void) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, make_purged_blocks, NULL)) _exit(95);
+  pthread_join(t, NULL);
+  expect_addr(purged_blocks[4]);
+  strata_free(hide(purged_blocks[4]));
+}
 static void c_double_free_small_between(void) {
   enum { N = 100 };
   void *v[N];
@@ -449,6 +484,8 @@ static const case_t cases[] = {
     {"double free (small)", c_double_free_small, "free"},
     {"double free (small, other frees between)", c_double_free_small_between, "free"},
     {"double free (small, deep in the free list)", c_double_free_small_remote_list, "free"},
+    {"double free (small, its page given back to the OS)", c_double_free_purged, "free"},
+    {"double free (small, page given back, owner exited)", c_double_free_purged_adopted, "free"},
     {"double free (large, 300 KiB)", c_double_free_large, "free"},
     {"double free (large, other frees between)", c_double_free_large_between, "free"},
     {"double free (huge, 64 MiB)", c_double_free_huge, "free"},

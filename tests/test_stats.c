@@ -1,8 +1,9 @@
 /* test_stats.c - statistics add up, resident memory falls after a burst is
  * freed (with strata_collect, and by decay alone within a bounded wait, also
  * when the program goes idle after its first burst), memory of exited
- * threads is reused, and a thread's grown block cache shrinks again. Through the strata_ API, so it also
- * runs in sanitizer builds. */
+ * threads is reused, a thread's grown block cache shrinks again, and the
+ * free pages of mostly free spans are returned. Through the strata_ API, so
+ * it also runs in sanitizer builds. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,12 +216,77 @@ static void test_grown_cache_shrinks(void) {
   pthread_barrier_destroy(&grow_bar);
 }
 
+/* A thread frees 7 of every 8 blocks of 2 KiB (8 to a span, so no span
+ * empties): the pages that hold only free blocks go back to the OS, by decay
+ * while the thread goes on allocating, and at once with strata_collect. The kept blocks keep
+ * their bytes, and the freed ones come back zeroed through calloc. */
+#define SPARSE_BLOCKS 16384             /* 32 MiB */
+#define SPARSE_SIZE 2000
+static void *sparse_p[SPARSE_BLOCKS];
+static void sparse_free_most(void) {
+  for (int i = 0; i < SPARSE_BLOCKS; i++)
+    if (i % 8) { strata_free(sparse_p[i]); sparse_p[i] = NULL; }
+}
+static void sparse_check_refill(const char *when) {
+  int bad = 0;
+  for (int i = 0; i < SPARSE_BLOCKS; i++) {
+    unsigned char *p = sparse_p[i];
+    if (p) {
+      bad += p[0] != (unsigned char)i || p[SPARSE_SIZE - 1] != (unsigned char)i;
+      continue;
+    }
+    p = sparse_p[i] = strata_calloc(1, SPARSE_SIZE);
+    for (int k = 0; k < SPARSE_SIZE; k += 8) bad += p[k] != 0;
+    memset(p, (unsigned char)i, SPARSE_SIZE);
+  }
+  EXPECT(bad == 0, "%s: %d bytes wrong in kept or recycled blocks", when, bad);
+}
+static void *sparse_thread(void *arg) {
+  (void)arg;
+  for (int i = 0; i < SPARSE_BLOCKS; i++) {
+    sparse_p[i] = strata_malloc(SPARSE_SIZE);
+    memset(sparse_p[i], (unsigned char)i, SPARSE_SIZE);
+  }
+  size_t before = snap().small.resident, resident = before;
+  sparse_free_most();
+  /* 64 KiB of 64-byte blocks (spans too small to purge) every 50 ms: eight
+   * refills, what runs the thread's decay (a thread served by its caches
+   * alone keeps its sparse spans until strata_collect or its exit). */
+  static void *more[60 * 1024];
+  int ms = 0, n = 0;
+  for (; ms <= 3000 && resident > before / 2; ms += 50) {
+    usleep(50 * 1000);
+    for (int j = 0; j < 1024; j++) more[n++] = strata_malloc(64);
+    resident = snap().small.resident;
+  }
+  while (n) strata_free(more[--n]);
+  printf("sparse spans: small resident %zu, then %zu after %d ms\n", before, resident, ms);
+  EXPECT(resident <= before / 2, "7/8 of the blocks freed, small resident still %zu of %zu after 3 s", resident, before);
+  sparse_check_refill("after the decay");
+
+  before = snap().small.resident;
+  sparse_free_most();
+  strata_collect();
+  resident = snap().small.resident;
+  printf("sparse spans: small resident %zu, then %zu after strata_collect\n", before, resident);
+  EXPECT(resident <= before / 2, "7/8 of the blocks freed, small resident still %zu of %zu after strata_collect", resident, before);
+  sparse_check_refill("after strata_collect");
+  for (int i = 0; i < SPARSE_BLOCKS; i++) strata_free(sparse_p[i]);
+  return NULL;
+}
+static void test_sparse_spans_purged(void) {
+  pthread_t t;
+  pthread_create(&t, NULL, sparse_thread, NULL);
+  pthread_join(t, NULL);
+}
+
 int main(void) {
   test_first_burst_idle();
   test_allocated_adds_up();
   test_resident_falls();
   test_exited_threads_reused();
   test_grown_cache_shrinks();
+  test_sparse_spans_purged();
   strata_stats_print(1);
   printf("test_stats: %s\n", failures ? "FAILED" : "ok");
   return failures != 0;
