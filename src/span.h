@@ -11,10 +11,9 @@
  *
  * Purged blocks: in a span of at most 64 blocks that stayed mostly free for
  * the decay time, the OS pages holding only free blocks are given back
- * (span_purge_free_pages, see heap.c), and
- * the free blocks on them leave local_free for the bitmap `purged` (their
- * links are gone with the pages). A refill takes them back before it carves
- * new blocks. While any is purged, fast_limit is 0, so every free into the
+ * (span_purge_free_pages, see heap.c), and the free blocks on them leave
+ * local_free for the bitmap `purged` (their links are gone with the pages).
+ * A refill takes them back before it carves new blocks. While any is purged, fast_limit is 0, so every free into the
  * span takes the slow path, which aborts on the free of a purged block (a
  * double free whose key the purge wiped).
  *
@@ -120,9 +119,8 @@ static inline void block_set_next(block_t *b, const block_t *next) {
 void span_init_small(span_t *s, unsigned cls, struct heap *owner);
 /* Take every block the span can give now (local frees, remote frees, else
  * the purged blocks, else a batch of never-used blocks) as one list of *n
- * blocks, or a single block in
- * checked mode; counts them as used. NULL when the span is exhausted. Owner
- * only, while its cache of the class is empty. */
+ * blocks, or a single block in checked mode; counts them as used. NULL when
+ * the span is exhausted. Owner only, while its cache of the class is empty. */
 block_t *span_take_free(span_t *s, uint32_t *n);
 /* Give back the OS pages of s that hold only free blocks (and at least one
  * block of local_free: the others were purged or never written); returns
@@ -139,10 +137,9 @@ static inline bool span_block_purged(const span_t *s, const block_t *b) {
 /* Move the remote frees onto local_free; returns how many came. Owner only.
  * Aborts on a list longer than the span (a block pushed twice makes a cycle),
  * on a purged block, on a block that lost its free key (written after its
- * free) and on a block
- * marked suspect (see span_push_remote) that is already on local_free or on
- * `cached`, the owner's cache of the class (a walk of at most cached_max
- * links; NULL when it is empty). */
+ * free) and on a block marked suspect (see span_push_remote) that is already
+ * on local_free or on `cached`, the owner's cache of the class (a walk of at
+ * most cached_max links; NULL when it is empty). */
 uint32_t span_drain_remote(span_t *s, const block_t *cached, uint32_t cached_max);
 /* Abort naming call if b is on list, a free list of at most max blocks (a
  * walk of at most max links; slow paths only). */
