@@ -47,8 +47,8 @@ static void *decay_main(void *arg) {
   for (;;) {
     os_sleep_ms(tick);
     atomic_store_relaxed(&decay_pending, false);
-    heap_sweep_abandoned();
-    if (decay_run(os_now_ms())) continue;
+    bool waiting = heap_sweep_abandoned();
+    if (decay_run(os_now_ms()) || waiting) continue;
     /* ASLEEP is published before pending is read, and decay_note sets
      * pending before it reads the state (both seq_cst): a note is never
      * missed. */

@@ -171,21 +171,32 @@ static NOINLINE void heap_span_emptied(heap_t *h, span_t *s) {
  * quarter or less of its blocks in use) for the decay time gives back the
  * OS pages that hold only free blocks (span_purge_free_pages). The owner
  * does it (only it may touch the span's free list), from heap_tick, at most
- * once per half decay period: a span that is refilled meanwhile is not
- * sparse any more, so a workload whose spans swing around the mark does
- * not purge and refault their pages (purging at the crossing itself cost
- * larson about 15 % of its speed). */
-static bool span_is_sparse(const span_t *s) { return s->used <= s->count / 4u; }
+ * once per half decay period; the purge thread's sweep does it for the
+ * spans of exited threads (the abandoned lock makes it their owner). A span
+ * that is refilled meanwhile is not sparse any more, so a workload whose
+ * spans swing around the mark does not purge and refault their pages
+ * (purging at the crossing itself cost larson about 15 % of its speed). */
+static bool heap_sparse(const span_t *s) { return s->used <= s->count / 4u; }
 
 /* s just became sparse: its clock starts. Out of line, as heap_span_emptied. */
-static NOINLINE void heap_span_sparse(heap_t *h, span_t *s) {
-  if (s->count > SPAN_PURGE_MAX_BLOCKS || span_checked_mode) return;
+static NOINLINE bool heap_sparse_clock_start(span_t *s) {
+  if (s->count > SPAN_PURGE_MAX_BLOCKS || span_checked_mode) return false;
   s->sparse_ms = os_now_ms() | 1;
-  h->sparse_waiting = true;
+  return true;
 }
 
-/* Purge the spans of h that have been sparse for the decay time (all of
- * them with `all`, for strata_collect); keeps sparse_waiting while younger
+/* Has s (whose owner we are) been sparse for the decay time? Stops its
+ * clock when it is not sparse any more, and when it is due (true, once). */
+static bool heap_sparse_due(span_t *s, uint32_t now) {
+  if (!s->sparse_ms) return false;
+  if (heap_sparse(s) && now - s->sparse_ms < options.decay_ms) return false;
+  bool due = heap_sparse(s);
+  s->sparse_ms = 0;
+  return due;
+}
+
+/* Purge the spans of h that have been sparse for the decay time (every
+ * span with `all`, for strata_collect); keeps sparse_waiting while younger
  * ones wait. */
 static void heap_purge_sparse(heap_t *h, bool all) {
   uint32_t now = os_now_ms();
@@ -195,17 +206,16 @@ static void heap_purge_sparse(heap_t *h, bool all) {
   for (unsigned c = 0; c < CLASS_COUNT; c++)
     for (span_t *s = h->bins[c].spans; s; s = s->next) {
       if (s->count > SPAN_PURGE_MAX_BLOCKS || span_checked_mode) break;   /* the whole class */
-      if (!all && (!s->sparse_ms || !span_is_sparse(s))) {
-        s->sparse_ms = 0;
-        continue;
-      }
-      if (!all && now - s->sparse_ms < options.decay_ms) {
-        h->sparse_waiting = true;
-        continue;
-      }
-      s->sparse_ms = 0;
-      span_purge_free_pages(s);
+      if (heap_sparse_due(s, now) || all) span_purge_free_pages(s);
+      h->sparse_waiting |= s->sparse_ms != 0;
     }
+}
+
+/* Blocks of s came back (was_sparse: before they did): an emptied span
+ * goes to the cache, a span that just became sparse starts its clock. */
+static inline void heap_span_freed(heap_t *h, span_t *s, bool was_sparse) {
+  if (unlikely(s->used == 0)) heap_span_emptied(h, s);
+  else if (unlikely(!was_sparse && heap_sparse(s))) h->sparse_waiting |= heap_sparse_clock_start(s);
 }
 
 /* The most blocks the cache of class c can hold: its bound, plus one span's
@@ -237,8 +247,9 @@ static void heap_take_ready(heap_t *h, unsigned cls) {
         list_remove(&bin->spans, s);
         list_insert_second(&bin->spans, s);
       }
+      bool was_sparse = heap_sparse(s);
       span_drain_remote(s, h->free[cls], heap_cache_max(h, cls));
-      if (s->used == 0) heap_span_emptied(h, s);
+      heap_span_freed(h, s, was_sparse);
     }
     s = next;
   }
@@ -269,10 +280,9 @@ static void heap_push_span_list(heap_t *h, span_t *s, block_t *first, block_t *l
   block_encode(last, s->local_free, span_secret);
   last->key = span_free_key;
   s->local_free = first;
-  bool was_sparse = span_is_sparse(s);
+  bool was_sparse = heap_sparse(s);
   s->used -= n;
-  if (unlikely(s->used == 0)) heap_span_emptied(h, s);
-  else if (unlikely(!was_sparse && span_is_sparse(s))) heap_span_sparse(h, s);
+  heap_span_freed(h, s, was_sparse);
 }
 
 /* The owner gives block b of s (checked) back to the span: a free that finds
@@ -464,22 +474,30 @@ static void heap_abandon(span_t *s) {
  * First, the ready lists of pooled heaps: a remote free that raced with its
  * owner's exit may have queued a span there (pooled heaps own no span, so
  * this only clears QUEUED, which kept the span from being released). */
-void heap_sweep_abandoned(void) {
+bool heap_sweep_abandoned(void) {
+  bool waiting = false;
   lock_acquire(&heap_pool_lock);
   for (heap_t *h = heap_pool; h; h = h->next_free)
     heap_take_ready_of(h, HEAP_ALL_CLASSES);
   lock_release(&heap_pool_lock);
+  uint32_t now = os_now_ms();
   lock_acquire(&heap_abandoned_lock);
   for (unsigned c = 0; c < CLASS_COUNT; c++)
     for (span_t *s = heap_abandoned[c], *next; s; s = next) {
       next = s->next;
+      bool was_sparse = heap_sparse(s);
       span_drain_remote(s, NULL, 0);  /* the lock makes us its owner */
       if (span_releasable(s)) {
         heap_unabandon(s);
         pageheap_free_span(s);
+        continue;
       }
+      if (!was_sparse && heap_sparse(s)) heap_sparse_clock_start(s);
+      if (heap_sparse_due(s, now)) span_purge_free_pages(s);   /* the exited owner's last blocks */
+      waiting |= s->sparse_ms != 0;
     }
   lock_release(&heap_abandoned_lock);
+  return waiting;
 }
 
 /* ---- refill ---------------------------------------------------------------- */
@@ -505,7 +523,7 @@ static bool heap_refill(heap_t *h, unsigned cls) {
     }
     uint32_t n;
     block_t *list = span_take_free(s, &n);
-    if (!span_is_sparse(s)) s->sparse_ms = 0;      /* in use again */
+    if (!heap_sparse(s)) s->sparse_ms = 0;      /* in use again */
     if (list) {
       h->free[cls] = list;
       h->room[cls] -= (int32_t)n;

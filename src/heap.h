@@ -187,8 +187,10 @@ void heap_thread_exit(heap_t *h);
 bool heap_init(void);
 /* Return what the calling thread caches and sweep abandoned spans. */
 void heap_collect(void);
-/* Give every abandoned span that has become empty back to the page heap. */
-void heap_sweep_abandoned(void);
+/* Give every abandoned span that has become empty back to the page heap,
+ * and purge the free pages of those that have been sparse for the decay
+ * time; true while some are sparse and not yet due. */
+bool heap_sweep_abandoned(void);
 /* Give back cached empty spans at least `age` ms old, of every heap. */
 void heap_decay(uint32_t now, uint32_t age, bool *younger);
 /* Blocks handed out and freed per class, summed over every heap. */

@@ -218,7 +218,8 @@ static void test_grown_cache_shrinks(void) {
 
 /* A thread frees 7 of every 8 blocks of 2 KiB (8 to a span, so no span
  * empties): the pages that hold only free blocks go back to the OS, by decay
- * while the thread goes on allocating, and at once with strata_collect. The kept blocks keep
+ * while the thread goes on allocating, at once with strata_collect, and by
+ * the purge thread once the thread has exited. The kept blocks keep
  * their bytes, and the freed ones come back zeroed through calloc. */
 #define SPARSE_BLOCKS 16384             /* 32 MiB */
 #define SPARSE_SIZE 2000
@@ -274,10 +275,44 @@ static void *sparse_thread(void *arg) {
   for (int i = 0; i < SPARSE_BLOCKS; i++) strata_free(sparse_p[i]);
   return NULL;
 }
+/* The same blocks freed by a thread that then exits: its spans are
+ * abandoned, and the purge thread gives their free pages back while the
+ * program makes no allocator call (strata_stats reads). */
+static size_t sparse_before;
+static void *sparse_exit_thread(void *arg) {
+  (void)arg;
+  for (int i = 0; i < SPARSE_BLOCKS; i++) {
+    sparse_p[i] = strata_malloc(SPARSE_SIZE);
+    memset(sparse_p[i], (unsigned char)i, SPARSE_SIZE);
+  }
+  sparse_before = snap().small.resident;
+  sparse_free_most();
+  return NULL;
+}
 static void test_sparse_spans_purged(void) {
   pthread_t t;
   pthread_create(&t, NULL, sparse_thread, NULL);
   pthread_join(t, NULL);
+
+  pthread_create(&t, NULL, sparse_exit_thread, NULL);
+  pthread_join(t, NULL);
+  size_t resident = sparse_before;
+  int ms = 0;
+  for (; ms <= 3000 && resident > sparse_before / 2; ms += 50) {
+    usleep(50 * 1000);
+    resident = snap().small.resident;
+  }
+  printf("sparse spans of an exited thread: small resident %zu, then %zu after %d ms\n",
+         sparse_before, resident, ms);
+  EXPECT(resident <= sparse_before / 2, "an exited thread's sparse spans still hold %zu of %zu after 3 s",
+         resident, sparse_before);
+  int bad = 0;
+  for (int i = 0; i < SPARSE_BLOCKS; i += 8) {
+    unsigned char *p = sparse_p[i];
+    bad += p[0] != (unsigned char)i || p[SPARSE_SIZE - 1] != (unsigned char)i;
+    strata_free(p);
+  }
+  EXPECT(bad == 0, "%d kept blocks of an exited thread changed", bad);
 }
 
 int main(void) {
