@@ -178,17 +178,25 @@ static NOINLINE void heap_span_emptied(heap_t *h, span_t *s) {
  * (purging at the crossing itself cost larson about 15 % of its speed). */
 static bool heap_sparse(const span_t *s) { return s->used <= s->count / 4u; }
 
-/* s just became sparse: its clock starts. Out of line, as heap_span_emptied. */
-static NOINLINE bool heap_sparse_clock_start(span_t *s) {
+/* sparse_ms of a span that became sparse since the last look at it: the
+ * clock starts at that look, so that no free reads the clock (a batch of
+ * frees of 4 KiB blocks makes a span sparse every eighth free). */
+#define SPARSE_NEW 1
+
+/* s just became sparse: mark it for its owner's next look (or the sweep's,
+ * for an abandoned span); false when s is of a class that is never purged. */
+static bool heap_sparse_mark(span_t *s) {
   if (s->count > SPAN_PURGE_MAX_BLOCKS || span_checked_mode) return false;
-  s->sparse_ms = os_now_ms() | 1;
+  s->sparse_ms = SPARSE_NEW;
   return true;
 }
 
-/* Has s (whose owner we are) been sparse for the decay time? Stops its
- * clock when it is not sparse any more, and when it is due (true, once). */
+/* Has s (whose owner we are) been sparse for the decay time? Starts its
+ * clock when it was marked, stops it when s is not sparse any more, and
+ * when it is due (true, once). */
 static bool heap_sparse_due(span_t *s, uint32_t now) {
   if (!s->sparse_ms) return false;
+  if (s->sparse_ms == SPARSE_NEW && heap_sparse(s)) s->sparse_ms = (now - 1) | 1;   /* odd, not after now */
   if (heap_sparse(s) && now - s->sparse_ms < options.decay_ms) return false;
   bool due = heap_sparse(s);
   s->sparse_ms = 0;
@@ -212,10 +220,10 @@ static void heap_purge_sparse(heap_t *h, bool all) {
 }
 
 /* Blocks of s came back (was_sparse: before they did): an emptied span
- * goes to the cache, a span that just became sparse starts its clock. */
+ * goes to the cache, a span that just became sparse is marked. */
 static inline void heap_span_freed(heap_t *h, span_t *s, bool was_sparse) {
   if (unlikely(s->used == 0)) heap_span_emptied(h, s);
-  else if (unlikely(!was_sparse && heap_sparse(s))) h->sparse_waiting |= heap_sparse_clock_start(s);
+  else if (unlikely(!was_sparse && heap_sparse(s))) h->sparse_waiting |= heap_sparse_mark(s);
 }
 
 /* The most blocks the cache of class c can hold: its bound, plus one span's
@@ -492,7 +500,7 @@ bool heap_sweep_abandoned(void) {
         pageheap_free_span(s);
         continue;
       }
-      if (!was_sparse && heap_sparse(s)) heap_sparse_clock_start(s);
+      if (!was_sparse && heap_sparse(s)) heap_sparse_mark(s);
       if (heap_sparse_due(s, now)) span_purge_free_pages(s);   /* the exited owner's last blocks */
       waiting |= s->sparse_ms != 0;
     }

@@ -76,8 +76,9 @@ typedef struct span {
   bool dirty;                       /* page heap: pages may be resident */
   union {
     uint32_t dirty_ms;              /* free run: dirty since (os_now_ms) */
-    uint32_t sparse_ms;             /* small span: mostly free since (| 1;
-                                       0: in use, or purged since) */
+    uint32_t sparse_ms;             /* small span: sparse since (odd), or
+                                       sparse and not yet seen (1), or 0
+                                       (in use, or purged since); heap.c */
   };
   uint64_t purged;                  /* owner: purged blocks, bit i: block i */
   char *start;                      /* first page */
