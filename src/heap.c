@@ -121,6 +121,7 @@ static span_t *heap_cache_take(heap_t *h, unsigned cls) {
   span_t *s = h->cache[cls];
   if (s) {
     heap_cache_unlink(h, s);
+    s->sparse_ms = 0;                   /* it held dirty_ms while cached */
   } else if (h->cache_overflowed) {     /* ran empty after an overflow */
     if (h->cache_shift < HEAP_CACHE_SHIFT_MAX) h->cache_shift++;
     h->cache_overflowed = false;

@@ -75,7 +75,8 @@ typedef struct span {
                                        which fails the fast path's test */
   bool dirty;                       /* page heap: pages may be resident */
   union {
-    uint32_t dirty_ms;              /* free run: dirty since (os_now_ms) */
+    uint32_t dirty_ms;              /* free run: dirty since (os_now_ms);
+                                       in a heap's span cache: cached since */
     uint32_t sparse_ms;             /* small span: sparse since (odd), or
                                        sparse and not yet seen (1), or 0
                                        (in use, or purged since); heap.c */
