@@ -90,17 +90,20 @@ static huge_hdr_t *huge_header(const void *p, const char *call) {
   return h;
 }
 
-void huge_free(void *p, const char *call) {
+static size_t huge_hdr_usable(const huge_hdr_t *h) { return h->size - h->offset - h->guard; }
+
+size_t huge_free(void *p, const char *call) {
   huge_hdr_t *h = huge_header(p, call);
+  size_t usable = huge_hdr_usable(h);
   h->magic = 0;
   huge_unlink(h, true);
   segmap_clear(h, huge_segs(h->size), SEG_HUGE);   /* before the range is free */
   os_unmap(h, h->size);
+  return usable;
 }
 
 size_t huge_usable(const void *p, const char *call) {
-  huge_hdr_t *h = huge_header(p, call);
-  return h->size - h->offset - h->guard;
+  return huge_hdr_usable(huge_header(p, call));
 }
 
 void *huge_realloc(void *p, size_t size) {

@@ -8,7 +8,8 @@
 #include "internal.h"
 
 void *huge_alloc(size_t size, size_t align);    /* zeroed; NULL: no memory */
-void huge_free(void *p, const char *call);
+/* Unmap huge block p; returns its usable size. */
+size_t huge_free(void *p, const char *call);
 size_t huge_usable(const void *p, const char *call);
 /* Resize keeping the alignment: shrink in place, grow with mremap (in place
  * or moved without copying). NULL: could not, p untouched. */

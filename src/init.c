@@ -75,7 +75,7 @@ static void options_parse(void) {
     bool flag = ok && v <= 1;
 #define KEY(k) (klen == sizeof(k) - 1 && memcmp(env, k, klen) == 0)
 #define VAL(k) (vlen == sizeof(k) - 1 && memcmp(val, k, vlen) == 0)
-    if (KEY("huge") && ok && v > SMALL_MAX) options.huge_threshold = v;
+    if (KEY("huge") && ok && v > SMALL_MAX) options_huge_threshold_fix(v);
     else if (KEY("sbrk") && flag) options.use_sbrk = v;
     else if (KEY("decay") && ok && v <= 3600000) options.decay_ms = (uint32_t)v;
     else if (KEY("bg") && flag) options.bg_thread = v;

@@ -12,7 +12,9 @@ static inline void init_ensure(void) {
 
 /* Options, from STRATA_OPTIONS=key=value,... (read once at init). */
 typedef struct {
-  size_t huge_threshold;   /* huge=BYTES: above this, direct mmap */
+  size_t huge_threshold;   /* huge=BYTES: above this, direct mmap (also
+                              raised at run time: options_huge_threshold) */
+  bool huge_fixed;         /* huge= or mallopt(M_MMAP_THRESHOLD) set it */
   bool use_sbrk;           /* sbrk=0|1 */
   uint32_t decay_ms;       /* decay=MS: free memory returned after this long */
   bool bg_thread;          /* bg=0|1: the purge thread (else inline decay) */
@@ -23,5 +25,16 @@ typedef struct {
   bool canary;             /* canary=0|1: a canary after each small block */
 } options_t;
 extern options_t options;
+
+/* The huge threshold, which frees raise while the program runs (see api.c);
+ * relaxed atomics, as any thread may read or raise it. */
+static inline size_t options_huge_threshold(void) {
+  return __atomic_load_n(&options.huge_threshold, __ATOMIC_RELAXED);
+}
+/* Fix the threshold at `bytes` (huge= and mallopt): frees no longer raise it. */
+static inline void options_huge_threshold_fix(size_t bytes) {
+  __atomic_store_n(&options.huge_fixed, true, __ATOMIC_RELAXED);
+  __atomic_store_n(&options.huge_threshold, bytes, __ATOMIC_RELAXED);
+}
 
 #endif

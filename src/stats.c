@@ -235,7 +235,7 @@ API int mallopt(int param, int value) {
   switch (param) {
   case M_MMAP_THRESHOLD:             /* glibc's limit: 32 MiB */
     if (value < 0 || (size_t)value > LARGE_MAX) return 0;
-    options.huge_threshold = (size_t)value;
+    options_huge_threshold_fix((size_t)value);
     return 1;
   case M_MXFAST:
     return value >= 0 && value <= 160;

@@ -17,8 +17,24 @@
 static int failures;
 #define EXPECT(c, ...) do { if (!(c)) { failures++; printf("FAIL: " __VA_ARGS__); printf("\n"); } } while (0)
 
+/* Was a block of `size` mapped on its own (huge), after one of that size
+ * was freed? 1 or 0 (counts around the call: a sanitizer runtime may
+ * allocate too). */
+static unsigned long long huge_after_free(size_t size) {
+  free(malloc(size));
+  strata_stats_t st0, st;
+  strata_stats(&st0);
+  void *p = malloc(size);
+  strata_stats(&st);
+  free(p);
+  return st.huge.nmalloc - st0.huge.nmalloc;
+}
+
 /* Child mode: allocate a little, a 2 MiB block and report which tier took
- * it (counts around the call: a sanitizer runtime may allocate too). */
+ * it (counts around the call: a sanitizer runtime may allocate too), and
+ * which tier takes blocks of 20 and 40 MiB after one of that size was
+ * freed (the huge threshold follows freed huge blocks up to 32 MiB, unless
+ * an option fixed it). */
 static int child(void) {
   strata_stats_t st0;
   strata_stats(&st0);
@@ -40,6 +56,8 @@ static int child(void) {
   if (d) closedir(d);
   printf("huge=%llu large=%llu brk_moved=%d threads=%d\n", st.huge.nmalloc - st0.huge.nmalloc,
          st.large.nmalloc - st0.large.nmalloc, brk_moved, threads);
+  unsigned long long h20 = huge_after_free((size_t)20 << 20), h40 = huge_after_free((size_t)40 << 20);
+  printf("huge_after_free 20m=%llu 40m=%llu\n", h20, h40);
   return 0;
 }
 
@@ -75,6 +93,11 @@ static void test_options(const char *self) {
   EXPECT(strstr(out, "huge=0 large=1"), "defaults: a 2 MiB block should be large: %s", out);
   EXPECT(strstr(out, "threads=1"), "defaults: a small program got a purge thread: %s", out);
   EXPECT(!strstr(err, "strata"), "defaults: unexpected stderr: %s", err);
+  EXPECT(strstr(out, "huge_after_free 20m=0 40m=1"),
+         "defaults: after a free, 20 MiB should come from the arenas and 40 MiB stay huge: %s", out);
+
+  run(self, "huge=16m", out, sizeof out, err, sizeof err);
+  EXPECT(strstr(out, "huge_after_free 20m=1 40m=1"), "huge=16m: the threshold moved after a free: %s", out);
 
   run(self, "huge=1m", out, sizeof out, err, sizeof err);
   EXPECT(strstr(out, "huge=1 large=0"), "huge=1m: a 2 MiB block should be huge: %s", out);
@@ -135,6 +158,7 @@ static void test_glibc_api(void) {
   strata_stats(&st);
   EXPECT(st.huge.nmalloc == huge_before + 1, "M_MMAP_THRESHOLD=1 MiB did not make 2 MiB huge");
   free(two);
+  EXPECT(huge_after_free((size_t)2 << 20) == 1, "M_MMAP_THRESHOLD=1 MiB moved after a free of 2 MiB");
   EXPECT(mallopt(M_MMAP_THRESHOLD, 64 << 20) == 0, "M_MMAP_THRESHOLD above 32 MiB accepted");
 
   /* v[0] keeps its segment mapped, so the other spans become free runs that
