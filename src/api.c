@@ -244,8 +244,7 @@ API void *strata_realloc(void *p, size_t size) {
   switch (segmap_kind(p)) {
   case SEG_SMALL: {     /* same class, or shrinking by less than half: stay */
     span_t *s = span_of(p);
-    if (block_looks_free(p, span_free_key) && atomic_load_relaxed(&s->owner) == heap_tls)
-      heap_check_double_free(heap_tls, s, p, CALL_REALLOC);
+    if (atomic_load_relaxed(&s->owner) == heap_tls) heap_check_owned_not_free(heap_tls, s, p, CALL_REALLOC);
     if (options.canary) break;      /* the canary moves with the size: move */
     if (size <= old && (size > old / 2 || size <= ALIGNMENT)) return p;
     break;

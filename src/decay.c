@@ -31,7 +31,7 @@ static pthread_mutex_t decay_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t decay_cond = PTHREAD_COND_INITIALIZER;
 
 bool decay_run(uint32_t now) {
-  bool younger = false;
+  bool younger = heap_sweep_abandoned();
   heap_decay(now, options.decay_ms, &younger);
   pageheap_decay(now, options.decay_ms, &younger);
   large_decay(&younger);
@@ -47,8 +47,7 @@ static void *decay_main(void *arg) {
   for (;;) {
     os_sleep_ms(tick);
     atomic_store_relaxed(&decay_pending, false);
-    bool waiting = heap_sweep_abandoned();
-    if (decay_run(os_now_ms()) || waiting) continue;
+    if (decay_run(os_now_ms())) continue;
     /* ASLEEP is published before pending is read, and decay_note sets
      * pending before it reads the state (both seq_cst): a note is never
      * missed. */

@@ -220,11 +220,12 @@ static void heap_purge_sparse(heap_t *h, bool all) {
     }
 }
 
-/* Blocks of s came back (was_sparse: before they did): an emptied span
- * goes to the cache, a span that just became sparse is marked. */
-static inline void heap_span_freed(heap_t *h, span_t *s, bool was_sparse) {
+/* Blocks of s came back: an emptied span goes to the cache, a sparse one
+ * without a clock is marked (also after a purge: the blocks freed since
+ * may free more pages). */
+static inline void heap_span_freed(heap_t *h, span_t *s) {
   if (unlikely(s->used == 0)) heap_span_emptied(h, s);
-  else if (unlikely(!was_sparse && heap_sparse(s))) h->sparse_waiting |= heap_sparse_mark(s);
+  else if (unlikely(heap_sparse(s) && !s->sparse_ms)) h->sparse_waiting |= heap_sparse_mark(s);
 }
 
 /* The most blocks the cache of class c can hold: its bound, plus one span's
@@ -256,9 +257,8 @@ static void heap_take_ready(heap_t *h, unsigned cls) {
         list_remove(&bin->spans, s);
         list_insert_second(&bin->spans, s);
       }
-      bool was_sparse = heap_sparse(s);
       span_drain_remote(s, h->free[cls], heap_cache_max(h, cls));
-      heap_span_freed(h, s, was_sparse);
+      heap_span_freed(h, s);
     }
     s = next;
   }
@@ -289,9 +289,8 @@ static void heap_push_span_list(heap_t *h, span_t *s, block_t *first, block_t *l
   block_encode(last, s->local_free, span_secret);
   last->key = span_free_key;
   s->local_free = first;
-  bool was_sparse = heap_sparse(s);
   s->used -= n;
-  heap_span_freed(h, s, was_sparse);
+  heap_span_freed(h, s);
 }
 
 /* The owner gives block b of s (checked) back to the span: a free that finds
@@ -443,7 +442,10 @@ static span_t *heap_adopt(heap_t *h, unsigned cls) {
   span_t *s = heap_abandoned[cls];
   if (s) heap_unabandon(s);
   lock_release(&heap_abandoned_lock);
-  if (s) atomic_store_release(&s->owner, h);
+  if (s) {
+    atomic_store_release(&s->owner, h);
+    h->sparse_waiting |= s->sparse_ms != 0;
+  }
   return s;
 }
 
@@ -472,6 +474,9 @@ static void heap_abandon(span_t *s) {
     pageheap_free_span(s);
     return;
   }
+  /* A sparse span's free pages are for the purge thread's sweep: wake it. */
+  if (heap_sparse(s) && (s->sparse_ms || heap_sparse_mark(s)))
+    decay_note((size_t)(s->count - s->used) * s->block_size);
   atomic_store_release(&s->owner, NULL);
   lock_acquire(&heap_abandoned_lock);
   list_push(&heap_abandoned[s->cls], s);
@@ -494,14 +499,13 @@ bool heap_sweep_abandoned(void) {
   for (unsigned c = 0; c < CLASS_COUNT; c++)
     for (span_t *s = heap_abandoned[c], *next; s; s = next) {
       next = s->next;
-      bool was_sparse = heap_sparse(s);
-      span_drain_remote(s, NULL, 0);  /* the lock makes us its owner */
+      uint32_t drained = span_drain_remote(s, NULL, 0);   /* the lock makes us its owner */
       if (span_releasable(s)) {
         heap_unabandon(s);
         pageheap_free_span(s);
         continue;
       }
-      if (!was_sparse && heap_sparse(s)) heap_sparse_mark(s);
+      if (drained && heap_sparse(s) && !s->sparse_ms) heap_sparse_mark(s);
       if (heap_sparse_due(s, now)) span_purge_free_pages(s);   /* the exited owner's last blocks */
       waiting |= s->sparse_ms != 0;
     }
@@ -619,10 +623,14 @@ span_t *heap_span_checked(const void *p, const char *call) {
 
 /* The owner's free, checked: into its cache (heap_cache_push), or to the
  * span in checked mode, where the bins stay empty. */
-static void heap_free_owned(heap_t *h, span_t *s, block_t *b, const char *call) {
-  unsigned c = s->cls;
+void heap_check_owned_not_free(heap_t *h, span_t *s, block_t *b, const char *call) {
   if (unlikely(s->purged) && span_block_purged(s, b)) fatal(call, b, "double free");
   if (block_looks_free(b, h->free_key)) heap_check_double_free(h, s, b, call);
+}
+
+static void heap_free_owned(heap_t *h, span_t *s, block_t *b, const char *call) {
+  unsigned c = s->cls;
+  heap_check_owned_not_free(h, s, b, call);
   STAT_INC(h->nfree[c]);
   if (span_checked_mode) heap_push_span(h, s, b);
   else heap_cache_push(h, s, c, b);

@@ -147,6 +147,9 @@ span_t *heap_span_checked(const void *p, const char *call);
 /* b carries the free key: abort if it is on one of the owner's lists (a
  * double free); otherwise it is a live block holding a copy of free bytes. */
 void heap_check_double_free(heap_t *h, span_t *s, block_t *b, const char *call);
+/* h owns s: abort if b, a block start of s, is free (purged, or on one of
+ * h's lists). */
+void heap_check_owned_not_free(heap_t *h, span_t *s, block_t *b, const char *call);
 
 /* The owner's free of b (checked) finds the cache of its class full (and
  * took a room it must give back): b goes to its span, and the class's bound

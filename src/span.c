@@ -90,8 +90,17 @@ static bool span_page_purgeable(const span_t *s, size_t off, uint64_t free, uint
 
 uint32_t span_purge_free_pages(span_t *s) {
   ASSERT(s->count <= SPAN_PURGE_MAX_BLOCKS && !span_checked_mode);
+  /* Each block is checked before its link is followed (the walk is the
+   * first look at local_free since the blocks were freed), as malloc checks
+   * the blocks it pops. */
   uint64_t listed = 0;
-  for (block_t *b = s->local_free; b; b = block_next(b)) listed |= span_block_bit(s, b);
+  uint32_t n = 0;
+  for (block_t *b = s->local_free; b; b = block_next(b)) {
+    CHECK(n++ < s->count && (uintptr_t)b - (uintptr_t)s->start < (size_t)s->npages * PAGE_SIZE &&
+          span_is_block_start(s, b) && block_looks_free(b, span_free_key) && !(listed & span_block_bit(s, b)),
+          "purge", b, "free block overwritten (use after free, or corrupted free list)");
+    listed |= span_block_bit(s, b);
+  }
   uint64_t all = s->count == 64 ? ~(uint64_t)0 : ((uint64_t)1 << s->count) - 1;
   uint64_t uncarved = s->carved == 64 ? 0 : all & ~(((uint64_t)1 << s->carved) - 1);
   uint64_t free = listed | s->purged | uncarved, gone = 0;

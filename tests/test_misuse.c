@@ -163,6 +163,35 @@ static void c_double_free_purged(void) {
   if (pthread_create(&t, NULL, double_free_purged, NULL)) _exit(95);
   pthread_join(t, NULL);
 }
+/* realloc of a purged block, to a size that would keep it in place. */
+static void *realloc_purged(void *arg) {
+  (void)arg;
+  make_purged_blocks(NULL);
+  expect_addr(purged_blocks[4]);
+  void *q = strata_realloc(hide(purged_blocks[4]), 1990);
+  (void)q;
+  return NULL;
+}
+static void c_realloc_purged(void) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, realloc_purged, NULL)) _exit(95);
+  pthread_join(t, NULL);
+}
+/* A write after free into block 1, which stays on its span's free list (its
+ * page holds the live block 0), found by the next purge's walk of that list. */
+static void *write_after_free_purge(void *arg) {
+  (void)arg;
+  make_purged_blocks(NULL);
+  expect_addr(purged_blocks[1]);
+  memset(hide(purged_blocks[1]), 0x41, 16);
+  strata_collect();
+  return NULL;
+}
+static void c_write_after_free_purge(void) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, write_after_free_purge, NULL)) _exit(95);
+  pthread_join(t, NULL);
+}
 /* The same after the owner exited: the free adopts the span first. */
 static void c_double_free_purged_adopted(void) {
   pthread_t t;
@@ -486,6 +515,8 @@ static const case_t cases[] = {
     {"double free (small, deep in the free list)", c_double_free_small_remote_list, "free"},
     {"double free (small, its page given back to the OS)", c_double_free_purged, "free"},
     {"double free (small, page given back, owner exited)", c_double_free_purged_adopted, "free"},
+    {"realloc of a freed block whose page was given back", c_realloc_purged, "realloc"},
+    {"write after free, found by a purge of its span", c_write_after_free_purge, "purge"},
     {"double free (large, 300 KiB)", c_double_free_large, "free"},
     {"double free (large, other frees between)", c_double_free_large_between, "free"},
     {"double free (huge, 64 MiB)", c_double_free_huge, "free"},

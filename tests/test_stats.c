@@ -5,6 +5,7 @@
  * free pages of mostly free spans are returned. Through the strata_ API, so
  * it also runs in sanitizer builds. */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,17 +217,26 @@ static void test_grown_cache_shrinks(void) {
   pthread_barrier_destroy(&grow_bar);
 }
 
-/* A thread frees 7 of every 8 blocks of 2 KiB (8 to a span, so no span
- * empties): the pages that hold only free blocks go back to the OS, by decay
- * while the thread goes on allocating, at once with strata_collect, and by
- * the purge thread once the thread has exited. The kept blocks keep
- * their bytes, and the freed ones come back zeroed through calloc. */
+/* Sparse spans: a thread frees most of its blocks of 2 KiB (8 to a span,
+ * two to an OS page; no span empties), and the pages that hold only free
+ * blocks go back to the OS: by decay while the thread goes on allocating
+ * (also when more blocks of an already purged span are freed later), at
+ * once with strata_collect, and by the purge thread once the thread has
+ * exited, even if that thread was asleep. Kept blocks keep their bytes;
+ * freed ones come back zeroed through calloc. */
 #define SPARSE_BLOCKS 16384             /* 32 MiB */
 #define SPARSE_SIZE 2000
 static void *sparse_p[SPARSE_BLOCKS];
-static void sparse_free_most(void) {
+static void sparse_fill(void) {
+  for (int i = 0; i < SPARSE_BLOCKS; i++) {
+    sparse_p[i] = strata_malloc(SPARSE_SIZE);
+    memset(sparse_p[i], (unsigned char)i, SPARSE_SIZE);
+  }
+}
+/* Free the blocks i with i % 8 in [from, to). */
+static void sparse_free(int from, int to) {
   for (int i = 0; i < SPARSE_BLOCKS; i++)
-    if (i % 8) { strata_free(sparse_p[i]); sparse_p[i] = NULL; }
+    if (i % 8 >= from && i % 8 < to && sparse_p[i]) { strata_free(sparse_p[i]); sparse_p[i] = NULL; }
 }
 static void sparse_check_refill(const char *when) {
   int bad = 0;
@@ -242,51 +252,56 @@ static void sparse_check_refill(const char *when) {
   }
   EXPECT(bad == 0, "%s: %d bytes wrong in kept or recycled blocks", when, bad);
 }
-static void *sparse_thread(void *arg) {
-  (void)arg;
-  for (int i = 0; i < SPARSE_BLOCKS; i++) {
-    sparse_p[i] = strata_malloc(SPARSE_SIZE);
-    memset(sparse_p[i], (unsigned char)i, SPARSE_SIZE);
-  }
-  size_t before = snap().small.resident, resident = before;
-  sparse_free_most();
-  /* 64 KiB of 64-byte blocks (spans too small to purge) every 50 ms: eight
-   * refills, what runs the thread's decay (a thread served by its caches
-   * alone keeps its sparse spans until strata_collect or its exit). */
-  static void *more[60 * 1024];
+/* Small resident memory once it is at most `limit`, or after 3 s; with
+ * `busy`, the calling thread allocates 64 KiB of 64-byte blocks (spans too
+ * small to purge) every 50 ms meanwhile: eight refills, what runs its decay
+ * (a thread served by its caches alone keeps its sparse spans until
+ * strata_collect or its exit). */
+static size_t sparse_wait(size_t limit, bool busy, int *waited) {
+  static void *more[61 * 1024];
+  size_t resident = snap().small.resident;
   int ms = 0, n = 0;
-  for (; ms <= 3000 && resident > before / 2; ms += 50) {
+  for (; ms <= 3000 && resident > limit; ms += 50) {
     usleep(50 * 1000);
-    for (int j = 0; j < 1024; j++) more[n++] = strata_malloc(64);
+    for (int j = 0; busy && j < 1024; j++) more[n++] = strata_malloc(64);
     resident = snap().small.resident;
   }
   while (n) strata_free(more[--n]);
-  printf("sparse spans: small resident %zu, then %zu after %d ms\n", before, resident, ms);
-  EXPECT(resident <= before / 2, "7/8 of the blocks freed, small resident still %zu of %zu after 3 s", resident, before);
+  *waited = ms;
+  return resident;
+}
+static void *sparse_thread(void *arg) {
+  (void)arg;
+  int ms;
+  sparse_fill();
+  size_t before = snap().small.resident;
+  sparse_free(1, 4);                    /* two of every eight kept: 0 and 4 */
+  sparse_free(5, 8);
+  size_t half = sparse_wait(before * 6 / 10, true, &ms);
+  printf("sparse spans: small resident %zu, then %zu after %d ms\n", before, half, ms);
+  EXPECT(half <= before * 6 / 10, "6/8 of the blocks freed, small resident still %zu of %zu after 3 s", half, before);
+  sparse_free(4, 5);                    /* then one more of each span */
+  size_t quarter = sparse_wait(half * 3 / 4, true, &ms);
+  printf("sparse spans: small resident %zu, then %zu after %d ms\n", half, quarter, ms);
+  EXPECT(quarter <= half * 3 / 4, "7/8 of the blocks freed, small resident still %zu of %zu after 3 s", quarter, half);
   sparse_check_refill("after the decay");
 
   before = snap().small.resident;
-  sparse_free_most();
+  sparse_free(1, 8);
   strata_collect();
-  resident = snap().small.resident;
+  size_t resident = snap().small.resident;
   printf("sparse spans: small resident %zu, then %zu after strata_collect\n", before, resident);
   EXPECT(resident <= before / 2, "7/8 of the blocks freed, small resident still %zu of %zu after strata_collect", resident, before);
   sparse_check_refill("after strata_collect");
-  for (int i = 0; i < SPARSE_BLOCKS; i++) strata_free(sparse_p[i]);
+  sparse_free(0, 8);
   return NULL;
 }
-/* The same blocks freed by a thread that then exits: its spans are
- * abandoned, and the purge thread gives their free pages back while the
- * program makes no allocator call (strata_stats reads). */
 static size_t sparse_before;
 static void *sparse_exit_thread(void *arg) {
   (void)arg;
-  for (int i = 0; i < SPARSE_BLOCKS; i++) {
-    sparse_p[i] = strata_malloc(SPARSE_SIZE);
-    memset(sparse_p[i], (unsigned char)i, SPARSE_SIZE);
-  }
+  sparse_fill();
   sparse_before = snap().small.resident;
-  sparse_free_most();
+  sparse_free(1, 8);
   return NULL;
 }
 static void test_sparse_spans_purged(void) {
@@ -294,14 +309,13 @@ static void test_sparse_spans_purged(void) {
   pthread_create(&t, NULL, sparse_thread, NULL);
   pthread_join(t, NULL);
 
+  /* The purge thread falls asleep once nothing is left to return; the
+   * exiting thread's sparse spans must wake it (no allocator call after). */
+  usleep(2000 * 1000);
   pthread_create(&t, NULL, sparse_exit_thread, NULL);
   pthread_join(t, NULL);
-  size_t resident = sparse_before;
-  int ms = 0;
-  for (; ms <= 3000 && resident > sparse_before / 2; ms += 50) {
-    usleep(50 * 1000);
-    resident = snap().small.resident;
-  }
+  int ms;
+  size_t resident = sparse_wait(sparse_before / 2, false, &ms);
   printf("sparse spans of an exited thread: small resident %zu, then %zu after %d ms\n",
          sparse_before, resident, ms);
   EXPECT(resident <= sparse_before / 2, "an exited thread's sparse spans still hold %zu of %zu after 3 s",
