@@ -204,20 +204,43 @@ static bool heap_sparse_due(span_t *s, uint32_t now) {
   return due;
 }
 
-/* Purge the spans of h that have been sparse for the decay time (every
- * span with `all`, for strata_collect); keeps sparse_waiting while younger
- * ones wait. */
-static void heap_purge_sparse(heap_t *h, bool all) {
+/* Which spans of h heap_purge_sparse purges: those sparse for the decay
+ * time (heap_tick), every marked sparse one whatever its age (the thread's
+ * footprint grows: heap_relieve), or every one (strata_collect). A span is marked when
+ * frees make it sparse and unmarked by its purge, so none is walked twice
+ * for the same frees. */
+typedef enum { PURGE_DUE, PURGE_MARKED, PURGE_ALL } purge_t;
+
+static void heap_purge_sparse(heap_t *h, purge_t which) {
   uint32_t now = os_now_ms();
-  if (!all && now - h->sparse_scan_ms < options.decay_ms / 2) return;
+  if (which == PURGE_DUE && now - h->sparse_scan_ms < options.decay_ms / 2) return;
   h->sparse_scan_ms = now;
   h->sparse_waiting = false;
   for (unsigned c = 0; c < CLASS_COUNT; c++)
     for (span_t *s = h->bins[c].spans; s; s = s->next) {
       if (s->count > SPAN_PURGE_MAX_BLOCKS || span_checked_mode) break;   /* the whole class */
-      if (heap_sparse_due(s, now) || all) span_purge_free_pages(s);
+      bool marked = which == PURGE_MARKED && s->sparse_ms && heap_sparse(s);
+      if (heap_sparse_due(s, now) || marked || which == PURGE_ALL) {
+        s->sparse_ms = 0;
+        span_purge_free_pages(s);
+      }
       h->sparse_waiting |= s->sparse_ms != 0;
     }
+}
+
+/* h took a span of clean pages from the page heap: its resident memory
+ * grows. Before it grows further, h gives back the free pages of its
+ * sparse spans, whatever their age: a program that fills, frees most of it
+ * and fills again with other sizes (the harness's `memory` workload) would
+ * otherwise reach its peak before any of them was due. Only while some
+ * span is marked (each purge unmarks it), and at most once per eighth of
+ * the decay time, which bounds the walks of the bins of a thread that
+ * frees and grows at once. */
+static NOINLINE void heap_relieve(heap_t *h) {
+  uint32_t now = os_now_ms();
+  if (!h->sparse_waiting || now - h->relieved_ms < options.decay_ms / 8) return;
+  h->relieved_ms = now;
+  heap_purge_sparse(h, PURGE_MARKED);
 }
 
 /* Blocks of s came back: an emptied span goes to the cache, a sparse one
@@ -397,7 +420,7 @@ static void heap_bound_adapt(heap_t *h, unsigned c) {
 static void heap_tick(heap_t *h) {
   if (++h->ticks % HEAP_GC_TICKS) return;
   if (h->free_extra) heap_bounds_gc(h);
-  if (h->sparse_waiting) heap_purge_sparse(h, false);
+  if (h->sparse_waiting) heap_purge_sparse(h, PURGE_DUE);
   heap_take_ready_of(h, ~h->refilled);
   h->refilled = 0;
 }
@@ -528,9 +551,11 @@ static bool heap_refill(heap_t *h, unsigned cls) {
       s = heap_cache_take(h, cls);
       if (!s) s = heap_adopt(h, cls);
       if (!s) {
+        uint32_t clean = atomic_load_relaxed(&pageheap_clean_runs);
         s = pageheap_alloc_span(class_info[cls].pages, SPAN_SMALL);
         if (!s) return false;
         span_init_small(s, cls, h);
+        if (atomic_load_relaxed(&pageheap_clean_runs) != clean) heap_relieve(h);
       }
       list_push(&bin->spans, s);
     }
@@ -740,7 +765,7 @@ void heap_collect(void) {
         }
       }
     }
-    heap_purge_sparse(h, true);         /* the free pages of spans in use */
+    heap_purge_sparse(h, PURGE_ALL);    /* the free pages of spans in use */
   }
   bool younger = false;
   heap_decay(0, 0, &younger);             /* every heap's cache */

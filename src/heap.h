@@ -63,6 +63,7 @@ typedef struct heap {
   uint64_t refilled;      /* bit c: refilled since the last heap_tick round */
   uint32_t ticks;         /* slow-path events so far: heap_tick's clock */
   uint32_t sparse_scan_ms; /* the last look for sparse spans to purge */
+  uint32_t relieved_ms;   /* the last heap_relieve */
   bool sparse_waiting;    /* some span may be sparse and not purged */
   uint32_t free_extra;    /* bytes the bounds grew by, in heap_extra_total */
   uintptr_t secret;       /* copies of span_secret and span_free_key, one */

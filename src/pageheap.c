@@ -206,6 +206,8 @@ static void segment_release(segment_t *seg) {
   ph_spare = seg;
 }
 
+_Atomic uint32_t pageheap_clean_runs;
+
 span_t *pageheap_alloc_span(uint32_t npages, uint8_t kind) {
   ASSERT(npages >= 1 && npages <= ph_usable);
   lock_acquire(&ph_lock);
@@ -216,6 +218,7 @@ span_t *pageheap_alloc_span(uint32_t npages, uint8_t kind) {
   segment_t *seg = seg_of_span(run);
   uint32_t i = span_index(run), total = run->npages;
   bool dirty = run->dirty;
+  if (!dirty) atomic_add_relaxed(&pageheap_clean_runs, 1);
   if (total > npages) run_make(seg, i + npages, total - npages, dirty, run->dirty_ms);
   seg->free_pages -= npages;
   ph_span_pages += npages;

@@ -43,6 +43,9 @@ static inline span_t *span_of(const void *p) {
  * it), dirty telling whether it may hold non-zero bytes; NULL when out of
  * memory. */
 span_t *pageheap_alloc_span(uint32_t npages, uint8_t kind);
+/* Runs of clean pages (never used, or purged) handed out so far: each one
+ * makes the program's resident memory grow as it is used. */
+extern _Atomic uint32_t pageheap_clean_runs;
 void pageheap_free_span(span_t *s);
 
 /* A zeroed 64 MiB arena aligned to its size, registered in the segment map;

@@ -219,10 +219,10 @@ static void test_grown_cache_shrinks(void) {
 
 /* Sparse spans: a thread frees most of its blocks of 2 KiB (8 to a span,
  * two to an OS page; no span empties), and the pages that hold only free
- * blocks go back to the OS: by decay while the thread goes on allocating
- * (also when more blocks of an already purged span are freed later), at
- * once with strata_collect, and by the purge thread once the thread has
- * exited, even if that thread was asleep. Kept blocks keep their bytes;
+ * blocks go back to the OS: while the thread goes on allocating (also when
+ * more blocks of an already purged span are freed later), before it fills
+ * again with another size, at once with strata_collect, and by the purge
+ * thread once the thread has exited, even if that thread was asleep. Kept blocks keep their bytes;
  * freed ones come back zeroed through calloc. */
 #define SPARSE_BLOCKS 16384             /* 32 MiB */
 #define SPARSE_SIZE 2000
@@ -254,9 +254,9 @@ static void sparse_check_refill(const char *when) {
 }
 /* Small resident memory once it is at most `limit`, or after 3 s; with
  * `busy`, the calling thread allocates 64 KiB of 64-byte blocks (spans too
- * small to purge) every 50 ms meanwhile: eight refills, what runs its decay
- * (a thread served by its caches alone keeps its sparse spans until
- * strata_collect or its exit). */
+ * small to purge) every 50 ms meanwhile: eight refills, which run its decay
+ * and, when they take clean pages, its relief (a thread served by its
+ * caches alone keeps its sparse spans until strata_collect or its exit). */
 static size_t sparse_wait(size_t limit, bool busy, int *waited) {
   static void *more[61 * 1024];
   size_t resident = snap().small.resident;
@@ -296,6 +296,37 @@ static void *sparse_thread(void *arg) {
   sparse_free(0, 8);
   return NULL;
 }
+/* Fill, free most, fill again with another size at once (the harness's
+ * `memory` workload): the second fill grows the page heap, and before it
+ * does the thread gives back the free pages of its sparse spans, young as
+ * they are. Without that the second fill came on top of every page of the
+ * first (66 MB here). */
+static void *sparse_regrow_thread(void *arg) {
+  (void)arg;
+  enum { BIG = 20000, NBIG = 1600 };    /* 32 MB */
+  static void *big[NBIG];
+  sparse_fill();
+  size_t before = snap().small.resident;
+  sparse_free(1, 8);
+  for (int i = 0; i < NBIG; i++) {
+    big[i] = strata_malloc(BIG);
+    memset(big[i], 0x77, BIG);
+  }
+  size_t after = snap().small.resident;
+  printf("sparse spans, then another size at once: small resident %zu, then %zu\n", before, after);
+  EXPECT(after <= before * 3 / 2, "a second fill of 32 MB came on top of the first: small resident %zu, then %zu",
+         before, after);
+  int bad = 0;
+  for (int i = 0; i < SPARSE_BLOCKS; i += 8) {
+    unsigned char *p = sparse_p[i];
+    bad += p[0] != (unsigned char)i || p[SPARSE_SIZE - 1] != (unsigned char)i;
+  }
+  for (int i = 0; i < NBIG; i++) bad += ((unsigned char *)big[i])[BIG - 1] != 0x77;
+  EXPECT(bad == 0, "%d blocks changed while the sparse spans were purged", bad);
+  sparse_free(0, 8);
+  for (int i = 0; i < NBIG; i++) strata_free(big[i]);
+  return NULL;
+}
 static size_t sparse_before;
 static void *sparse_exit_thread(void *arg) {
   (void)arg;
@@ -307,6 +338,9 @@ static void *sparse_exit_thread(void *arg) {
 static void test_sparse_spans_purged(void) {
   pthread_t t;
   pthread_create(&t, NULL, sparse_thread, NULL);
+  pthread_join(t, NULL);
+  strata_collect();                     /* the page heap keeps what it has: use it up first */
+  pthread_create(&t, NULL, sparse_regrow_thread, NULL);
   pthread_join(t, NULL);
 
   /* The purge thread falls asleep once nothing is left to return; the
