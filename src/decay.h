@@ -3,11 +3,12 @@
  * Free page runs and free buddy pages are purged once they have been free
  * for options.decay_ms, abandoned spans that became empty go back to the
  * page heap, and the free pages of abandoned spans that stayed sparse that
- * long are purged (heap_sweep_abandoned). A background thread does it, so a program that frees a burst
- * and goes idle still sees its resident memory fall. It starts lazily (once
- * 8 MiB have been freed), sleeps while there is nothing to do, and is
- * restarted in a fork child when needed; option bg=0 turns it off. Without
- * the thread the allocator's slow paths advance the decay.
+ * long are purged (heap_sweep_abandoned). A background thread does it, so
+ * a program that frees a burst and goes idle still sees its resident
+ * memory fall. It starts lazily (once 8 MiB have been freed), sleeps while
+ * there is nothing to do, and is restarted in a fork child when needed;
+ * option bg=0 turns it off. Without the thread the allocator's slow paths
+ * advance the decay.
  */
 #ifndef STRATA_DECAY_H
 #define STRATA_DECAY_H

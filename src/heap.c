@@ -121,7 +121,6 @@ static span_t *heap_cache_take(heap_t *h, unsigned cls) {
   span_t *s = h->cache[cls];
   if (s) {
     heap_cache_unlink(h, s);
-    s->sparse_ms = 0;                   /* it held dirty_ms while cached */
   } else if (h->cache_overflowed) {     /* ran empty after an overflow */
     if (h->cache_shift < HEAP_CACHE_SHIFT_MAX) h->cache_shift++;
     h->cache_overflowed = false;
@@ -178,6 +177,8 @@ static NOINLINE void heap_span_emptied(heap_t *h, span_t *s) {
  * spans swing around the mark does not purge and refault their pages
  * (purging at the crossing itself cost larson about 15 % of its speed). */
 static bool heap_sparse(const span_t *s) { return s->used <= s->count / 4u; }
+/* Spans of more blocks are never purged (nor in checked mode). */
+static bool heap_never_purged(const span_t *s) { return s->count > SPAN_PURGE_MAX_BLOCKS || span_checked_mode; }
 
 /* sparse_ms of a span that became sparse since the last look at it: the
  * clock starts at that look, so that no free reads the clock (a batch of
@@ -187,7 +188,7 @@ static bool heap_sparse(const span_t *s) { return s->used <= s->count / 4u; }
 /* s just became sparse: mark it for its owner's next look (or the sweep's,
  * for an abandoned span); false when s is of a class that is never purged. */
 static bool heap_sparse_mark(span_t *s) {
-  if (s->count > SPAN_PURGE_MAX_BLOCKS || span_checked_mode) return false;
+  if (heap_never_purged(s)) return false;
   s->sparse_ms = SPARSE_NEW;
   return true;
 }
@@ -197,11 +198,14 @@ static bool heap_sparse_mark(span_t *s) {
  * when it is due (true, once). */
 static bool heap_sparse_due(span_t *s, uint32_t now) {
   if (!s->sparse_ms) return false;
-  if (s->sparse_ms == SPARSE_NEW && heap_sparse(s)) s->sparse_ms = (now - 1) | 1;   /* odd, not after now */
-  if (heap_sparse(s) && now - s->sparse_ms < options.decay_ms) return false;
-  bool due = heap_sparse(s);
+  if (!heap_sparse(s)) {
+    s->sparse_ms = 0;
+    return false;
+  }
+  if (s->sparse_ms == SPARSE_NEW) s->sparse_ms = (now - 1) | 1;   /* odd, not after now */
+  if (now - s->sparse_ms < options.decay_ms) return false;
   s->sparse_ms = 0;
-  return due;
+  return true;
 }
 
 /* Which spans of h heap_purge_sparse purges: those sparse for the decay
@@ -218,7 +222,7 @@ static void heap_purge_sparse(heap_t *h, purge_t which) {
   h->sparse_waiting = false;
   for (unsigned c = 0; c < CLASS_COUNT; c++)
     for (span_t *s = h->bins[c].spans; s; s = s->next) {
-      if (s->count > SPAN_PURGE_MAX_BLOCKS || span_checked_mode) break;   /* the whole class */
+      if (heap_never_purged(s)) break;   /* the whole class */
       bool marked = which == PURGE_MARKED && s->sparse_ms && heap_sparse(s);
       if (heap_sparse_due(s, now) || marked || which == PURGE_ALL) {
         s->sparse_ms = 0;
@@ -243,12 +247,17 @@ static NOINLINE void heap_relieve(heap_t *h) {
   heap_purge_sparse(h, PURGE_MARKED);
 }
 
-/* Blocks of s came back: an emptied span goes to the cache, a sparse one
- * without a clock is marked (also after a purge: the blocks freed since
- * may free more pages). */
+/* Blocks of s came back: an emptied span loses its sparse clock (its pages
+ * are the span cache's and the decay's) and goes to the cache, a sparse
+ * one without a clock is marked (also after a purge: the blocks freed
+ * since may free more pages). */
 static inline void heap_span_freed(heap_t *h, span_t *s) {
-  if (unlikely(s->used == 0)) heap_span_emptied(h, s);
-  else if (unlikely(heap_sparse(s) && !s->sparse_ms)) h->sparse_waiting |= heap_sparse_mark(s);
+  if (unlikely(s->used == 0)) {
+    s->sparse_ms = 0;
+    heap_span_emptied(h, s);
+  } else if (unlikely(heap_sparse(s) && !s->sparse_ms)) {
+    h->sparse_waiting |= heap_sparse_mark(s);
+  }
 }
 
 /* The most blocks the cache of class c can hold: its bound, plus one span's

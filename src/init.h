@@ -31,6 +31,13 @@ extern options_t options;
 static inline size_t options_huge_threshold(void) {
   return __atomic_load_n(&options.huge_threshold, __ATOMIC_RELAXED);
 }
+/* Raise the threshold to `bytes` if that is more, unless it was fixed. */
+static inline void options_huge_threshold_raise(size_t bytes) {
+  if (__atomic_load_n(&options.huge_fixed, __ATOMIC_RELAXED)) return;
+  size_t t = options_huge_threshold();
+  while (bytes > t && !__atomic_compare_exchange_n(&options.huge_threshold, &t, bytes, true,
+                                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+}
 /* Fix the threshold at `bytes` (huge= and mallopt): frees no longer raise it. */
 static inline void options_huge_threshold_fix(size_t bytes) {
   __atomic_store_n(&options.huge_fixed, true, __ATOMIC_RELAXED);

@@ -65,22 +65,21 @@ typedef struct span {
   uint8_t kind;                     /* SPAN_FREE_RUN / SPAN_SMALL */
   struct heap *_Atomic owner;       /* NULL: abandoned or not small */
   _Atomic uintptr_t xfree;          /* remote frees, pushed with CAS | XF_* */
-  bool abandoned;                   /* on the abandoned list (under its lock) */
   uint32_t npages;                  /* length in PAGE_SIZE pages */
   uint32_t block_size;
   uint16_t count;                   /* blocks that fit */
+  bool abandoned;                   /* on the abandoned list (under its lock) */
+  bool dirty;                       /* page heap: pages may be resident */
+  uint32_t dirty_ms;                /* free run: dirty since (os_now_ms);
+                                       in a heap's span cache: cached since */
   uint64_t div_magic;               /* floor(2^64 / block_size) + 1, see
                                        span_within_block_start */
   uint64_t fast_limit;              /* span_block_limit; 0 in checked mode,
                                        which fails the fast path's test */
-  bool dirty;                       /* page heap: pages may be resident */
-  union {
-    uint32_t dirty_ms;              /* free run: dirty since (os_now_ms);
-                                       in a heap's span cache: cached since */
-    uint32_t sparse_ms;             /* small span: sparse since (odd), or
-                                       sparse and not yet seen (1), or 0
-                                       (in use, or purged since); heap.c */
-  };
+  uint32_t sparse_ms;               /* owner: sparse since (odd), or sparse
+                                       and not yet seen (1), or 0 (not
+                                       sparse, emptied, or purged since);
+                                       see heap.c */
   uint64_t purged;                  /* owner: purged blocks, bit i: block i */
   char *start;                      /* first page */
   struct span *next, *prev;         /* bin / page-heap list */
