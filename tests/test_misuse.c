@@ -141,6 +141,13 @@ static void c_double_free_small(void) {
  * strata_collect: the pages of blocks 2..7 go back to the OS with the free
  * keys on them, so the second free must be caught by the span's record of
  * its purged blocks. */
+/* Run fn(arg) on a new thread (a new heap) and wait for it. */
+static void run_in_thread(void *(*fn)(void *), void *arg) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, fn, arg)) _exit(95);
+  pthread_join(t, NULL);
+}
+
 static char *purged_blocks[8];
 static void *make_purged_blocks(void *arg) {
   (void)arg;
@@ -151,54 +158,37 @@ static void *make_purged_blocks(void *arg) {
   strata_collect();
   return NULL;
 }
-static void *double_free_purged(void *arg) {
-  (void)arg;
-  make_purged_blocks(NULL);
+/* The misuses of the purged blocks, each after make_purged_blocks. */
+static void free_purged(void) {
   expect_addr(purged_blocks[4]);
   strata_free(hide(purged_blocks[4]));
-  return NULL;
 }
-static void c_double_free_purged(void) {
-  pthread_t t;
-  if (pthread_create(&t, NULL, double_free_purged, NULL)) _exit(95);
-  pthread_join(t, NULL);
-}
-/* realloc of a purged block, to a size that would keep it in place. */
-static void *realloc_purged(void *arg) {
-  (void)arg;
-  make_purged_blocks(NULL);
+/* realloc to a size that would keep the block in place. */
+static void realloc_purged(void) {
   expect_addr(purged_blocks[4]);
   void *q = strata_realloc(hide(purged_blocks[4]), 1990);
   (void)q;
-  return NULL;
-}
-static void c_realloc_purged(void) {
-  pthread_t t;
-  if (pthread_create(&t, NULL, realloc_purged, NULL)) _exit(95);
-  pthread_join(t, NULL);
 }
 /* A write after free into block 1, which stays on its span's free list (its
  * page holds the live block 0), found by the next purge's walk of that list. */
-static void *write_after_free_purge(void *arg) {
-  (void)arg;
-  make_purged_blocks(NULL);
+static void write_after_free_purge(void) {
   expect_addr(purged_blocks[1]);
   memset(hide(purged_blocks[1]), 0x41, 16);
   strata_collect();
+}
+typedef struct { void (*misuse)(void); } purged_case_t;
+static void *purged_then(void *arg) {
+  make_purged_blocks(NULL);
+  ((purged_case_t *)arg)->misuse();
   return NULL;
 }
-static void c_write_after_free_purge(void) {
-  pthread_t t;
-  if (pthread_create(&t, NULL, write_after_free_purge, NULL)) _exit(95);
-  pthread_join(t, NULL);
-}
-/* The same after the owner exited: the free adopts the span first. */
+static void c_double_free_purged(void) { run_in_thread(purged_then, &(purged_case_t){free_purged}); }
+static void c_realloc_purged(void) { run_in_thread(purged_then, &(purged_case_t){realloc_purged}); }
+static void c_write_after_free_purge(void) { run_in_thread(purged_then, &(purged_case_t){write_after_free_purge}); }
+/* The double free after the owner exited: the free adopts the span first. */
 static void c_double_free_purged_adopted(void) {
-  pthread_t t;
-  if (pthread_create(&t, NULL, make_purged_blocks, NULL)) _exit(95);
-  pthread_join(t, NULL);
-  expect_addr(purged_blocks[4]);
-  strata_free(hide(purged_blocks[4]));
+  run_in_thread(make_purged_blocks, NULL);
+  free_purged();
 }
 static void c_double_free_small_between(void) {
   enum { N = 100 };
@@ -279,11 +269,7 @@ static void *free_in_thread(void *p) {
   strata_free(p);
   return NULL;
 }
-static void free_from_thread(void *p) {
-  pthread_t t;
-  if (pthread_create(&t, NULL, free_in_thread, p)) _exit(95);
-  pthread_join(t, NULL);
-}
+static void free_from_thread(void *p) { run_in_thread(free_in_thread, p); }
 static void c_double_free_remote_remote(void) {
   void *v[16];
   for (int i = 0; i < 16; i++) v[i] = strata_malloc(80);

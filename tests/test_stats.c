@@ -222,8 +222,8 @@ static void test_grown_cache_shrinks(void) {
  * blocks go back to the OS: while the thread goes on allocating (also when
  * more blocks of an already purged span are freed later), before it fills
  * again with another size, at once with strata_collect, and by the purge
- * thread once the thread has exited, even if that thread was asleep. Kept blocks keep their bytes;
- * freed ones come back zeroed through calloc. */
+ * thread once the thread has exited, even if that thread was asleep. Kept
+ * blocks keep their bytes; freed ones come back zeroed through calloc. */
 #define SPARSE_BLOCKS 16384             /* 32 MiB */
 #define SPARSE_SIZE 2000
 static void *sparse_p[SPARSE_BLOCKS];
@@ -232,6 +232,15 @@ static void sparse_fill(void) {
     sparse_p[i] = strata_malloc(SPARSE_SIZE);
     memset(sparse_p[i], (unsigned char)i, SPARSE_SIZE);
   }
+}
+/* How many of the kept blocks (i % 8 == 0) lost their bytes. */
+static int sparse_kept_bad(void) {
+  int bad = 0;
+  for (int i = 0; i < SPARSE_BLOCKS; i += 8) {
+    unsigned char *p = sparse_p[i];
+    bad += p[0] != (unsigned char)i || p[SPARSE_SIZE - 1] != (unsigned char)i;
+  }
+  return bad;
 }
 /* Free the blocks i with i % 8 in [from, to). */
 static void sparse_free(int from, int to) {
@@ -300,7 +309,7 @@ static void *sparse_thread(void *arg) {
  * `memory` workload): the second fill grows the page heap, and before it
  * does the thread gives back the free pages of its sparse spans, young as
  * they are. Without that the second fill came on top of every page of the
- * first (66 MB here). */
+ * first (67 MB here). */
 static void *sparse_regrow_thread(void *arg) {
   (void)arg;
   enum { BIG = 20000, NBIG = 1600 };    /* 32 MB */
@@ -316,11 +325,7 @@ static void *sparse_regrow_thread(void *arg) {
   printf("sparse spans, then another size at once: small resident %zu, then %zu\n", before, after);
   EXPECT(after <= before * 3 / 2, "a second fill of 32 MB came on top of the first: small resident %zu, then %zu",
          before, after);
-  int bad = 0;
-  for (int i = 0; i < SPARSE_BLOCKS; i += 8) {
-    unsigned char *p = sparse_p[i];
-    bad += p[0] != (unsigned char)i || p[SPARSE_SIZE - 1] != (unsigned char)i;
-  }
+  int bad = sparse_kept_bad();
   for (int i = 0; i < NBIG; i++) bad += ((unsigned char *)big[i])[BIG - 1] != 0x77;
   EXPECT(bad == 0, "%d blocks changed while the sparse spans were purged", bad);
   sparse_free(0, 8);
@@ -354,13 +359,9 @@ static void test_sparse_spans_purged(void) {
          sparse_before, resident, ms);
   EXPECT(resident <= sparse_before / 2, "an exited thread's sparse spans still hold %zu of %zu after 3 s",
          resident, sparse_before);
-  int bad = 0;
-  for (int i = 0; i < SPARSE_BLOCKS; i += 8) {
-    unsigned char *p = sparse_p[i];
-    bad += p[0] != (unsigned char)i || p[SPARSE_SIZE - 1] != (unsigned char)i;
-    strata_free(p);
-  }
+  int bad = sparse_kept_bad();
   EXPECT(bad == 0, "%d kept blocks of an exited thread changed", bad);
+  sparse_free(0, 8);
 }
 
 int main(void) {
