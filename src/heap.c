@@ -219,16 +219,17 @@ static void heap_purge_sparse(heap_t *h, purge_t which) {
   uint32_t now = os_now_ms();
   if (which == PURGE_DUE && now - h->sparse_scan_ms < options.decay_ms / 2) return;
   h->sparse_scan_ms = now;
-  h->sparse_waiting = false;
+  h->sparse_waiting = h->sparse_walked = 0;
   for (unsigned c = 0; c < CLASS_COUNT; c++)
     for (span_t *s = h->bins[c].spans; s; s = s->next) {
       if (heap_never_purged(s)) break;   /* the whole class */
+      h->sparse_walked++;
       bool marked = which == PURGE_MARKED && s->sparse_ms && heap_sparse(s);
       if (heap_sparse_due(s, now) || marked || which == PURGE_ALL) {
         s->sparse_ms = 0;
         span_purge_free_pages(s);
       }
-      h->sparse_waiting |= s->sparse_ms != 0;
+      h->sparse_waiting += s->sparse_ms != 0;
     }
 }
 
@@ -238,11 +239,19 @@ static void heap_purge_sparse(heap_t *h, purge_t which) {
  * and fills again with other sizes (the harness's `memory` workload) would
  * otherwise reach its peak before any of them was due. Only while some
  * span is marked (each purge unmarks it), and at most once per eighth of
- * the decay time, which bounds the walks of the bins of a thread that
- * frees and grows at once. */
+ * the decay time unless HEAP_RELIEF_SPANS and an eighth of the last walk's
+ * length were marked since: a thread that frees and grows at once walks
+ * its bins at most once per eight marks, and one that frees many spans'
+ * worth and refills at once (faster than the clock) is relieved all the
+ * same. */
+#define HEAP_RELIEF_SPANS 64
+
 static NOINLINE void heap_relieve(heap_t *h) {
   uint32_t now = os_now_ms();
-  if (!h->sparse_waiting || now - h->relieved_ms < options.decay_ms / 8) return;
+  if (!h->sparse_waiting) return;
+  if (h->sparse_waiting < HEAP_RELIEF_SPANS + h->sparse_walked / 8 &&
+      now - h->relieved_ms < options.decay_ms / 8)
+    return;
   h->relieved_ms = now;
   heap_purge_sparse(h, PURGE_MARKED);
 }
@@ -256,7 +265,7 @@ static inline void heap_span_freed(heap_t *h, span_t *s) {
     s->sparse_ms = 0;
     heap_span_emptied(h, s);
   } else if (unlikely(heap_sparse(s) && !s->sparse_ms)) {
-    h->sparse_waiting |= heap_sparse_mark(s);
+    h->sparse_waiting += heap_sparse_mark(s);
   }
 }
 
@@ -476,7 +485,7 @@ static span_t *heap_adopt(heap_t *h, unsigned cls) {
   lock_release(&heap_abandoned_lock);
   if (s) {
     atomic_store_release(&s->owner, h);
-    h->sparse_waiting |= s->sparse_ms != 0;
+    h->sparse_waiting += s->sparse_ms != 0;
   }
   return s;
 }
@@ -494,7 +503,7 @@ static bool heap_adopt_span(heap_t *h, span_t *s) {
   if (!ok) return false;
   atomic_store_release(&s->owner, h);
   list_insert_second(&h->bins[s->cls].spans, s);
-  h->sparse_waiting |= s->sparse_ms != 0;
+  h->sparse_waiting += s->sparse_ms != 0;
   heap_tick(h);
   return true;
 }
@@ -734,6 +743,8 @@ void heap_thread_exit(heap_t *h) {
       }
     bin->spans = bin->full = NULL;
   }
+  /* The next thread's heap starts with no span and clocks of its own. */
+  h->sparse_waiting = h->sparse_walked = h->sparse_scan_ms = h->relieved_ms = 0;
   lock_acquire(&heap_pool_lock);
   h->next_free = heap_pool;
   heap_pool = h;

@@ -64,7 +64,10 @@ typedef struct heap {
   uint32_t ticks;         /* slow-path events so far: heap_tick's clock */
   uint32_t sparse_scan_ms; /* the last look for sparse spans to purge */
   uint32_t relieved_ms;   /* the last heap_relieve */
-  bool sparse_waiting;    /* some span may be sparse and not purged */
+  uint32_t sparse_waiting; /* spans that may be sparse and not purged: those
+                             marked, adopted or found with a clock since the
+                             last walk of the bins (an upper bound; 0: none) */
+  uint32_t sparse_walked; /* spans that walk looked at */
   uint32_t free_extra;    /* bytes the bounds grew by, in heap_extra_total */
   uintptr_t secret;       /* copies of span_secret and span_free_key, one */
   uintptr_t free_key;     /* load away on the fast paths */
