@@ -152,15 +152,34 @@ void *buddy_alloc_order(strata_buddy *b, unsigned order) {
   if (order > b->max_order) return NULL;
   uint32_t avail = b->nonempty & (UINT32_MAX << order);
   if (avail == 0) return NULL;
-  unsigned k = (unsigned)__builtin_ctz(avail);
-  uint32_t i = b->head[k];
-  buddy_unlink(b, i, k);
-  while (k > order) { /* split: keep the lower half, free the upper one */
+  void *in = buddy_addr(b, b->head[__builtin_ctz(avail)]);
+  return buddy_alloc_in(b, in, in, order);
+}
+
+void *buddy_alloc_in(strata_buddy *b, void *in, void *p, unsigned order) {
+  uint32_t f = buddy_index(b, in), i = buddy_index(b, p);
+  unsigned k = b->tag[f] & TAG_ORDER;
+  buddy_unlink(b, f, k);
+  while (k > order) { /* split: free the half without i */
     k--;
-    buddy_push(b, i + (1u << k), k);
+    if (i & (1u << k)) {
+      buddy_push(b, f, k);
+      f += 1u << k;
+    } else {
+      buddy_push(b, f + (1u << k), k);
+    }
   }
   b->tag[i] = (uint8_t)(TAG_USED | order);
-  return buddy_addr(b, i);
+  return p;
+}
+
+void *buddy_first_free(const strata_buddy *b, unsigned order) {
+  return order < MAX_ORDERS && b->head[order] != NIL ? buddy_addr(b, b->head[order]) : NULL;
+}
+
+void *buddy_next_free(const strata_buddy *b, const void *p) {
+  uint32_t next = b->link[buddy_index(b, p)].next;
+  return next != NIL ? buddy_addr(b, next) : NULL;
 }
 
 int buddy_order_of(const strata_buddy *b, const void *p) {

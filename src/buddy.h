@@ -27,6 +27,15 @@ size_t buddy_meta_size(size_t size, size_t min_block);
  * NULL when none is free. */
 void *buddy_alloc_order(strata_buddy *b, unsigned order);
 
+/* The free blocks of order `order`, most recently freed first: the first
+ * (NULL when none), and the one after the free block p. */
+void *buddy_first_free(const strata_buddy *b, unsigned order);
+void *buddy_next_free(const strata_buddy *b, const void *p);
+/* Allocate the block of order `order` at p out of the free block `in` (a
+ * block of that order or larger that holds p, p aligned to its own size):
+ * the rest of `in` stays free, split into the fewest blocks. Returns p. */
+void *buddy_alloc_in(strata_buddy *b, void *in, void *p, unsigned order);
+
 /* The order of the allocated block starting at p, or -1 when p is not the
  * start of an allocated block of b. */
 int buddy_order_of(const strata_buddy *b, const void *p);

@@ -364,6 +364,37 @@ static void test_sparse_spans_purged(void) {
   sparse_free(0, 8);
 }
 
+/* The large tier reuses the pages a freed block left resident before it
+ * faults in clean ones: a 1 MiB block (kept apart from its buddy by a live
+ * neighbour) is free and purged, a dirty 8 MiB block is freed, and the
+ * next request of 1 MiB goes into the dirty pages. The buddy's own choice,
+ * the smallest free order, took the clean block: resident memory grew by
+ * it while the dirty pages waited for the decay. Tried again if the decay
+ * purged the freed block in between (it must have cooled for two passes). */
+static void test_large_reuses_dirty(void) {
+  enum { SMALL = 900 << 10, BIG = 7 << 20 };
+  bool inside = false;
+  size_t before = 0, after = 0;
+  for (int attempt = 0; attempt < 3 && !inside; attempt++) {
+    unsigned char *s1 = strata_malloc(SMALL), *s2 = strata_malloc(SMALL), *big = strata_malloc(BIG);
+    memset(big, 1, BIG);
+    strata_free(s1);
+    strata_collect();                   /* every free page of the arenas is clean */
+    strata_free(big);
+    before = snap().large.resident;
+    unsigned char *p = strata_malloc(SMALL);
+    memset(p, 2, SMALL);
+    after = snap().large.resident;
+    inside = p >= big && p < big + BIG;
+    strata_free(p);
+    strata_free(s2);
+  }
+  printf("large tier: a 1 MiB request after a dirty 8 MiB free: resident %zu, then %zu\n", before, after);
+  EXPECT(inside, "a 1 MiB block was not taken from the freed dirty 8 MiB block");
+  EXPECT(after <= before + (64 << 10), "large resident grew from %zu to %zu though dirty free pages waited",
+         before, after);
+}
+
 int main(void) {
   test_first_burst_idle();
   test_allocated_adds_up();
@@ -371,6 +402,7 @@ int main(void) {
   test_exited_threads_reused();
   test_grown_cache_shrinks();
   test_sparse_spans_purged();
+  test_large_reuses_dirty();
   strata_stats_print(1);
   printf("test_stats: %s\n", failures ? "FAILED" : "ok");
   return failures != 0;

@@ -546,6 +546,41 @@ static void test_grow_shrink_realloc(void) {
   REQUIRE(buddy_check(b), "check");
 }
 
+/* buddy_alloc_in takes any aligned block out of a chosen free block, and
+ * the free-list walk sees every free block of an order, newest first. */
+static void test_alloc_in(void) {
+  const size_t mb = 64;
+  strata_buddy *b = fresh(ARENA_BYTES, 0, mb);
+  size_t initial = strata_buddy_free_bytes(b);
+  unsigned char *big = strata_buddy_alloc(b, 64 * mb);     /* order 6 */
+  REQUIRE(big && strata_buddy_free(b, big) == 0, "an order-6 block");
+  /* After the merge, the first free block of order 6 or more holds big. */
+  unsigned char *in = NULL;
+  for (unsigned k = 6; k <= buddy_max_order(b) && !in; k++)
+    for (unsigned char *f = buddy_first_free(b, k); f && !in; f = buddy_next_free(b, f))
+      if (f <= big && big < f + (mb << k)) in = f;
+  REQUIRE(in, "the free block holding big is listed");
+  unsigned char *p = big + 40 * mb;                        /* order 3, 5th of 8 */
+  REQUIRE(buddy_alloc_in(b, in, p, 3) == p && strata_buddy_size(b, p) == 8 * mb, "taken at p");
+  REQUIRE(buddy_check(b) && strata_buddy_free_bytes(b) == initial - 8 * mb, "the rest is free");
+  /* The rest of big is free in blocks of orders 5, 4 and 3 around p:
+   * [0, 32), [48, 64) and [32, 40) minimum blocks of big. */
+  REQUIRE(buddy_free_at(b, big) && buddy_free_at(b, big + 48 * mb) && buddy_free_at(b, big + 32 * mb),
+          "the halves without p are free blocks");
+  int seen = 0;
+  for (unsigned char *f = buddy_first_free(b, 3); f; f = buddy_next_free(b, f)) seen += f == big + 32 * mb;
+  for (unsigned char *f = buddy_first_free(b, 4); f; f = buddy_next_free(b, f)) seen += f == big + 48 * mb;
+  for (unsigned char *f = buddy_first_free(b, 5); f; f = buddy_next_free(b, f)) seen += f == big;
+  REQUIRE(seen == 3, "each on the list of its order (%d of 3)", seen);
+  REQUIRE(buddy_first_free(b, 3) == big + 32 * mb, "newest first");
+  /* A block of its own order, taken whole. */
+  unsigned char *q = big + 32 * mb;
+  REQUIRE(buddy_alloc_in(b, q, q, 3) == q && buddy_check(b), "a whole free block");
+  REQUIRE(strata_buddy_free(b, p) == 0 && strata_buddy_free(b, q) == 0, "free");
+  REQUIRE(buddy_check(b) && strata_buddy_free_bytes(b) == initial, "all back, merged");
+  REQUIRE(buddy_first_free(b, buddy_max_order(b) + 1) == NULL, "no list past max order");
+}
+
 static void test_exhaustion(void) {
   const size_t size = 300007, prefix = 4000, mb = 32;
   strata_buddy *b = fresh(size, prefix, mb);
@@ -606,6 +641,8 @@ int main(void) {
   printf("  double free, interior, foreign, prefix pointers: ok\n");
   test_grow_shrink_realloc();
   printf("  grow in place, shrink, realloc: ok\n");
+  test_alloc_in();
+  printf("  allocation inside a chosen free block, free-list walk: ok\n");
   test_exhaustion();
   printf("  exhaustion and full recovery: ok\n");
   test_canaries();
