@@ -130,21 +130,22 @@ static size_t dirty_count(const arena_t *a, size_t from, size_t to) {
  * comes from: the place (returned) in a free block (*in) whose used pages
  * are the most dirty, among the first LARGE_PICK_BLOCKS free blocks of each
  * order (*dirty_pages: how many); NULL when none is free. Pages a freed
- * block left resident are
- * reused before clean ones are faulted in, so resident memory follows the
- * live blocks: the buddy's own choice (the newest free block of the
- * smallest order) took clean pages while dirty ones of other orders waited
- * for the decay (mimalloc-bench's malloc-large peaked at 3.3 times its
- * live bytes). Ties go to that same choice. */
+ * block left resident are reused before clean ones are faulted in, so
+ * resident memory follows the live blocks: the buddy's own choice (the
+ * newest free block of the smallest order) took clean pages while dirty
+ * ones of other orders waited for the decay (mimalloc-bench's malloc-large
+ * peaked at 3.3 times its live bytes). Ties go to that same choice, which
+ * is all there is when no free page of a is dirty (!unpurged). */
 #define LARGE_PICK_BLOCKS 8
 static char *arena_pick(arena_t *a, unsigned order, size_t pages, char **in, size_t *dirty_pages) {
   char *best = NULL;
   size_t best_dirty = 0, step = (size_t)1 << order;
-  for (unsigned k = order; k <= buddy_max_order(a->buddy); k++) {
+  for (unsigned k = order; k <= buddy_max_order(a->buddy) && !(best && !a->unpurged); k++) {
     char *f = buddy_first_free(a->buddy, k);
     for (int n = 0; f && n < LARGE_PICK_BLOCKS; n++, f = buddy_next_free(a->buddy, f)) {
       size_t from = (size_t)(f - (char *)a) / OS_PAGE, to = from + ((size_t)1 << k);
       if (!best) { best = *in = f; }
+      if (!a->unpurged) break;
       if (!dirty_any(a, from, to)) continue;
       for (size_t i = from; i < to; i += step) {
         size_t d = dirty_count(a, i, i + pages);
@@ -219,6 +220,8 @@ static void *large_grow(unsigned n, unsigned order, size_t pages, uint64_t *dirt
   return p;
 }
 
+#define LARGE_SEARCH_PAGES 64
+
 void *large_alloc(size_t size, size_t align, bool zero) {
   uint64_t dirty_buf[LARGE_MAX / OS_PAGE / 64], *dirty = zero ? dirty_buf : NULL;
   size_t pages = (size + OS_PAGE - 1) / OS_PAGE;
@@ -232,8 +235,11 @@ void *large_alloc(size_t size, size_t align, bool zero) {
   unsigned first = large_hint - 1;
   /* A first pass over the arenas, without waiting for a lock, takes a
    * block whose used pages are all dirty, or else notes the arena of the
-   * dirtiest, which it then takes from (so resident pages are reused
-   * across arenas as well). Next, after a first pass that found every lock
+   * dirtiest, which it then takes from: resident pages are reused across
+   * arenas as well. Only for blocks of LARGE_SEARCH_PAGES or more, whose
+   * faults cost more than looking at every arena: a smaller one takes the
+   * first arena's best (a program growing by blocks of 40 KiB ran twice
+   * as slow when each looked at all of its 38 arenas). Next, after a first pass that found every lock
    * taken, a new arena while there are fewer than the processors; then a
    * pass that waits for each lock, then a new arena. */
   bool busy = true;
@@ -246,7 +252,7 @@ void *large_alloc(size_t size, size_t align, bool zero) {
     busy = false;
     size_t d;
     char *in, *at = arena_pick(a, order, pages, &in, &d);
-    if (at && d == pages) {
+    if (at && (d == pages || pages < LARGE_SEARCH_PAGES)) {
       p = arena_take(a, in, at, order, pages, dirty);
       large_hint = ak + 1;
     } else if (at && (best == n || d > best_dirty)) {
