@@ -664,13 +664,13 @@ span_t *heap_span_checked(const void *p, const char *call) {
   return s;
 }
 
-/* The owner's free, checked: into its cache (heap_cache_push), or to the
- * span in checked mode, where the bins stay empty. */
 void heap_check_owned_not_free(heap_t *h, span_t *s, block_t *b, const char *call) {
   if (unlikely(s->purged) && span_block_purged(s, b)) fatal(call, b, "double free");
   if (block_looks_free(b, h->free_key)) heap_check_double_free(h, s, b, call);
 }
 
+/* The owner's free, checked: into its cache (heap_cache_push), or to the
+ * span in checked mode, where the bins stay empty. */
 static void heap_free_owned(heap_t *h, span_t *s, block_t *b, const char *call) {
   unsigned c = s->cls;
   heap_check_owned_not_free(h, s, b, call);

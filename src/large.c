@@ -126,49 +126,56 @@ static size_t dirty_count(const arena_t *a, size_t from, size_t to) {
   return n;
 }
 
-/* Under a's lock: where a block of 2^order pages, the first `pages` used,
- * comes from: the place (returned) in a free block (*in) whose used pages
- * are the most dirty, among the first LARGE_PICK_BLOCKS free blocks of each
- * order (*dirty_pages: how many); NULL when none is free. Pages a freed
- * block left resident are reused before clean ones are faulted in, so
- * resident memory follows the live blocks: the buddy's own choice (the
- * newest free block of the smallest order) took clean pages while dirty
- * ones of other orders waited for the decay (mimalloc-bench's malloc-large
- * peaked at 3.3 times its live bytes). Ties go to that same choice, which
- * is all there is when no free page of a is dirty (!unpurged). */
-#define LARGE_PICK_BLOCKS 8
-static char *arena_pick(arena_t *a, unsigned order, size_t pages, char **in, size_t *dirty_pages) {
-  char *best = NULL;
-  size_t best_dirty = 0, step = (size_t)1 << order;
-  for (unsigned k = order; k <= buddy_max_order(a->buddy) && !(best && !a->unpurged); k++) {
-    char *f = buddy_first_free(a->buddy, k);
-    for (int n = 0; f && n < LARGE_PICK_BLOCKS; n++, f = buddy_next_free(a->buddy, f)) {
-      size_t from = (size_t)(f - (char *)a) / OS_PAGE, to = from + ((size_t)1 << k);
-      if (!best) { best = *in = f; }
-      if (!a->unpurged) break;
-      if (!dirty_any(a, from, to)) continue;
-      for (size_t i = from; i < to; i += step) {
-        size_t d = dirty_count(a, i, i + pages);
-        if (d <= best_dirty) continue;
-        best = (char *)a + i * OS_PAGE;
-        *in = f;
-        best_dirty = d;
-        if (d == pages) break;
-      }
-      if (best_dirty == pages) break;
-    }
-    if (best_dirty == pages) break;
+/* Where a block goes: at `at`, inside the free block `in`, with `dirty` of
+ * its used pages dirty. */
+typedef struct { char *at, *in; size_t dirty; } pick_t;
+
+/* Into *best if better: the place for a block of 2^order pages, the first
+ * `pages` used, in the free block f of order k that has the most of them
+ * dirty; true when all are (no better place exists). */
+static bool pick_in(const arena_t *a, char *f, unsigned k, unsigned order, size_t pages, pick_t *best) {
+  size_t from = (size_t)(f - (char *)a) / OS_PAGE, to = from + ((size_t)1 << k);
+  if (!dirty_any(a, from, to)) return false;
+  for (size_t i = from; i < to; i += (size_t)1 << order) {
+    size_t d = dirty_count(a, i, i + pages);
+    if (d > best->dirty) *best = (pick_t){ (char *)a + i * OS_PAGE, f, d };
+    if (d == pages) return true;
   }
-  *dirty_pages = best_dirty;
+  return false;
+}
+
+/* Under a's lock: the place for a block of 2^order pages, the first `pages`
+ * used, whose used pages are the most dirty, among the first
+ * LARGE_PICK_BLOCKS free blocks of each order (at == NULL: none is free).
+ * Pages a freed block left resident are reused before clean ones are
+ * faulted in, so resident memory follows the live blocks: the buddy's own
+ * choice (the newest free block of the smallest order) took clean pages
+ * while dirty ones of other orders waited for the decay (mimalloc-bench's
+ * malloc-large peaked at 3.3 times its live bytes). Ties go to that same
+ * choice, which is all there is when no free page of a is dirty
+ * (!unpurged). */
+#define LARGE_PICK_BLOCKS 8
+static pick_t arena_pick(const arena_t *a, unsigned order, size_t pages) {
+  pick_t best = { NULL, NULL, 0 };
+  for (unsigned k = order; k <= buddy_max_order(a->buddy); k++) {
+    char *f = buddy_first_free(a->buddy, k);
+    if (!f) continue;
+    if (!best.at) {
+      best = (pick_t){ f, f, 0 };
+      if (!a->unpurged) break;
+    }
+    for (int n = 0; f && n < LARGE_PICK_BLOCKS; n++, f = buddy_next_free(a->buddy, f))
+      if (pick_in(a, f, k, order, pages, &best)) return best;
+  }
   return best;
 }
 
-/* Under a's lock: take the block at p out of the free block `in` (as
- * arena_pick chose), mark its usable pages. A dirty tail (pages past the
- * request that a previous user wrote) is left to the decay, which purges
- * it like free pages: purging it here cost a madvise per allocation. */
-static void *arena_take(arena_t *a, char *in, char *p, unsigned order, size_t pages, uint64_t *dirty) {
-  buddy_alloc_in(a->buddy, in, p, order);
+/* Under a's lock: take the block arena_pick chose, mark its usable pages.
+ * A dirty tail (pages past the request that a previous user wrote) is left
+ * to the decay, which purges it like free pages: purging it here cost a
+ * madvise per allocation. */
+static void *arena_take(arena_t *a, pick_t pick, unsigned order, size_t pages, uint64_t *dirty) {
+  char *p = buddy_alloc_in(a->buddy, pick.in, pick.at, order);
   size_t i = (size_t)(p - (char *)a) / OS_PAGE;
   if (dirty)                          /* calloc: which pages may be non-zero */
     for (size_t k = 0; k < pages; k++)
@@ -186,9 +193,8 @@ static void *arena_take(arena_t *a, char *in, char *p, unsigned order, size_t pa
 
 /* Under a's lock: its best block, or NULL. */
 static void *arena_alloc(arena_t *a, unsigned order, size_t pages, uint64_t *dirty) {
-  size_t d;
-  char *in, *p = arena_pick(a, order, pages, &in, &d);
-  return p ? arena_take(a, in, p, order, pages, dirty) : NULL;
+  pick_t pick = arena_pick(a, order, pages);
+  return pick.at ? arena_take(a, pick, order, pages, dirty) : NULL;
 }
 
 /* A block from the arenas added since the caller saw n, or from a new one
@@ -238,10 +244,11 @@ void *large_alloc(size_t size, size_t align, bool zero) {
    * dirtiest, which it then takes from: resident pages are reused across
    * arenas as well. Only for blocks of LARGE_SEARCH_PAGES or more, whose
    * faults cost more than looking at every arena: a smaller one takes the
-   * first arena's best (a program growing by blocks of 40 KiB ran twice
-   * as slow when each looked at all of its 38 arenas). Next, after a first pass that found every lock
-   * taken, a new arena while there are fewer than the processors; then a
-   * pass that waits for each lock, then a new arena. */
+   * first arena's best (a program growing by blocks of 40 KiB ran twice as
+   * slow when each looked at all of its 38 arenas). Next, after a first
+   * pass that found every lock taken, a new arena while there are fewer
+   * than the processors; then a pass that waits for each lock, then a new
+   * arena. */
   bool busy = true;
   unsigned best = n;
   size_t best_dirty = 0;
@@ -250,14 +257,13 @@ void *large_alloc(size_t size, size_t align, bool zero) {
     a = large_arenas[ak];
     if (!lock_try(&a->lock)) continue;
     busy = false;
-    size_t d;
-    char *in, *at = arena_pick(a, order, pages, &in, &d);
-    if (at && (d == pages || pages < LARGE_SEARCH_PAGES)) {
-      p = arena_take(a, in, at, order, pages, dirty);
+    pick_t pick = arena_pick(a, order, pages);
+    if (pick.at && (pick.dirty == pages || pages < LARGE_SEARCH_PAGES)) {
+      p = arena_take(a, pick, order, pages, dirty);
       large_hint = ak + 1;
-    } else if (at && (best == n || d > best_dirty)) {
+    } else if (pick.at && (best == n || pick.dirty > best_dirty)) {
       best = ak;
-      best_dirty = d;
+      best_dirty = pick.dirty;
     }
     lock_release(&a->lock);
   }

@@ -13,6 +13,10 @@ void span_init_secrets(uint64_t seed) {
   span_free_key = (uintptr_t)((k >> 31 | k << 33) | 4);   /* never 0 in any form */
 }
 
+/* fast_limit with no block purged: 0 in checked mode, which fails the fast
+ * path's test. */
+static uint64_t span_fast_limit(const span_t *s) { return span_checked_mode ? 0 : span_block_limit(s); }
+
 void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
   s->local_free = NULL;
   s->used = 0;
@@ -22,7 +26,7 @@ void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
   s->count = class_info[cls].count;
   /* floor(2^64 / d) + 1: one more where d divides 2^64 (a power of two) */
   s->div_magic = UINT64_MAX / s->block_size + 1 + (UINT64_MAX % s->block_size == s->block_size - 1);
-  s->fast_limit = span_checked_mode ? 0 : span_block_limit(s);
+  s->fast_limit = span_fast_limit(s);
   s->purged = 0;
   s->sparse_ms = 0;
   atomic_store_relaxed(&s->xfree, 0);
@@ -67,7 +71,7 @@ static block_t *span_unpurge(span_t *s, uint32_t *n) {
     first = b;
   }
   s->purged = 0;
-  s->fast_limit = span_checked_mode ? 0 : span_block_limit(s);
+  s->fast_limit = span_fast_limit(s);
   return first;
 }
 

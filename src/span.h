@@ -13,9 +13,10 @@
  * the decay time, the OS pages holding only free blocks are given back
  * (span_purge_free_pages, see heap.c), and the free blocks on them leave
  * local_free for the bitmap `purged` (their links are gone with the pages).
- * A refill takes them back before it carves new blocks. While any is purged, fast_limit is 0, so every free into the
- * span takes the slow path, which aborts on the free of a purged block (a
- * double free whose key the purge wiped).
+ * A refill takes them back before it carves new blocks. While any is
+ * purged, fast_limit is 0, so every free into the span takes the slow path,
+ * which aborts on the free of a purged block (a double free whose key the
+ * purge wiped).
  *
  * A free block holds its encoded link (stored = next ^ slot address ^
  * secret, so a stray write of a plain pointer cannot steer allocation) and,
@@ -74,8 +75,9 @@ typedef struct span {
                                        in a heap's span cache: cached since */
   uint64_t div_magic;               /* floor(2^64 / block_size) + 1, see
                                        span_within_block_start */
-  uint64_t fast_limit;              /* span_block_limit; 0 in checked mode,
-                                       which fails the fast path's test */
+  uint64_t fast_limit;              /* span_block_limit; 0 in checked mode
+                                       and while a block is purged, which
+                                       fails the fast path's test */
   uint32_t sparse_ms;               /* owner: sparse since (odd), or sparse
                                        and not yet seen (1), or 0 (not
                                        sparse, emptied, or purged since);
