@@ -77,7 +77,7 @@ static void *alloc_tiers(size_t size, size_t align, bool zero) {
       return p;
     }
   }
-  void *p = huge_alloc(size, align);     /* fresh from the OS: zeroed */
+  void *p = huge_alloc(size, align, zero);   /* with zero, fresh from the OS */
   if (p) return p;
 nomem:
   errno = ENOMEM;
@@ -333,6 +333,7 @@ static bool collect(void) {
   heap_collect();
   bool a = pageheap_trim();
   bool b = large_trim();
+  huge_trim();
   return a || b;
 }
 

@@ -5,6 +5,7 @@
  */
 #include "decay.h"
 #include "heap.h"
+#include "huge.h"
 #include "init.h"
 #include "large.h"
 #include "os.h"
@@ -35,6 +36,7 @@ bool decay_run(uint32_t now) {
   heap_decay(now, options.decay_ms, &younger);
   pageheap_decay(now, options.decay_ms, &younger);
   large_decay(&younger);
+  huge_decay(now, &younger);
   return younger;
 }
 

@@ -1,8 +1,22 @@
 /* huge.c - direct mappings.
  *
- * Lock: huge_lock guards the list of live mappings (for statistics); a leaf,
- * held only to link and unlink. */
+ * The huge cache: freed mappings kept for reuse. A program that cycles huge
+ * blocks (`huge`: 64-128 MiB, one byte written per 64 KiB) otherwise maps,
+ * faults in and unmaps each one. Up to HUGE_CACHE_SLOTS mappings of
+ * HUGE_CACHE_BYTES in all (the oldest go first to make room; one mapping
+ * never makes a leak look like 1 GiB mapped to the fuzzer's check, which
+ * 4 mappings of up to 1 GiB each did); a malloc (not calloc: they are not
+ * zero) takes the
+ * smallest that holds it, if at most twice its size; the decay unmaps
+ * those freed more than decay_ms ago, strata_collect all of them. A cached
+ * mapping is out of the segment map, as if unmapped: freeing its block
+ * again is reported as the free of a pointer that is not Strata's.
+ *
+ * Lock: huge_lock guards the list of live mappings (for statistics) and the
+ * cache; a leaf, held only to link, unlink and take; no system call under
+ * it. */
 #include "huge.h"
+#include "decay.h"
 #include "init.h"
 #include "os.h"
 #include "segmap.h"
@@ -19,11 +33,16 @@ typedef struct huge_hdr {
   size_t guard;       /* guard=1: PROT_NONE pages before user and at the end */
   void *user;
   struct huge_hdr *next, *prev;   /* huge_list, under huge_lock */
+  uint32_t freed_ms;  /* in the cache: when it was freed */
 } huge_hdr_t;
 
 static lock_t huge_lock = LOCK_INIT;
 static huge_hdr_t *huge_list;
 static uint64_t huge_nmalloc, huge_nfree;     /* under huge_lock */
+
+#define HUGE_CACHE_SLOTS 4
+#define HUGE_CACHE_BYTES ((size_t)256 << 20)
+static huge_hdr_t *huge_cache[HUGE_CACHE_SLOTS];   /* under huge_lock; NULL: empty */
 
 static void huge_link(huge_hdr_t *h, bool fresh) {
   lock_acquire(&huge_lock);
@@ -72,16 +91,111 @@ static huge_hdr_t *huge_map(size_t size, size_t align) {
     os_unmap(h, total);
     return NULL;
   }
-  *h = (huge_hdr_t){ HUGE_MAGIC ^ (uintptr_t)h, total, off, align, guard, (char *)h + off, NULL, NULL };
+  *h = (huge_hdr_t){ HUGE_MAGIC ^ (uintptr_t)h, total, off, align, guard, (char *)h + off, NULL, NULL, 0 };
   huge_link(h, true);
   segmap_set(h, huge_segs(total), SEG_HUGE);
   return h;
 }
 
-void *huge_alloc(size_t size, size_t align) {
-  huge_hdr_t *h = huge_map(size, align);
-  return h ? h->user : NULL;
+/* The smallest cached mapping that holds `total` bytes with its block at
+ * offset off, and at most twice that, taken out; NULL if none. */
+static huge_hdr_t *huge_cache_take(size_t total, size_t off) {
+  int best = -1;
+  lock_acquire(&huge_lock);
+  for (int k = 0; k < HUGE_CACHE_SLOTS; k++) {
+    huge_hdr_t *h = huge_cache[k];
+    if (h && h->offset == off && h->size >= total && h->size / 2 <= total &&
+        (best < 0 || h->size < huge_cache[best]->size))
+      best = k;
+  }
+  huge_hdr_t *h = best < 0 ? NULL : huge_cache[best];
+  if (h) huge_cache[best] = NULL;
+  lock_release(&huge_lock);
+  return h;
 }
+
+void *huge_alloc(size_t size, size_t align, bool zero) {
+  size_t off = huge_offset(align, 0), total = align_up(off + size, OS_PAGE);
+  huge_hdr_t *h = NULL;
+  if (!zero && !options.guard && align <= SEG_SIZE && size <= HUGE_CACHE_BYTES) h = huge_cache_take(total, off);
+  if (!h) {
+    h = huge_map(size, align);
+    return h ? h->user : NULL;
+  }
+  /* The whole mapping is the block (usable beyond the request), but the
+   * pages past the request that its last user left resident go back: the
+   * mapping stays as large for a later request as large. */
+  if (total < h->size) os_purge((char *)h + total, h->size - total);
+  *h = (huge_hdr_t){ HUGE_MAGIC ^ (uintptr_t)h, h->size, off, align, 0, (char *)h + off, NULL, NULL, 0 };
+  huge_link(h, true);
+  segmap_set(h, huge_segs(h->size), SEG_HUGE);
+  return h->user;
+}
+
+static void huge_unmap_all(huge_hdr_t **gone, int n) {
+  while (n) {
+    huge_hdr_t *h = gone[--n];
+    os_unmap(h, h->size);
+  }
+}
+
+/* Keep the freed mapping h (out of the segment map) in the cache, making
+ * room by unmapping the oldest, or unmap h if it is not to be cached. */
+static void huge_cache_put(huge_hdr_t *h) {
+  if (h->guard || h->align > SEG_SIZE || h->size > HUGE_CACHE_BYTES || !options.decay_ms) {
+    os_unmap(h, h->size);
+    return;
+  }
+  h->freed_ms = os_now_ms();
+  huge_hdr_t *gone[HUGE_CACHE_SLOTS];
+  int n = 0;
+  lock_acquire(&huge_lock);
+  for (;;) {
+    int slot = -1, oldest = -1;
+    size_t bytes = h->size;
+    for (int k = 0; k < HUGE_CACHE_SLOTS; k++) {
+      huge_hdr_t *c = huge_cache[k];
+      if (!c) { slot = k; continue; }
+      bytes += c->size;
+      if (oldest < 0 || (int32_t)(c->freed_ms - huge_cache[oldest]->freed_ms) < 0) oldest = k;
+    }
+    if (slot >= 0 && bytes <= HUGE_CACHE_BYTES) {
+      huge_cache[slot] = h;
+      break;
+    }
+    gone[n++] = huge_cache[oldest];     /* h fits once every other is gone */
+    huge_cache[oldest] = NULL;
+  }
+  lock_release(&huge_lock);
+  huge_unmap_all(gone, n);
+  decay_note(h->size);
+}
+
+/* Take the cached mappings freed at least `age` ms before `now` (all of
+ * them with age 0, as decay=0 caches none) and unmap them; true when some
+ * must wait. */
+static bool huge_cache_drop(uint32_t now, uint32_t age) {
+  huge_hdr_t *gone[HUGE_CACHE_SLOTS];
+  int n = 0;
+  bool waiting = false;
+  lock_acquire(&huge_lock);
+  for (int k = 0; k < HUGE_CACHE_SLOTS; k++) {
+    huge_hdr_t *h = huge_cache[k];
+    if (!h) continue;
+    if (age && now - h->freed_ms < age) { waiting = true; continue; }
+    gone[n++] = h;
+    huge_cache[k] = NULL;
+  }
+  lock_release(&huge_lock);
+  huge_unmap_all(gone, n);
+  return waiting;
+}
+
+void huge_decay(uint32_t now, bool *younger) {
+  if (huge_cache_drop(now, options.decay_ms)) *younger = true;
+}
+
+void huge_trim(void) { huge_cache_drop(0, 0); }
 
 static huge_hdr_t *huge_header(const void *p, const char *call) {
   huge_hdr_t *h = (huge_hdr_t *)(((uintptr_t)p - 1) & ~(uintptr_t)SEG_MASK);
@@ -98,7 +212,7 @@ size_t huge_free(void *p, const char *call) {
   h->magic = 0;
   huge_unlink(h, true);
   segmap_clear(h, huge_segs(h->size), SEG_HUGE);   /* before the range is free */
-  os_unmap(h, h->size);
+  huge_cache_put(h);
   return usable;
 }
 
@@ -159,6 +273,11 @@ void huge_stats(huge_stats_t *st) {
     st->mapped += h->size;
     st->resident += os_resident(h, h->size);
   }
+  for (int k = 0; k < HUGE_CACHE_SLOTS; k++)
+    if (huge_cache[k]) {
+      st->cached += huge_cache[k]->size;
+      st->cached_resident += os_resident(huge_cache[k], huge_cache[k]->size);
+    }
   lock_release(&huge_lock);
 }
 

@@ -45,14 +45,14 @@ API int strata_stats(strata_stats_t *out) {
 
   huge_stats_t hs;
   huge_stats(&hs);
-  out->huge = (strata_tier_stats_t){ hs.nmalloc, hs.nfree, hs.allocated, hs.mapped, hs.resident };
+  out->huge = (strata_tier_stats_t){ hs.nmalloc, hs.nfree, hs.allocated, hs.mapped, hs.resident + hs.cached_resident };
 
   out->allocated = out->small.allocated + out->large.allocated + out->huge.allocated;
   out->active = out->small.active + out->large.active + out->huge.active;
   out->resident = out->small.resident + out->large.resident + out->huge.resident;
-  out->mapped = ph.mapped + hs.mapped;
+  out->mapped = ph.mapped + hs.mapped + hs.cached;
   out->returned = atomic_load_relaxed(&os_returned);
-  out->dirty = ph.dirty_free + (ls.resident > ls.allocated ? ls.resident - ls.allocated : 0);
+  out->dirty = ph.dirty_free + (ls.resident > ls.allocated ? ls.resident - ls.allocated : 0) + hs.cached_resident;
   return 0;
 }
 

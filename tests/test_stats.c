@@ -395,6 +395,45 @@ static void test_large_reuses_dirty(void) {
          before, after);
 }
 
+/* A freed huge block is kept for a later malloc that it holds (not for a
+ * calloc, whose block must be zero), and unmapped by strata_collect or, with
+ * no allocator call, by the decay. Before, every huge block was mapped,
+ * faulted in and unmapped (`huge`: 0.47 k blocks/s, tcmalloc 10 k). */
+static void test_huge_cache(void) {
+  enum { HUGE = 64 << 20, PAGE = 4096 };
+  strata_collect();
+  size_t mapped0 = snap().mapped;
+  unsigned char *p = strata_malloc(HUGE);
+  for (size_t i = 0; i < HUGE; i += PAGE) p[i] = 0x5a;
+  strata_free(p);
+  EXPECT(snap().mapped >= mapped0 + HUGE, "a freed huge block was not kept");
+  unsigned char *q = strata_malloc(HUGE - 3 * PAGE);
+  EXPECT(q == p, "a huge malloc did not reuse the freed mapping");
+  EXPECT(strata_malloc_usable_size(q) >= HUGE - 3 * PAGE, "usable size %zu", strata_malloc_usable_size(q));
+  memset(q, 0x33, HUGE - 3 * PAGE);
+  strata_free(q);
+  unsigned char *z = strata_calloc(1, HUGE);
+  size_t nonzero = 0;
+  for (size_t i = 0; i < HUGE; i += 64) nonzero += z[i] != 0;
+  EXPECT(nonzero == 0, "calloc of a huge block after a free: %zu nonzero words of 64 bytes", nonzero);
+  strata_free(z);
+  strata_collect();
+  size_t collected = snap().mapped;
+  EXPECT(collected <= mapped0 + (4 << 20), "strata_collect left %zu bytes mapped, %zu before", collected, mapped0);
+  p = strata_malloc(HUGE);
+  p[0] = 1;
+  strata_free(p);
+  size_t mapped = snap().mapped;
+  int ms = 0;
+  for (; ms <= 3000 && mapped > mapped0 + (4 << 20); ms += 50) {
+    usleep(50 * 1000);
+    mapped = snap().mapped;
+  }
+  printf("huge cache: reused; %zu mapped after strata_collect, %zu after %d ms of decay (%zu before)\n",
+         collected, mapped, ms, mapped0);
+  EXPECT(mapped <= mapped0 + (4 << 20), "a cached huge block still mapped after 3 s: %zu, %zu before", mapped, mapped0);
+}
+
 int main(void) {
   test_first_burst_idle();
   test_allocated_adds_up();
@@ -403,6 +442,7 @@ int main(void) {
   test_grown_cache_shrinks();
   test_sparse_spans_purged();
   test_large_reuses_dirty();
+  test_huge_cache();
   strata_stats_print(1);
   printf("test_stats: %s\n", failures ? "FAILED" : "ok");
   return failures != 0;
