@@ -147,6 +147,7 @@ static void huge_cache_put(huge_hdr_t *h) {
     return;
   }
   h->freed_ms = os_now_ms();
+  size_t size = h->size;              /* h is not ours once the lock is released */
   huge_hdr_t *gone[HUGE_CACHE_SLOTS];
   int n = 0;
   lock_acquire(&huge_lock);
@@ -168,7 +169,7 @@ static void huge_cache_put(huge_hdr_t *h) {
   }
   lock_release(&huge_lock);
   huge_unmap_all(gone, n);
-  decay_note(h->size);
+  decay_note(size);
 }
 
 /* Take the cached mappings freed at least `age` ms before `now` (all of

@@ -434,6 +434,33 @@ static void test_huge_cache(void) {
   EXPECT(mapped <= mapped0 + (4 << 20), "a cached huge block still mapped after 3 s: %zu, %zu before", mapped, mapped0);
 }
 
+/* Threads that free huge blocks of many sizes at once: each free may
+ * evict (unmap) a mapping another thread just put in the cache, and a put
+ * must not touch its mapping once the cache's lock is released (one read
+ * of its size after the unlock crashed test_parity under RLIMIT_AS). */
+enum { HUGE_RACE_THREADS = 4, HUGE_RACE_ROUNDS = 400 };
+static void *huge_race_thread(void *arg) {
+  unsigned seed = (unsigned)(size_t)arg;
+  for (int r = 0; r < HUGE_RACE_ROUNDS; r++) {
+    size_t n = ((size_t)33 << 20) + (size_t)(rand_r(&seed) % 96) * (1 << 20);
+    unsigned char *p = strata_malloc(n);
+    if (!p) continue;
+    p[0] = p[n - 1] = (unsigned char)r;
+    strata_free(p);
+  }
+  return NULL;
+}
+static void test_huge_cache_threads(void) {
+  pthread_t t[HUGE_RACE_THREADS];
+  for (int i = 0; i < HUGE_RACE_THREADS; i++) pthread_create(&t[i], NULL, huge_race_thread, (void *)(size_t)(i + 1));
+  for (int i = 0; i < HUGE_RACE_THREADS; i++) pthread_join(t[i], NULL);
+  strata_collect();
+  strata_stats_t st = snap();
+  EXPECT(st.huge.allocated == 0 && st.huge.nmalloc == st.huge.nfree, "huge blocks left: %zu bytes, %llu mallocs, %llu frees",
+         st.huge.allocated, (unsigned long long)st.huge.nmalloc, (unsigned long long)st.huge.nfree);
+  printf("huge cache, %d threads: %d blocks each\n", HUGE_RACE_THREADS, HUGE_RACE_ROUNDS);
+}
+
 int main(void) {
   test_first_burst_idle();
   test_allocated_adds_up();
@@ -443,6 +470,7 @@ int main(void) {
   test_sparse_spans_purged();
   test_large_reuses_dirty();
   test_huge_cache();
+  test_huge_cache_threads();
   strata_stats_print(1);
   printf("test_stats: %s\n", failures ? "FAILED" : "ok");
   return failures != 0;
