@@ -31,6 +31,7 @@ static lock_t heap_abandoned_lock = LOCK_INIT;
 static span_t *heap_abandoned[CLASS_COUNT]; /* spans of exited threads (next,
                                               prev; span.abandoned) */
 static heap_t *_Atomic heap_all;           /* every heap made (next_all) */
+static _Atomic unsigned heap_live;         /* heaps held by live threads */
 /* Frees by threads that have no heap (yet, or any more), for statistics. */
 static _Atomic uint64_t heap_nfree_homeless[CLASS_COUNT];
 
@@ -630,6 +631,7 @@ static heap_t *heap_for_thread(void) {
   heap_tls = h;
   pthread_setspecific(heap_key, h);
   heap_take_ready_of(h, HEAP_ALL_CLASSES);  /* stale queues */
+  decay_threads_changed(atomic_fetch_add(&heap_live, 1) + 1);
   return h;
 }
 
@@ -755,7 +757,10 @@ static void heap_key_destructor(void *arg) {
   heap_thread_state = THREAD_DEAD;
   heap_tls = &heap_empty;
   heap_thread_exit(arg);
+  decay_threads_changed(atomic_fetch_sub(&heap_live, 1) - 1);
 }
+
+unsigned heap_threads(void) { return atomic_load(&heap_live); }
 
 bool heap_init(void) {
   heap_room_init(&heap_orphan);
@@ -825,6 +830,7 @@ void heap_fork_child(void) {
   lock_reinit(&heap_abandoned_lock);
   lock_reinit(&heap_pool_lock);
   lock_reinit(&heap_orphan_lock);
+  atomic_store_relaxed(&heap_live, heap_tls != &heap_empty);
   /* The other threads are gone in the child. Their heaps are left as they
    * are: a thread may have been halfway through a lock-free list update when
    * fork copied its heap, so walking them could crash. What they cached stays

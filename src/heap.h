@@ -190,6 +190,9 @@ static inline bool heap_free_small(void *p) {
 /* Thread exit: hand every span back (empty ones to the page heap, the rest
  * to the abandoned lists) and put the heap back in the pool. */
 void heap_thread_exit(heap_t *h);
+/* Threads that hold a heap now (a thread gets one at its first small
+ * allocation and gives it back at exit). */
+unsigned heap_threads(void);
 /* Create the thread-exit key; called once by init. */
 bool heap_init(void);
 /* Return what the calling thread caches and sweep abandoned spans. */

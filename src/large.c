@@ -11,16 +11,20 @@
  * reused block must be purged to keep them non-resident.
  *
  * Hot bitmaps: the pages a free (or a block's unused tail) made purgeable
- * since the last decay pass (hot[0]) and during the pass before (hot[1]).
- * The decay purges only pages in neither, so a page is purged two to three
- * passes (one to one and a half decay periods) after it was last freed:
- * purging every dirty page of the arena at once refaulted the pages a
- * steady workload reuses within milliseconds (30 % of its throughput).
+ * lately: hot[0] since the last rotation, hot[1] before it. A decay pass
+ * purges only pages in neither, then rotates; a mark rotates too when hot[0]
+ * has been open for half the decay time. So a page is purged two to three
+ * passes (one to one and a half decay periods) after it was last freed, and
+ * at the first pass once its map has had no mark for the decay time
+ * (passes run on the program's own slow paths when no purge thread runs, so
+ * they may be far apart): purging every dirty page of the arena at once
+ * refaulted the pages a steady workload reuses within milliseconds.
  */
 #include "large.h"
 #include "buddy.h"
 #include "decay.h"
 #include "heap.h"
+#include "init.h"
 #include "os.h"
 
 #include <string.h>
@@ -36,6 +40,9 @@ typedef struct arena {
   uint64_t dirty[ARENA_PAGES / 64];
   uint16_t usable[ARENA_PAGES];        /* usable pages of the block starting at page i */
   uint64_t hot[2][ARENA_PAGES / 64];   /* made purgeable lately (see above) */
+  uint32_t hot_opened_ms;              /* first mark in hot[0] since its rotation */
+  uint32_t hot_marked_ms;              /* last mark in hot[0] */
+  uint32_t hot_closed_ms;              /* last rotation: every mark of hot[1] is older */
   bool unpurged;                       /* dirty free pages or tails not yet purged */
   /* Statistics, written under the lock (no read-modify-write shared by the
    * arenas), read with relaxed loads by large_stats. */
@@ -111,10 +118,21 @@ static void dirty_take(arena_t *a, size_t from, size_t to, size_t *lo, size_t *h
     }
 }
 
+static void arena_hot_rotate(arena_t *a, uint32_t now) {
+  memcpy(a->hot[1], a->hot[0], sizeof a->hot[0]);
+  memset(a->hot[0], 0, sizeof a->hot[0]);
+  a->hot_closed_ms = now;
+  a->hot_opened_ms = 0;
+}
+
 /* Under a's lock: pages [from, to) may be dirty and are free or past a
  * block's usable size: the decay purges them once they have cooled. */
 static void arena_note_unpurged(arena_t *a, size_t from, size_t to) {
+  uint32_t now = os_now_ms() | 1;      /* 0: hot[0] is not open */
   decay_note((to - from) * OS_PAGE);
+  if (a->hot_opened_ms && now - a->hot_opened_ms >= options.decay_ms / 2) arena_hot_rotate(a, now);
+  if (!a->hot_opened_ms) a->hot_opened_ms = now;
+  a->hot_marked_ms = now;
   bits_set(a->hot[0], from, to);
   a->unpurged = true;
 }
@@ -429,17 +447,26 @@ static size_t arena_purge_free(arena_t *a, bool decayed) {
   return purged;
 }
 
-size_t large_decay(bool *younger) {
+/* Under a's lock: the hot maps whose last mark is `age` old are cold. */
+static void arena_cool(arena_t *a, uint32_t now, uint32_t age) {
+  if (now - a->hot_closed_ms >= age) memset(a->hot[1], 0, sizeof a->hot[1]);
+  if (now - a->hot_marked_ms >= age) {          /* and hot[1] is older still */
+    memset(a->hot[0], 0, sizeof a->hot[0]);
+    memset(a->hot[1], 0, sizeof a->hot[1]);
+  }
+}
+
+size_t large_decay(uint32_t now, uint32_t age, bool *younger) {
   size_t purged = 0;
   unsigned n = atomic_load_acquire(&large_count);
   for (unsigned k = 0; k < n; k++) {
     arena_t *a = large_arenas[k];
     lock_acquire(&a->lock);
     if (a->unpurged) {
+      arena_cool(a, now, age);
       purged += arena_purge_free(a, true);
       if (a->unpurged) *younger = true;
-      memcpy(a->hot[1], a->hot[0], sizeof a->hot[0]);   /* the pages cool */
-      memset(a->hot[0], 0, sizeof a->hot[0]);
+      arena_hot_rotate(a, now);               /* the pages cool */
     }
     lock_release(&a->lock);
   }

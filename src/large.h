@@ -27,11 +27,11 @@ size_t large_usable(const void *p, const char *call);
 bool large_resize(void *p, size_t size);
 /* Purge every free page of every arena; true if something was purged. */
 bool large_trim(void);
-/* One decay pass (every half decay period): purge the dirty pages, free or
- * past a block's usable size, that no free or allocation touched during the
- * last two passes; returns the bytes purged, sets *younger when some must
- * wait. */
-size_t large_decay(bool *younger);
+/* One decay pass at `now` (every half decay period or later): purge the
+ * dirty pages, free or past a block's usable size, that no free or
+ * allocation touched during the last two passes or for `age` ms; returns
+ * the bytes purged, sets *younger when some must wait. */
+size_t large_decay(uint32_t now, uint32_t age, bool *younger);
 
 typedef struct {
   uint64_t nmalloc, nfree;

@@ -1,16 +1,8 @@
 /* test_parity.c - behaviours glibc's malloc guarantees, checked through the
  * standard names (malloc, free, ...) of the library this is linked with.
  *
- * Each case runs in a forked child of its own, in its own process group, with
- * an alarm() and a watchdog in the parent: a case that crashes, aborts or
- * hangs (a deadlock) fails on its own and the next one still runs. The parent
- * prints one line per case:
- *
- *   PASS  calloc-recycled                      1.23 s
- *   FAIL  fork-in-signal-handler               6.00 s  timed out (deadlock?) ...
- *
- * with the child's own lines ("    info: ...", "    FAIL: ...") before it, and
- * exits 1 when any case failed.
+ * Each case runs in a forked child with a watchdog (testlib.h: a case that
+ * crashes, aborts or hangs fails on its own):
  *
  *   test_parity            run every case
  *   test_parity NAME...    run the named cases only
@@ -22,154 +14,12 @@
  * empty heap (this matters for the address-space-limit case).
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdatomic.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "first_nonzero.h"
-
-#define KiB ((size_t)1 << 10)
-#define MiB ((size_t)1 << 20)
-#define PAGE ((size_t)4096)
-
-/* ---- output without malloc ------------------------------------------------------
- * Children print with write(2) from a stack buffer: several cases print from
- * signal handlers, forked children or threads, or while malloc is failing. */
-static void vsay(const char *prefix, const char *fmt, va_list ap) {
-  char buf[512];
-  int n = snprintf(buf, sizeof buf, "%s", prefix);
-  n += vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
-  if (n > (int)sizeof buf - 2) n = (int)sizeof buf - 2;
-  buf[n++] = '\n';
-  ssize_t w = write(STDOUT_FILENO, buf, (size_t)n);
-  (void)w;
-}
-
-__attribute__((format(printf, 1, 2))) static void info(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsay("    info: ", fmt, ap);
-  va_end(ap);
-}
-
-/* A failed check in the current case: printed (the first 8), counted. */
-static atomic_int failures;
-__attribute__((format(printf, 1, 2))) static void failf(const char *fmt, ...) {
-  if (atomic_fetch_add(&failures, 1) >= 8) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsay("    FAIL: ", fmt, ap);
-  va_end(ap);
-}
-
-/* ---- small helpers --------------------------------------------------------------- */
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void sleep_us(long us) {
-  struct timespec t = {us / 1000000, (us % 1000000) * 1000};
-  while (nanosleep(&t, &t) != 0 && errno == EINTR) {
-  }
-}
-
-/* Keep the compiler from reasoning about (and warning on) impossible sizes. */
-static size_t hide(size_t x) {
-  __asm__ volatile("" : "+r"(x));
-  return x;
-}
-
-/* xorshift64*: a deterministic random stream per case or thread. */
-static uint64_t rnd(uint64_t *s) {
-  *s ^= *s >> 12;
-  *s ^= *s << 25;
-  *s ^= *s >> 27;
-  return *s * 0x2545F4914F6CDD1Dull;
-}
-
-/* Read a whole small /proc file into buf (no stdio, no malloc). */
-static ssize_t read_file(const char *path, char *buf, size_t cap) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  size_t n = 0;
-  for (;;) {
-    ssize_t r = read(fd, buf + n, cap - 1 - n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    n += (size_t)r;
-    if (n == cap - 1) break;
-  }
-  close(fd);
-  buf[n] = 0;
-  return (ssize_t)n;
-}
-
-/* A "Key:   123 kB" field of /proc/self/status, in KiB (-1 if missing). */
-static long status_kib(const char *key) {
-  char buf[4096];
-  if (read_file("/proc/self/status", buf, sizeof buf) < 0) return -1;
-  char *s = strstr(buf, key);
-  return s ? strtol(s + strlen(key), NULL, 10) : -1;
-}
-
-/* The number of mappings: lines of /proc/self/maps. */
-static long map_count(void) {
-  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  char buf[16384];
-  long lines = 0;
-  ssize_t r;
-  while ((r = read(fd, buf, sizeof buf)) > 0 || (r < 0 && errno == EINTR))
-    for (ssize_t i = 0; i < r; i++) lines += buf[i] == '\n';
-  close(fd);
-  return lines;
-}
-
-/* Is the page holding p mapped? (mincore fails with ENOMEM on a hole.) */
-static bool is_mapped(const void *p) {
-  unsigned char v;
-  int saved = errno;
-  bool mapped = mincore((void *)((uintptr_t)p & ~(uintptr_t)(PAGE - 1)), PAGE, &v) == 0;
-  errno = saved;
-  return mapped;
-}
-
-
-/* Wait for pid for at most `seconds`; SIGKILL it after that. Returns the
- * wait status, or -1 when it had to be killed. */
-static int wait_or_kill(pid_t pid, double seconds) {
-  double end = now_s() + seconds;
-  int st;
-  for (;;) {
-    pid_t r = waitpid(pid, &st, WNOHANG);
-    if (r == pid) return st;
-    if (r < 0 && errno != EINTR) return -2;
-    if (now_s() > end) {
-      kill(pid, SIGKILL);
-      while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-      }
-      return -1;
-    }
-    sleep_us(200);
-  }
-}
+#include "testlib.h"
 
 /* ==================================================================================
  * Case: calloc zeroes recycled memory under pressure.
@@ -597,13 +447,15 @@ static int case_thread_churn(void) {
 }
 
 /* ==================================================================================
- * Cases: fork from a signal handler that interrupted malloc (glibc's
- * tst-mallocfork2). The process's own thread loops malloc/free/realloc of
- * mixed sizes; three sender processes send SIGUSR1 (about 150 a second in
- * all); the handler calls fork(), the child _exit(0)s, and the handler waits
- * for it with a time limit. glibc makes fork async-signal-safe for
- * single-threaded processes (its test would fail with threads); Strata may
- * start a purge thread, which must not change that.
+ * Cases: fork from a signal handler that interrupted fork, malloc or free
+ * (glibc's tst-mallocfork2). The process's own thread loops malloc/free/
+ * realloc of mixed sizes, and forks a child that exits at once on one round
+ * in seven; three sender processes send SIGUSR1 (about 150 a second in all);
+ * the handler calls fork(), the child _exit(0)s, and the handler waits for it
+ * with a time limit. glibc makes fork async-signal-safe only for
+ * single-threaded processes (in a multithreaded one, a fork inside a fork
+ * waits for locks its own thread holds): Strata must never make the process
+ * multithreaded (its purge thread waits for a second thread of the program).
  * The child does not allocate: the interrupted malloc may have left the heap
  * half-updated (glibc's children crash on it too), see init.c.
  * A handler whose fork() never returns (a lock the interrupted malloc held)
@@ -637,6 +489,7 @@ static void fork_handler(int sig) {
 }
 
 static int fork_signal_case(void) {
+  memset((void *)fsh, 0, sizeof *fsh);
   pid_t me = getpid();
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -675,6 +528,13 @@ static int fork_signal_case(void) {
       unsigned slot = (unsigned)(rnd(&s) % NOBJ);
       uint64_t r = rnd(&s);
       size_t size = r % 100 < 70 ? r % 32768 : r % 100 < 98 ? 32768 + r % (256 * KiB) : 1 * MiB + r % (3 * MiB);
+      if (r % 7 == 0) {
+        fsh->interrupted = "fork";
+        pid_t pid = fork();
+        fsh->interrupted = NULL;
+        if (pid == 0) _exit(0);
+        if (pid < 0 || wait_or_kill(pid, 5.0) != 0) { failf("a fork of the loop failed or hung"); goto out; }
+      }
       fsh->interrupted = "free";
       free(obj[slot]);
       fsh->interrupted = r & 1 ? "malloc" : "realloc";
@@ -689,12 +549,14 @@ out:
   for (int i = 0; i < 3; i++) kill(senders[i], SIGKILL), waitpid(senders[i], NULL, 0);
   signal(SIGUSR1, SIG_IGN);
   for (int i = 0; i < NOBJ; i++) free(obj[i]);
-  info("%ld iterations, %ld forks from the handler (%ld signals landed inside malloc/free), "
+  info("%ld iterations, %ld forks from the handler (%ld signals landed inside fork/malloc/free), "
        "%ld children hung, %ld crashed", fsh->iterations, fsh->forks, fsh->signals_in_call,
        fsh->hung, fsh->crashed);
   if (fsh->hung) failf("%ld forked children hung (killed after 5 s)", fsh->hung);
   if (fsh->crashed) failf("%ld forked children did not exit 0", fsh->crashed);
   if (fsh->signals_in_call < 50) info("inconclusive: fewer than 50 signals landed inside a call");
+  CHECK(thread_count() == 1, "the process has %ld threads: the allocator started one of its own",
+        thread_count());
   return failures != 0;
 }
 static int case_fork_in_signal_handler(void) { return fork_signal_case(); }
@@ -964,67 +826,26 @@ static int case_rlimit_as(void) {
 }
 
 /* ==================================================================================
- * The harness.
+ * The cases.
  * ================================================================================== */
-typedef struct {
-  const char *name;
-  int (*fn)(void);
-  int timeout; /* seconds */
-} case_t;
-
 static const case_t cases[] = {
   {"calloc-recycled", case_calloc_recycled, 60},
   {"huge-size-every-alignment", case_huge_alignment, 30},
   {"aligned-calls-errors", case_memalign_errors, 30},
   {"free-errno-at-map-limit", case_free_errno_map_limit, 60},
   {"thread-churn-100k", case_thread_churn, 120},
-  {"fork-in-signal-handler", case_fork_in_signal_handler, 12},
+  {"fork-in-signal-handler", case_fork_in_signal_handler, 20},
   {"fork-in-handler-during-fork", case_fork_in_handler_during_fork, 60},
   {"atfork-handlers-allocate", case_atfork_allocating_handlers, 30},
   {"atfork-handlers-registered-early", case_atfork_registered_early, 20},
   {"rlimit-as-200m-9-threads", case_rlimit_as, 60},
 };
-enum { NCASES = sizeof cases / sizeof cases[0] };
 
-static int run_case(const case_t *c) {
-  fflush(stdout);
-  atomic_store(&failures, 0);
-  memset((void *)fsh, 0, sizeof *fsh);
-  double t0 = now_s();
-  pid_t pid = fork();
-  if (pid < 0) {
-    printf("FAIL  %-40s fork: %s\n", c->name, strerror(errno));
-    return 0;
-  }
-  if (pid == 0) {
-    setpgid(0, 0);  /* the parent kills the whole group after a timeout */
-    struct rlimit core = {0, 0};
-    setrlimit(RLIMIT_CORE, &core);
-    alarm((unsigned)c->timeout);
-    int rc = c->fn();
-    fflush(stdout);
-    _exit(rc || atomic_load(&failures) ? 1 : 0);
-  }
-  setpgid(pid, pid);
-  int st = wait_or_kill(pid, c->timeout + 5.0);
-  kill(-pid, SIGKILL);  /* leftovers: senders, hung grandchildren */
-  double dt = now_s() - t0;
-  char why[256] = "";
-  bool pass = false;
-  if (st == -1 || (st >= 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM)) {
-    snprintf(why, sizeof why, "timed out after %d s (deadlock?)%s%s", c->timeout,
-             fsh->in_handler_fork ? "; stuck in fork() inside the signal handler, which interrupted " : "",
-             fsh->in_handler_fork ? (fsh->interrupted ? (const char *)fsh->interrupted : "no call") : "");
-  } else if (st >= 0 && WIFSIGNALED(st)) {
-    snprintf(why, sizeof why, "killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
-  } else if (st >= 0 && WEXITSTATUS(st) != 0) {
-    snprintf(why, sizeof why, "exit status %d", WEXITSTATUS(st));
-  } else if (st >= 0) {
-    pass = true;
-  }
-  printf("%s  %-40s %6.2f s%s%s\n", pass ? "PASS" : "FAIL", c->name, dt, why[0] ? "  " : "", why);
-  fflush(stdout);
-  return pass;
+/* A case that timed out inside the forking signal handler says where. */
+static void note_handler_fork(char *buf, size_t len) {
+  if (fsh->in_handler_fork)
+    snprintf(buf, len, "; stuck in fork() inside the signal handler, which interrupted %s",
+             fsh->interrupted ? (const char *)fsh->interrupted : "no call");
 }
 
 int main(int argc, char **argv) {
@@ -1042,36 +863,8 @@ int main(int argc, char **argv) {
   }
   ssize_t n = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
   if (n > 0) self_exe[n] = 0;
-  if (argc > 1 && strcmp(argv[1], "-l") == 0) {
-    for (int i = 0; i < NCASES; i++) printf("%s\n", cases[i].name);
-    return 0;
-  }
   fsh = mmap(NULL, sizeof *fsh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (fsh == MAP_FAILED) return 2;
-  if (argc == 3 && strcmp(argv[1], "--no-fork") == 0) {
-    for (int i = 0; i < NCASES; i++)
-      if (strcmp(argv[2], cases[i].name) == 0) {
-        int rc = cases[i].fn();
-        printf("%s  %s\n", rc || failures ? "FAIL" : "PASS", cases[i].name);
-        return rc || failures ? 1 : 0;
-      }
-    fprintf(stderr, "no such case (test_parity -l lists them)\n");
-    return 2;
-  }
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  int run = 0, passed = 0;
-  double t0 = now_s();
-  for (int i = 0; i < NCASES; i++) {
-    bool wanted = argc == 1;
-    for (int a = 1; a < argc; a++) wanted |= strcmp(argv[a], cases[i].name) == 0;
-    if (!wanted) continue;
-    run++;
-    passed += run_case(&cases[i]);
-  }
-  if (!run) {
-    fprintf(stderr, "no such case (test_parity -l lists them)\n");
-    return 2;
-  }
-  printf("%d of %d cases passed (%.1f s)\n", passed, run, now_s() - t0);
-  return passed == run ? 0 : 1;
+  case_timeout_note = note_handler_fork;
+  return cases_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
