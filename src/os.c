@@ -103,8 +103,16 @@ void os_sleep_ms(uint32_t ms) {
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
+int os_cancel_off(void) {
+  int old = PTHREAD_CANCEL_ENABLE;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+  return old;
+}
+
+void os_cancel_restore(int state) { pthread_setcancelstate(state, NULL); }
+
 void os_write_all(int fd, const char *buf, size_t len) {
-  int saved = errno;
+  int saved = errno, cancel = os_cancel_off();
   while (len) {
     ssize_t w = write(fd, buf, len);
     if (w < 0 && errno == EINTR) continue;
@@ -112,6 +120,7 @@ void os_write_all(int fd, const char *buf, size_t len) {
     buf += w;
     len -= (size_t)w;
   }
+  os_cancel_restore(cancel);
   errno = saved;
 }
 

@@ -28,8 +28,15 @@ uint32_t os_now_ms(void);
 /* Processors this process may run on (its affinity mask), counted once. */
 unsigned os_cpus(void);
 void os_sleep_ms(uint32_t ms);
-/* write(2) all of buf, retrying; errno is kept. */
+/* write(2) all of buf, retrying; errno is kept. Never a cancellation point
+ * (the allocator's calls are not), see os_cancel_off. */
 void os_write_all(int fd, const char *buf, size_t len);
+/* Disable thread cancellation, returning the caller's state for
+ * os_cancel_restore: write(2) and stdio are cancellation points, and glibc's
+ * printers (malloc_stats, malloc_info) write all of their output even in a
+ * thread with a cancellation pending. */
+int  os_cancel_off(void);
+void os_cancel_restore(int state);
 /* Move the mapping [p, p+old) to exactly `to` (already mapped by us) with
  * `size` bytes, or grow it in place when to == p. */
 bool  os_remap(void *p, size_t old, size_t size, void *to);

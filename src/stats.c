@@ -102,6 +102,7 @@ static void print_tier(line_t *l, const char *name, const strata_tier_stats_t *t
 }
 
 API void strata_stats_print(int fd) {
+  int cancel = os_cancel_off();      /* the whole table, as glibc's printers */
   strata_stats_t st;
   strata_stats(&st);
   line_t l = { .n = 0, .fd = fd };
@@ -136,6 +137,7 @@ API void strata_stats_print(int fd) {
     put_num(&l, (unsigned long long)cs->live * cs->size, 12, true);
     flush(&l);
   }
+  os_cancel_restore(cancel);
 }
 
 __attribute__((destructor)) static void stats_at_exit(void) {
@@ -174,6 +176,7 @@ API struct mallinfo mallinfo(void) {
 
 /* glibc's summary lines on stderr, then Strata's own table. */
 API void malloc_stats(void) {
+  int cancel = os_cancel_off();
   strata_stats_t st;
   strata_stats(&st);
   line_t l = { .n = 0, .fd = 2 };
@@ -192,11 +195,13 @@ API void malloc_stats(void) {
   put_num(&l, st.huge.active, 10, false);
   flush(&l);
   strata_stats_print(2);
+  os_cancel_restore(cancel);
 }
 
 /* The layout of glibc's malloc_info: one heap, sizes by class. */
 API int malloc_info(int opts, FILE *fp) {
   if (opts != 0) { errno = EINVAL; return -1; }
+  int cancel = os_cancel_off();
   strata_stats_t st;
   strata_stats(&st);
   fprintf(fp, "<malloc version=\"strata-1\">\n<heap nr=\"0\">\n<sizes>\n");
@@ -223,6 +228,7 @@ API int malloc_info(int opts, FILE *fp) {
               "<system type=\"returned\" size=\"%zu\"/>\n"
               "<aspace type=\"total\" size=\"%zu\"/>\n</malloc>\n",
           st.huge.nmalloc - st.huge.nfree, st.huge.active, st.mapped, st.returned, st.mapped);
+  os_cancel_restore(cancel);
   return 0;
 }
 

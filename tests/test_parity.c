@@ -18,6 +18,8 @@
 #include <pthread.h>
 #include <sys/prctl.h>
 
+#include "strata.h"
+
 #include "first_nonzero.h"
 #include "testlib.h"
 
@@ -826,6 +828,81 @@ static int case_rlimit_as(void) {
 }
 
 /* ==================================================================================
+ * Case: the statistics printers are not cancellation points (glibc's
+ * tst-malloc-stats-cancellation). A thread with a cancellation request
+ * pending calls malloc_stats, malloc_info and strata_stats_print: each
+ * writes its whole output (to a pipe: writes to a pipe act on a pending
+ * cancellation, writes to a memory stream do not) and leaves the thread's
+ * cancellation state as it was, so the next cancellation point ends the
+ * thread.
+ * ================================================================================== */
+static pthread_barrier_t cancel_gate;
+static int cancel_pipe[2];
+static atomic_int cancel_stage;
+static void *cancel_thread(void *arg) {
+  (void)arg;
+  pthread_barrier_wait(&cancel_gate);   /* not a cancellation point */
+  malloc_stats();                       /* on fd 2, the pipe */
+  atomic_store(&cancel_stage, 1);
+  FILE *f = fdopen(dup(cancel_pipe[1]), "w");
+  if (f) {
+    malloc_info(0, f);
+    atomic_store(&cancel_stage, 2);
+    int old;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+    fclose(f);
+    pthread_setcancelstate(old, NULL);
+  }
+  strata_stats_print(cancel_pipe[1]);
+  atomic_store(&cancel_stage, 3);
+  int state;
+  pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &state);
+  if (state != PTHREAD_CANCEL_ENABLE) failf("a printer left cancellation disabled");
+  pthread_testcancel();
+  atomic_store(&cancel_stage, 4);       /* not reached */
+  return NULL;
+}
+
+static void *cancel_reader(void *arg) {
+  static char buf[1 << 16];
+  size_t n = 0;
+  ssize_t r;
+  while ((r = read(cancel_pipe[0], buf + n, sizeof buf - 1 - n)) > 0 || (r < 0 && errno == EINTR))
+    if (r > 0) n += (size_t)r;
+  buf[n] = 0;
+  *(char **)arg = buf;
+  return NULL;
+}
+
+static int case_printers_not_cancellation_points(void) {
+  if (pipe(cancel_pipe) != 0) return failf("pipe: %s", strerror(errno)), 1;
+  int saved_err = dup(2);
+  dup2(cancel_pipe[1], 2);
+  char *out = NULL;
+  pthread_t reader, t;
+  pthread_create(&reader, NULL, cancel_reader, &out);
+  pthread_barrier_init(&cancel_gate, NULL, 2);
+  pthread_create(&t, NULL, cancel_thread, NULL);
+  pthread_cancel(t);
+  pthread_barrier_wait(&cancel_gate);
+  void *ret = NULL;
+  pthread_join(t, &ret);
+  dup2(saved_err, 2);
+  close(saved_err);
+  close(cancel_pipe[1]);
+  pthread_join(reader, NULL);
+  int stage = atomic_load(&cancel_stage);
+  CHECK(ret == PTHREAD_CANCELED, "the thread was not cancelled at its cancellation point");
+  CHECK(stage == 3, "cancelled in printer %d (1 malloc_stats, 2 malloc_info, 3 strata_stats_print)", stage + 1);
+  const char *need[] = {"Total (incl. mmap):", "max mmap bytes", "</malloc>", "strata statistics"};
+  for (int i = 0; i < 4; i++)
+    CHECK(out && strstr(out, need[i]), "the output lacks \"%s\"", need[i]);
+  CHECK(out && strstr(out, "</malloc>") && strstr(strstr(out, "</malloc>"), "strata statistics"),
+        "strata_stats_print's table is missing after malloc_info's");
+  return failures != 0;
+}
+
+/* ==================================================================================
  * The cases.
  * ================================================================================== */
 static const case_t cases[] = {
@@ -839,6 +916,7 @@ static const case_t cases[] = {
   {"atfork-handlers-allocate", case_atfork_allocating_handlers, 30},
   {"atfork-handlers-registered-early", case_atfork_registered_early, 20},
   {"rlimit-as-200m-9-threads", case_rlimit_as, 60},
+  {"printers-not-cancellation-points", case_printers_not_cancellation_points, 20},
 };
 
 /* A case that timed out inside the forking signal handler says where. */
