@@ -47,6 +47,7 @@ static size_t canary_check(const char *p, size_t block, const char *call) {
  * two words are the free list's). A block that looks free is left to the
  * double-free check. */
 static void checked_free_small(void *p, const char *call) {
+  if (span_of(p)->kind == SPAN_LARGE) return;     /* free_large_run's */
   span_t *s = heap_span_checked(p, call);
   if (block_looks_free(p, span_free_key)) return;
   if (options.canary) canary_check(p, s->block_size, call);
@@ -124,11 +125,17 @@ API void *strata_malloc(size_t size) {
 }
 
 /* ---- free ------------------------------------------------------------------ */
+/* A large block in a run of a small segment (see large.h). */
+static COLD void free_large_run(void *p, const char *call) {
+  if (options.junk) memset(p, JUNK_FREE, large_run_usable(p, call));
+  large_run_free(p, call);
+}
+
 /* A small block that is not the owner's fast path: mostly another thread's
  * (a remote free), straight from free without a second segment lookup. */
 static NOINLINE void free_small(void *p, const char *call) {
   if (span_checked_mode) checked_free_small(p, call);
-  heap_free_small_slow(p, call);
+  if (unlikely(!heap_free_small_slow(p, call))) free_large_run(p, call);
   decay_poll(false);
 }
 
@@ -183,6 +190,7 @@ API void strata_free_aligned_sized(void *p, size_t align, size_t size) {
 static size_t usable_size(const void *p, const char *call) {
   switch (segmap_kind(p)) {
   case SEG_SMALL: {
+    if (span_of(p)->kind == SPAN_LARGE) return large_run_usable(p, call);
     size_t block = heap_span_checked(p, call)->block_size;
     return options.canary && !block_looks_free(p, span_free_key) ? canary_check(p, block, call) : block;
   }
@@ -196,7 +204,17 @@ static size_t usable_size(const void *p, const char *call) {
 
 API size_t strata_malloc_usable_size(const void *p) { return usable_size(p, CALL_USABLE); }
 
-API int strata_owns(const void *p) { return segmap_kind(p) != SEG_NONE; }
+/* A segment map entry covers a whole 4 MiB segment; a short small segment
+ * or the last segment of a huge mapping maps only part of it. */
+API int strata_owns(const void *p) {
+  switch (segmap_kind(p)) {
+  case SEG_SMALL: return pageheap_mapped(p);
+  case SEG_ARENA: return 1;
+  case SEG_HUGE:  return huge_owns(p);
+  case SEG_NONE:  break;
+  }
+  return 0;
+}
 
 /* ---- calloc, realloc ---------------------------------------------------------- */
 /* Fast path: malloc's pop (empty bins before init and in checked mode send

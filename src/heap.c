@@ -716,11 +716,14 @@ static NOINLINE void heap_free_local(heap_t *h, heap_t *owner, span_t *s, block_
 
 /* Kept lean for the remote free, the common case here: the rare paths are
  * out of line, so this one saves no register. */
-void heap_free_small_slow(void *p, const char *call) {
-  span_t *s = heap_span_checked(p, call);
+bool heap_free_small_slow(void *p, const char *call) {
+  span_t *s = span_of(p);
+  if (unlikely(s->kind == SPAN_LARGE)) return false;
+  heap_span_checked(p, call);
   heap_t *owner = atomic_load_acquire(&s->owner), *h = heap_tls;
   if (unlikely(owner == h || !owner)) heap_free_local(h, owner, s, p, call);
   else heap_free_remote(h, s, p);
+  return true;
 }
 
 /* ---- thread exit, collect, fork -------------------------------------------- */

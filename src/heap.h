@@ -144,8 +144,9 @@ static inline void *heap_malloc_small(heap_t *h, unsigned cls, bool *fresh) {
 void *heap_alloc_class(unsigned cls, bool *fresh);
 
 /* Free of a small block the calling thread does not own, or whose owner
- * path is slow; checks that p is a block of s. */
-void heap_free_small_slow(void *p, const char *call);
+ * path is slow; checks that p is a block of s. False, doing nothing, when
+ * p is in a run of a large block (large.h; the caller frees it). */
+bool heap_free_small_slow(void *p, const char *call);
 /* The span of small block p; aborts naming `call` when p is not a block. */
 span_t *heap_span_checked(const void *p, const char *call);
 /* b carries the free key: abort if it is on one of the owner's lists (a

@@ -91,9 +91,12 @@ static huge_hdr_t *huge_map(size_t size, size_t align) {
     os_unmap(h, total);
     return NULL;
   }
+  if (!segmap_set(h, huge_segs(total), SEG_HUGE)) {
+    os_unmap(h, total);
+    return NULL;
+  }
   *h = (huge_hdr_t){ HUGE_MAGIC ^ (uintptr_t)h, total, off, align, guard, (char *)h + off, NULL, NULL, 0 };
   huge_link(h, true);
-  segmap_set(h, huge_segs(total), SEG_HUGE);
   return h;
 }
 
@@ -126,9 +129,13 @@ void *huge_alloc(size_t size, size_t align, bool zero) {
    * pages past the request that its last user left resident go back: the
    * mapping stays as large for a later request as large. */
   if (total < h->size) os_purge((char *)h + total, h->size - total);
+  if (!segmap_set(h, huge_segs(h->size), SEG_HUGE)) {   /* its leaf is mapped: never */
+    os_unmap(h, h->size);
+    h = huge_map(size, align);
+    return h ? h->user : NULL;
+  }
   *h = (huge_hdr_t){ HUGE_MAGIC ^ (uintptr_t)h, h->size, off, align, 0, (char *)h + off, NULL, NULL, 0 };
   huge_link(h, true);
-  segmap_set(h, huge_segs(h->size), SEG_HUGE);
   return h->user;
 }
 
@@ -217,6 +224,15 @@ size_t huge_free(void *p, const char *call) {
   return usable;
 }
 
+bool huge_owns(const void *p) {
+  bool owns = false;
+  lock_acquire(&huge_lock);
+  for (huge_hdr_t *h = huge_list; h && !owns; h = h->next)
+    owns = (uintptr_t)p - 1 - (uintptr_t)h < h->size;
+  lock_release(&huge_lock);
+  return owns;
+}
+
 size_t huge_usable(const void *p, const char *call) {
   return huge_hdr_usable(huge_header(p, call));
 }
@@ -235,14 +251,22 @@ void *huge_realloc(void *p, size_t size) {
   }
   if (os_remap(h, h->size, total, h)) {        /* grew in place */
     size_t marked = huge_segs(h->size);
-    segmap_set((char *)h + marked, huge_segs(total) - marked, SEG_HUGE);
-    huge_set_size(h, total);
-    return p;
+    if (segmap_set((char *)h + marked, huge_segs(total) - marked, SEG_HUGE)) {
+      huge_set_size(h, total);
+      return p;
+    }
+    os_remap(h, total, h->size, h);            /* no leaf for the new part: back */
+    return NULL;
   }
-  /* Move without copying: reserve an aligned range, move the pages there. */
+  /* Move without copying: reserve an aligned range, marked as ours (its
+   * leaves mapped) before anything moves, and move the pages there. */
   char *to = h->align <= SEG_SIZE ? os_map_aligned(total, SEG_SIZE, 0)
                                   : os_map_aligned(total, h->align, SEG_SIZE);
   if (!to) return NULL;
+  if (!segmap_set(to, huge_segs(total), SEG_HUGE)) {
+    os_unmap(to, total);
+    return NULL;
+  }
   size_t old = h->size;
   huge_hdr_t *from = h;
   huge_unlink(from, false);              /* the header moves */
@@ -250,7 +274,8 @@ void *huge_realloc(void *p, size_t size) {
    * marked by another thread the moment it is. */
   segmap_clear(from, huge_segs(old), SEG_HUGE);
   if (!os_remap(from, old, total, to)) {
-    segmap_set(from, huge_segs(old), SEG_HUGE);
+    segmap_clear(to, huge_segs(total), SEG_HUGE);
+    segmap_set(from, huge_segs(old), SEG_HUGE);   /* its leaves are mapped */
     huge_link(from, false);
     os_unmap(to, total);
     return NULL;
@@ -260,7 +285,6 @@ void *huge_realloc(void *p, size_t size) {
   h->size = total;
   h->user = to + h->offset;
   huge_link(h, false);
-  segmap_set(h, huge_segs(total), SEG_HUGE);
   return h->user;
 }
 

@@ -19,6 +19,8 @@ void huge_decay(uint32_t now, bool *younger);
 /* Unmap every cached mapping (strata_collect). */
 void huge_trim(void);
 size_t huge_usable(const void *p, const char *call);
+/* Does p lie inside a live huge mapping? (A walk of them, under the lock.) */
+bool huge_owns(const void *p);
 /* Resize keeping the alignment: shrink in place, grow with mremap (in place
  * or moved without copying). NULL: could not, p untouched. */
 void *huge_realloc(void *p, size_t size);

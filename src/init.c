@@ -7,7 +7,7 @@
  * Global lock order (the fork handlers take them all in this order):
  *   (the C library's stdio list lock) -> init_lock -> heap orphan -> heap pool
  *   -> heap abandoned -> heap caches -> large grow -> arenas by index
- *   -> huge list -> page heap -> decay
+ *   -> huge list -> page heap -> segment map -> decay
  */
 #include "init.h"
 #include "decay.h"
@@ -15,6 +15,7 @@
 #include "huge.h"
 #include "large.h"
 #include "os.h"
+#include "segmap.h"
 #include "sizeclass.h"
 
 #include <stdlib.h>
@@ -133,6 +134,7 @@ static void fork_prepare(void) {
   large_fork_prepare();
   huge_fork_prepare();
   pageheap_lock();
+  segmap_fork_prepare();
   decay_fork_prepare();
 }
 static void fork_parent(void) {
@@ -142,6 +144,7 @@ static void fork_parent(void) {
     return;
   }
   decay_fork_parent();
+  segmap_fork_parent();
   pageheap_unlock();
   huge_fork_parent();
   large_fork_parent();
@@ -158,6 +161,7 @@ static void fork_child(void) {
     if (_IO_list_resetlock) _IO_list_resetlock();
   }
   decay_fork_child();
+  segmap_fork_child();
   pageheap_reinit_lock();
   huge_fork_child();
   large_fork_child();

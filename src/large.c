@@ -246,6 +246,44 @@ static void *large_grow(unsigned n, unsigned order, size_t pages, uint64_t *dirt
 
 #define LARGE_SEARCH_PAGES 64
 
+/* ---- runs of the page heap: blocks where no arena fits ---------------------
+ * Under an address-space limit an arena (64 MiB) may not be mappable while
+ * free pages of the small segments, or a short new segment, still are: a
+ * block then takes a run of pages (not with guard=1, whose freed blocks
+ * must fault: the huge tier unmaps them). Counted with the arenas'. */
+static _Atomic uint64_t run_nmalloc, run_nfree;
+static _Atomic size_t run_bytes;
+
+static void *large_run_alloc(size_t size, size_t align, bool zero) {
+  size_t pages = (size + PAGE_SIZE - 1) / PAGE_SIZE;
+  if (align > PAGE_SIZE || pages > PAGEHEAP_MAX_RUN || options.guard) return NULL;
+  span_t *s = pageheap_alloc_span((uint32_t)pages, SPAN_LARGE);
+  if (!s) return NULL;
+  /* Runs purged with MADV_FREE come back "clean" but may keep bytes. */
+  if (zero && (s->dirty || os_lazy_purge)) memset(s->start, 0, size);
+  atomic_add_relaxed(&run_nmalloc, 1);
+  atomic_add_relaxed(&run_bytes, pages * PAGE_SIZE);
+  decay_note_growth(pages * PAGE_SIZE);
+  return s->start;
+}
+
+static span_t *large_run_checked(const void *p, const char *call) {
+  span_t *s = span_of(p);
+  CHECK(s->kind == SPAN_LARGE && s->start == p, call, p, MSG_NOT_BLOCK);
+  return s;
+}
+
+size_t large_run_usable(const void *p, const char *call) {
+  return (size_t)large_run_checked(p, call)->npages * PAGE_SIZE;
+}
+
+void large_run_free(void *p, const char *call) {
+  span_t *s = large_run_checked(p, call);
+  atomic_add_relaxed(&run_nfree, 1);
+  atomic_sub_relaxed(&run_bytes, (size_t)s->npages * PAGE_SIZE);
+  pageheap_free_span(s);
+}
+
 void *large_alloc(size_t size, size_t align, bool zero) {
   uint64_t dirty_buf[LARGE_MAX / OS_PAGE / 64], *dirty = zero ? dirty_buf : NULL;
   size_t pages = (size + OS_PAGE - 1) / OS_PAGE;
@@ -294,7 +332,7 @@ void *large_alloc(size_t size, size_t align, bool zero) {
     lock_release(&a->lock);
     if (p) large_hint = ak + 1;
   }
-  if (!p && !(p = large_grow(n, order, pages, dirty, false))) return NULL;
+  if (!p && !(p = large_grow(n, order, pages, dirty, false))) return large_run_alloc(size, align, zero);
   if (zero) {                         /* clear the pages that may be dirty */
     for (size_t k = 0; k < pages; k++)
       if (dirty[k / 64] >> (k % 64) & 1) {
@@ -487,6 +525,9 @@ bool large_trim(void) {
 
 void large_stats(large_stats_t *st) {
   *st = (large_stats_t){0};
+  st->nmalloc = atomic_load_relaxed(&run_nmalloc);
+  st->nfree = atomic_load_relaxed(&run_nfree);
+  st->allocated = st->active = atomic_load_relaxed(&run_bytes);
   unsigned n = atomic_load_acquire(&large_count);
   st->arenas = n;
   for (unsigned k = 0; k < n; k++) {

@@ -18,11 +18,16 @@
 
 /* A block of at least size bytes aligned to align (<= LARGE_MAX); with
  * `zero`, its first size bytes are zero (only pages that may be dirty are
- * cleared: the others are zero from the OS). NULL: no memory. */
+ * cleared: the others are zero from the OS). NULL: no memory. When no
+ * arena can be mapped (an address-space limit), a block of up to a
+ * segment's pages aligned to at most PAGE_SIZE is a run of the page heap
+ * (SPAN_LARGE in a small segment): the large_run_ calls free it. */
 void *large_alloc(size_t size, size_t align, bool zero);
 void large_free(void *p, const char *call);
 /* Usable bytes of the block at p (checked: fatal when p is not a block). */
 size_t large_usable(const void *p, const char *call);
+void large_run_free(void *p, const char *call);
+size_t large_run_usable(const void *p, const char *call);
 /* Resize in place (grow by absorbing free buddies); false: must move. */
 bool large_resize(void *p, size_t size);
 /* Purge every free page of every arena; true if something was purged. */

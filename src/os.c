@@ -21,27 +21,75 @@ static bool os_injected_failure(void) {
   return n == 0;
 }
 
-/* errno is kept intact across every call here: free must preserve it. */
-void *os_map_aligned(size_t size, size_t align, size_t shift) {
-  if (os_injected_failure()) return NULL;
-  int saved = errno;
+/* A mapping of size bytes at (a + shift) % align == 0 by over-allocating
+ * align more and trimming both ends: one mmap, whatever the kernel's
+ * layout, but align bytes of address space for a moment. */
+static void *os_map_trimmed(size_t size, size_t align, size_t shift) {
   size_t total = size + align - OS_PAGE;
   if (total < size) return NULL;
   char *raw = mmap(NULL, total, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (raw == MAP_FAILED) { errno = saved; return NULL; }
+  if (raw == MAP_FAILED) return NULL;
   uintptr_t want = align_up((uintptr_t)raw + shift, align) - shift;
   size_t head = want - (uintptr_t)raw;
   size_t tail = total - head - size;
   if (head) munmap(raw, head);
   if (tail) munmap((char *)want + size, tail);
-  if (want + size > ((uintptr_t)1 << ADDR_BITS)) {   /* beyond the segment map */
-    munmap((void *)want, size);
-    errno = saved;
-    return NULL;
+  return (void *)want;
+}
+
+/* A mapping of exactly size bytes at p, or NULL when that range is not
+ * free (MAP_FIXED_NOREPLACE; a kernel that ignores the flag may place it
+ * elsewhere, which is undone), *taken telling that from a lack of memory. */
+static void *os_map_at(void *p, size_t size, bool *taken) {
+  void *r = mmap(p, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+  *taken = r != MAP_FAILED || errno == EEXIST;
+  if (r == MAP_FAILED) return NULL;
+  if (r != p) { munmap(r, size); return NULL; }
+  return r;
+}
+
+/* The same without the slack, for a tight address-space limit: a mapping
+ * of size bytes where the kernel puts it, if aligned, else at the aligned
+ * addresses around it. */
+static void *os_map_exact(size_t size, size_t align, size_t shift) {
+  char *probe = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (probe == MAP_FAILED) return NULL;
+  uintptr_t down = (((uintptr_t)probe + shift) & ~(uintptr_t)(align - 1)) - shift;
+  if (down == (uintptr_t)probe) return probe;
+  munmap(probe, size);
+  uintptr_t tries[] = { down, down + align, down - align };
+  for (unsigned k = 0; k < sizeof tries / sizeof tries[0]; k++) {
+    bool taken;
+    void *r = tries[k] && tries[k] < ((uintptr_t)1 << ADDR_BITS) ? os_map_at((void *)tries[k], size, &taken) : NULL;
+    if (r) return r;
+  }
+  return NULL;
+}
+
+/* errno is kept intact across every call here: free must preserve it. */
+void *os_map_aligned(size_t size, size_t align, size_t shift) {
+  if (os_injected_failure()) return NULL;
+  int saved = errno;
+  char *p = os_map_trimmed(size, align, shift);
+  if (!p) p = os_map_exact(size, align, shift);
+  if (p && (uintptr_t)p + size > ((uintptr_t)1 << ADDR_BITS)) {   /* beyond the segment map */
+    munmap(p, size);
+    p = NULL;
   }
   errno = saved;
-  return (void *)want;
+  return p;
+}
+
+bool os_map_fixed(void *p, size_t size, bool *taken) {
+  *taken = (uintptr_t)p + size > ((uintptr_t)1 << ADDR_BITS);
+  if (*taken || os_injected_failure()) return false;
+  int saved = errno;
+  bool ok = os_map_at(p, size, taken) != NULL;
+  errno = saved;
+  return ok;
 }
 
 _Atomic size_t os_returned;
@@ -72,12 +120,14 @@ bool os_purge_decayed(void *p, size_t size) {
   return false;                         /* the pages may keep their bytes */
 }
 
-bool os_protect_none(void *p, size_t size) {
+static bool os_protect(void *p, size_t size, int prot) {
   int saved = errno;
-  bool ok = mprotect(p, size, PROT_NONE) == 0;
+  bool ok = mprotect(p, size, prot) == 0;
   errno = saved;
   return ok;
 }
+bool os_protect_none(void *p, size_t size) { return os_protect(p, size, PROT_NONE); }
+bool os_protect_rw(void *p, size_t size) { return os_protect(p, size, PROT_READ | PROT_WRITE); }
 
 size_t os_resident(const void *p, size_t size) {
   unsigned char vec[1024];

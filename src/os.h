@@ -7,8 +7,14 @@
 
 /* A fresh, zeroed, readable and writable mapping of `size` bytes whose
  * address a satisfies (a + shift) % align == 0 (align a power of two, at
- * least OS_PAGE); NULL on failure. */
+ * least OS_PAGE); NULL on failure. It takes `align` bytes of address space
+ * more for a moment, or, where that fails (an address-space limit), only
+ * `size`. */
 void *os_map_aligned(size_t size, size_t align, size_t shift);
+/* Map [p, p + size) fresh, where nothing is mapped yet (a mapping grows in
+ * place); false when that fails, with *taken when some of the range is
+ * another mapping's (for good) rather than a lack of memory. */
+bool  os_map_fixed(void *p, size_t size, bool *taken);
 bool  os_unmap(void *p, size_t size);
 /* Give the pages back; the range reads as zeros afterwards. */
 bool  os_purge(void *p, size_t size);
@@ -19,8 +25,9 @@ bool  os_purge_decayed(void *p, size_t size);
 extern bool os_lazy_purge;
 /* Bytes given back so far (purged or unmapped). */
 extern _Atomic size_t os_returned;
-/* Make [p, p + size) inaccessible (a guard page). */
+/* Make [p, p + size) inaccessible (a guard page), or accessible again. */
 bool  os_protect_none(void *p, size_t size);
+bool  os_protect_rw(void *p, size_t size);
 /* Bytes of [p, p + size) resident in memory (mincore). */
 size_t os_resident(const void *p, size_t size);
 /* A millisecond clock (monotonic, wraps after 49 days: compare differences). */

@@ -29,15 +29,16 @@ static uint64_t ph_nonempty[(SEG_PAGES + 1 + 63) / 64];
  * date but goes to the back, so it is purged at most a decay period late. */
 static span_t *ph_dirty_head, *ph_dirty_tail;
 static segment_t *ph_segments;                      /* all small segments */
+static segment_t *ph_growable;                      /* short ones (grow_next) */
 static segment_t *ph_spare;        /* empty segments, purged, for reuse */
 static bool ph_spare_mapped;       /* one mmap segment is among them */
 static char *ph_sbrk_top;                           /* end of our break heap */
 static bool ph_use_sbrk = true;
-/* Guard pages (option guard=1): one page after the header and the last one
- * of each segment are PROT_NONE, so an overrun off the ends of the span
- * area faults. ph_first/ph_usable: the span area's first page and length. */
-static uint32_t ph_first = SEG_HEADER_PAGES, ph_usable = SEG_USABLE_PAGES;
-static bool ph_guard;
+/* Guard pages (option guard=1): one page after the header and the last
+ * mapped one of each segment are PROT_NONE, so an overrun off the ends of
+ * the span area faults. ph_first: the span area's first page. */
+static uint32_t ph_first = SEG_HEADER_PAGES;
+static uint32_t ph_guard;
 static size_t ph_mapped;                            /* segments and arenas */
 static size_t ph_span_pages;                        /* pages in allocated spans */
 
@@ -48,7 +49,6 @@ void pageheap_set_sbrk(bool use) { ph_use_sbrk = use; }
 void pageheap_set_guard(bool guard) {
   ph_guard = guard;
   ph_first = SEG_HEADER_PAGES + guard;
-  ph_usable = SEG_USABLE_PAGES - 2 * guard;
 }
 
 static void run_push(span_t *s) {
@@ -97,6 +97,9 @@ static inline uint32_t span_index(const span_t *s) {
   return (uint32_t)(s - seg_of_span(s)->spans);
 }
 
+static void run_free(segment_t *seg, uint32_t i, uint32_t n, bool dirty, uint32_t now);
+static void segment_unmap(segment_t *seg);
+
 /* Make pages [i, i+n) of seg a free run and list it; a dirty run is dated
  * `now` for the decay. */
 static span_t *run_make(segment_t *seg, uint32_t i, uint32_t n, bool dirty, uint32_t now) {
@@ -113,51 +116,143 @@ static span_t *run_make(segment_t *seg, uint32_t i, uint32_t n, bool dirty, uint
   return s;
 }
 
-/* A new segment from the break heap, else from mmap. */
-static segment_t *segment_map(void) {
-  segment_t *seg = NULL;
-  bool sbrk = false;
+/* Pages past the header that a segment of `end` mapped pages can hand out
+ * (a guard page is its last mapped page). */
+static uint32_t seg_usable(const segment_t *seg) { return seg->end - ph_guard - ph_first; }
+
+/* A segment of the break heap starts with this many pages mapped and at
+ * least doubles as it grows: a small program takes little address space. */
+#define SEG_FIRST_PAGES 64
+
+/* The extent (mapped pages) to ask for a segment that must give `pages`:
+ * at least what holds them with the header and guards. */
+static uint32_t seg_extent_for(uint32_t pages) { return ph_first + pages + ph_guard; }
+
+/* A new segment from the break heap (short, growing with the break), else
+ * from mmap: a whole one, or under an address-space limit the largest that
+ * fits, down to `pages` pages. Its first `end` pages are mapped. */
+static segment_t *segment_map(uint32_t pages) {
+  uint32_t least = seg_extent_for(pages);
   if (ph_use_sbrk) {
     char *cur = os_sbrk_current();
     if (cur) {
       char *base = (char *)align_up((uintptr_t)cur, SEG_SIZE);
+      uint32_t end = least > SEG_FIRST_PAGES ? least : SEG_FIRST_PAGES;
       if ((uintptr_t)base + SEG_SIZE <= ((uintptr_t)1 << ADDR_BITS) &&
-          os_sbrk_grow(cur, (size_t)(base - cur) + SEG_SIZE)) {
-        seg = (segment_t *)base;
-        ph_sbrk_top = base + SEG_SIZE;
-        sbrk = true;
+          os_sbrk_grow(cur, (size_t)(base - cur) + (size_t)end * PAGE_SIZE)) {
+        if (base > cur) os_unmap(cur, (size_t)(base - cur));   /* the alignment gap */
+        segment_t *seg = (segment_t *)base;
+        ph_sbrk_top = base + (size_t)end * PAGE_SIZE;
+        seg->from_sbrk = true;
+        seg->end = end;
+        ph_mapped += (size_t)end * PAGE_SIZE;
+        decay_note_growth((size_t)end * PAGE_SIZE);
+        return seg;
       }
     }
   }
-  if (!seg) seg = os_map_aligned(SEG_SIZE, SEG_SIZE, 0);
-  if (!seg) return NULL;
-  seg->from_sbrk = sbrk;
-  ph_mapped += SEG_SIZE;
-  decay_note_growth(SEG_SIZE);
-  return seg;
+  for (uint32_t end = SEG_PAGES;; end /= 2) {
+    if (end < least) end = least;
+    segment_t *seg = os_map_aligned((size_t)end * PAGE_SIZE, SEG_SIZE, 0);
+    if (seg) {
+      seg->from_sbrk = false;
+      seg->end = end;
+      ph_mapped += (size_t)end * PAGE_SIZE;
+      decay_note_growth((size_t)end * PAGE_SIZE);
+      return seg;
+    }
+    if (end == least) return NULL;
+  }
 }
 
-static segment_t *segment_new(void) {
+static void segment_growable(segment_t *seg) {
+  if (seg->growable || seg->end == SEG_PAGES) return;
+  seg->growable = true;
+  seg->grow_next = ph_growable;
+  ph_growable = seg;
+}
+
+static segment_t *segment_new(uint32_t pages) {
   segment_t *seg = ph_spare;
-  if (seg) {
+  if (seg && seg_usable(seg) >= pages) {
     ph_spare = seg->next;
     if (!seg->from_sbrk) ph_spare_mapped = false;
-  } else if (!(seg = segment_map())) {
+  } else if (!(seg = segment_map(pages))) {
+    return NULL;
+  }
+  if (!segmap_set(seg, SEG_SIZE, SEG_SMALL)) {
+    segment_unmap(seg);
     return NULL;
   }
   for (uint32_t i = 0; i < SEG_PAGES; i++) seg->pagemap[i] = &span_none;
   if (ph_guard &&
       !(os_protect_none((char *)seg + SEG_HEADER_PAGES * PAGE_SIZE, PAGE_SIZE) &&
-        os_protect_none((char *)seg + SEG_SIZE - PAGE_SIZE, PAGE_SIZE)))
+        os_protect_none((char *)seg + ((size_t)seg->end - 1) * PAGE_SIZE, PAGE_SIZE)))
     fatal("malloc", seg, "mprotect of a guard page failed");
-  seg->free_pages = ph_usable;
+  seg->free_pages = seg_usable(seg);
+  seg->growable = false;
   seg->prev = NULL;
   seg->next = ph_segments;
   if (ph_segments) ph_segments->prev = seg;
   ph_segments = seg;
-  run_make(seg, ph_first, ph_usable, false, 0);
-  segmap_set(seg, SEG_SIZE, SEG_SMALL);
+  run_make(seg, ph_first, seg_usable(seg), false, 0);
+  segment_growable(seg);
   return seg;
+}
+
+/* Under the lock: map more of seg in place so that it can give a run of
+ * `pages` (the new pages join its last free run); false when the range
+ * after it is taken (seg then leaves the growable list) or no memory. */
+static bool segment_grow(segment_t *seg, uint32_t pages) {
+  uint32_t last = seg->end - ph_guard - 1;         /* the last usable page */
+  span_t *tail = seg->pagemap[last];
+  uint32_t have = tail->kind == SPAN_FREE_RUN ? tail->npages : 0;
+  uint32_t least = seg->end + (pages - have), end = seg->end * 2;   /* at least double */
+  if (least > SEG_PAGES) return false;                               /* cannot fit */
+  if (end < least) end = least;
+  if (end > SEG_PAGES) end = SEG_PAGES;
+  char *at = (char *)seg + (size_t)seg->end * PAGE_SIZE;
+  if (seg->from_sbrk && at != ph_sbrk_top) {      /* a break segment below the top */
+    seg->growable = false;
+    return false;
+  }
+  size_t more;
+  bool ok = false, taken = false;
+  for (;; end = least) {                          /* under a limit: only what it needs */
+    more = (size_t)(end - seg->end) * PAGE_SIZE;
+    ok = seg->from_sbrk ? os_sbrk_grow(at, more) : os_map_fixed(at, more, &taken);
+    if (ok || end == least) break;
+  }
+  if (!ok) {
+    if (taken) seg->growable = false;             /* another mapping follows it closely */
+    return false;
+  }
+  if (seg->from_sbrk) ph_sbrk_top = at + more;
+  ph_mapped += more;
+  decay_note_growth(more);
+  uint32_t from = seg->end - ph_guard;              /* the old guard page joins */
+  if (ph_guard && !(os_protect_rw((char *)seg + (size_t)from * PAGE_SIZE, PAGE_SIZE) &&
+                    os_protect_none((char *)seg + ((size_t)end - 1) * PAGE_SIZE, PAGE_SIZE)))
+    fatal("malloc", seg, "mprotect of a guard page failed");
+  seg->end = end;
+  run_free(seg, from, end - ph_guard - from, false, os_now_ms());
+  return true;
+}
+
+/* Under the lock: a free run of `pages` from a short segment grown in
+ * place, else from a new segment; NULL when out of memory. */
+static span_t *segment_more(uint32_t pages) {
+  for (segment_t **pp = &ph_growable; *pp;) {
+    segment_t *seg = *pp;
+    if (seg->growable && seg->end < SEG_PAGES && segment_grow(seg, pages)) return run_find(pages);
+    if (!seg->growable || seg->end == SEG_PAGES) {     /* done growing */
+      seg->growable = false;
+      *pp = seg->grow_next;
+    } else {
+      pp = &seg->grow_next;
+    }
+  }
+  return segment_new(pages) ? run_find(pages) : NULL;
 }
 
 /* Spare break segments that the top has come down to go back too. */
@@ -166,11 +261,12 @@ static void sbrk_lower_spares(void) {
     again = false;
     for (segment_t **pp = &ph_spare; *pp; pp = &(*pp)->next) {
       segment_t *seg = *pp, *next = seg->next;   /* read before the memory goes */
-      if (seg->from_sbrk && (char *)seg + SEG_SIZE == ph_sbrk_top &&
+      size_t bytes = (size_t)seg->end * PAGE_SIZE;
+      if (seg->from_sbrk && (char *)seg + bytes == ph_sbrk_top &&
           os_sbrk_shrink(ph_sbrk_top, seg)) {
         *pp = next;
         ph_sbrk_top = (char *)seg;
-        ph_mapped -= SEG_SIZE;
+        ph_mapped -= bytes;
         again = true;
         break;
       }
@@ -178,41 +274,52 @@ static void sbrk_lower_spares(void) {
   }
 }
 
-/* The segment has no allocated page: its one free run goes, and the
- * segment goes back to the OS. brk is lowered when it is the top of the break
- * heap; a break segment below the top cannot be unmapped, so it is purged and
- * kept for reuse; of mapped segments one is kept, purged, to damp cycles. */
-static void segment_release(segment_t *seg) {
-  run_unlink(&seg->spans[ph_first]);
-  if (seg->prev) seg->prev->next = seg->next;
-  else ph_segments = seg->next;
-  if (seg->next) seg->next->prev = seg->prev;
-  segmap_clear(seg, SEG_SIZE, SEG_SMALL);
-  if (seg->from_sbrk && (char *)seg + SEG_SIZE == ph_sbrk_top &&
-      os_sbrk_shrink(ph_sbrk_top, seg)) {
+/* Give seg's mapping back (it is off every list and out of the segment
+ * map): brk is lowered when it is the top of the break heap; a break
+ * segment below the top cannot be unmapped, so it is purged and kept for
+ * reuse; of mapped segments one is kept, purged, to damp cycles. */
+static void segment_unmap(segment_t *seg) {
+  size_t bytes = (size_t)seg->end * PAGE_SIZE;
+  if (seg->from_sbrk && (char *)seg + bytes == ph_sbrk_top && os_sbrk_shrink(ph_sbrk_top, seg)) {
     ph_sbrk_top = (char *)seg;
-    ph_mapped -= SEG_SIZE;
+    ph_mapped -= bytes;
     sbrk_lower_spares();
     return;
   }
   if (!seg->from_sbrk && ph_spare_mapped) {
-    os_unmap(seg, SEG_SIZE);
-    ph_mapped -= SEG_SIZE;
+    os_unmap(seg, bytes);
+    ph_mapped -= bytes;
     return;
   }
-  os_purge((char *)seg + SEG_HEADER_PAGES * PAGE_SIZE, SEG_USABLE_PAGES * PAGE_SIZE);
+  os_purge((char *)seg + SEG_HEADER_PAGES * PAGE_SIZE, bytes - SEG_HEADER_PAGES * PAGE_SIZE);
   if (!seg->from_sbrk) ph_spare_mapped = true;
   seg->next = ph_spare;
   ph_spare = seg;
 }
 
+/* The segment has no allocated page: its one free run goes, and so does
+ * the segment. */
+static void segment_release(segment_t *seg) {
+  run_unlink(&seg->spans[ph_first]);
+  if (seg->prev) seg->prev->next = seg->next;
+  else ph_segments = seg->next;
+  if (seg->next) seg->next->prev = seg->prev;
+  if (seg->growable) {
+    for (segment_t **pp = &ph_growable; *pp; pp = &(*pp)->grow_next)
+      if (*pp == seg) { *pp = seg->grow_next; break; }
+    seg->growable = false;
+  }
+  segmap_clear(seg, SEG_SIZE, SEG_SMALL);
+  segment_unmap(seg);
+}
+
 _Atomic uint32_t pageheap_clean_runs;
 
 span_t *pageheap_alloc_span(uint32_t npages, uint8_t kind) {
-  ASSERT(npages >= 1 && npages <= ph_usable);
+  ASSERT(npages >= 1 && npages <= SEG_PAGES - ph_first - ph_guard);
   lock_acquire(&ph_lock);
   span_t *run = run_find(npages);
-  if (!run && segment_new()) run = run_find(npages);
+  if (!run) run = segment_more(npages);
   if (!run) { lock_release(&ph_lock); return NULL; }
   run_unlink(run);
   segment_t *seg = seg_of_span(run);
@@ -279,10 +386,10 @@ static size_t release_empty_segments(uint32_t now, uint32_t age, bool *younger) 
   size_t released = 0;
   for (segment_t *seg = ph_segments, *next; seg; seg = next) {
     next = seg->next;
-    if (seg->free_pages != ph_usable) continue;
+    if (seg->free_pages != seg_usable(seg)) continue;
     if (now - seg->spans[ph_first].dirty_ms < age) { *younger = true; continue; }
+    released += (size_t)seg->end * PAGE_SIZE;
     segment_release(seg);
-    released += SEG_SIZE;
   }
   return released;
 }
@@ -335,9 +442,10 @@ bool pageheap_trim(void) {
   for (segment_t **pp = &ph_spare; *pp;) {
     segment_t *seg = *pp;
     if (seg->from_sbrk) { pp = &seg->next; continue; }
+    size_t bytes = (size_t)seg->end * PAGE_SIZE;
     *pp = seg->next;
-    os_unmap(seg, SEG_SIZE);
-    ph_mapped -= SEG_SIZE;
+    os_unmap(seg, bytes);
+    ph_mapped -= bytes;
     ph_spare_mapped = false;
   }
   released |= ph_mapped != before;
@@ -348,7 +456,10 @@ bool pageheap_trim(void) {
 void *pageheap_alloc_arena(void) {
   void *a = os_map_aligned(ARENA_SIZE, ARENA_SIZE, 0);
   if (!a) return NULL;
-  segmap_set(a, ARENA_SIZE, SEG_ARENA);
+  if (!segmap_set(a, ARENA_SIZE, SEG_ARENA)) {
+    os_unmap(a, ARENA_SIZE);
+    return NULL;
+  }
   lock_acquire(&ph_lock);
   ph_mapped += ARENA_SIZE;
   lock_release(&ph_lock);
@@ -370,9 +481,9 @@ void pageheap_stats(pageheap_stats_t *st) {
   st->resident = 0;
   st->dirty_free = 0;
   for (segment_t *seg = ph_segments; seg; seg = seg->next)
-    st->resident += os_resident(seg, SEG_SIZE);
+    st->resident += os_resident(seg, (size_t)seg->end * PAGE_SIZE);
   for (segment_t *seg = ph_spare; seg; seg = seg->next)
-    st->resident += os_resident(seg, SEG_SIZE);
+    st->resident += os_resident(seg, (size_t)seg->end * PAGE_SIZE);
   for (uint32_t n = 1; n <= SEG_PAGES; n++)
     for (span_t *r = ph_runs[n]; r; r = r->next)
       if (r->dirty) st->dirty_free += (size_t)n * PAGE_SIZE;

@@ -16,17 +16,25 @@
 /* Segment header. Invariant: pagemap[i] is the span whose pages include i
  * for every page of an allocated span, the head of a free run for its first
  * and last page, and &span_none everywhere else (header pages, the interior
- * of free runs), so any pointer into a small segment maps to a span struct. */
+ * of free runs, pages past `end`), so any pointer into a small segment maps
+ * to a span struct. Only the first `end` pages are mapped: a segment starts
+ * short where address space is scarce (the first one of the break heap, or
+ * under a limit) and grows in place while the range after it is free. */
 typedef struct segment {
   span_t *pagemap[SEG_PAGES];
   span_t spans[SEG_PAGES];          /* valid at the head page of each run */
   struct segment *next, *prev;      /* all small segments */
-  uint32_t free_pages;
+  struct segment *grow_next;        /* short segments that may grow */
+  uint32_t free_pages;              /* pages in free runs */
+  uint32_t end;                     /* pages mapped (header included) */
   bool from_sbrk;
+  bool growable;                    /* on the growable list */
 } segment_t;
 
 #define SEG_HEADER_PAGES ((sizeof(segment_t) + PAGE_SIZE - 1) / PAGE_SIZE)
 #define SEG_USABLE_PAGES (SEG_PAGES - SEG_HEADER_PAGES)
+/* The longest run pageheap_alloc_span serves, guard pages or not. */
+#define PAGEHEAP_MAX_RUN (SEG_USABLE_PAGES - 2)
 
 extern span_t span_none;
 
@@ -36,6 +44,12 @@ static inline segment_t *segment_of(const void *p) {
 static inline span_t *span_of(const void *p) {
   segment_t *seg = segment_of(p);
   return seg->pagemap[((uintptr_t)p - (uintptr_t)seg) >> PAGE_SHIFT];
+}
+
+/* Does p lie in the mapped part of the small segment holding it? */
+static inline bool pageheap_mapped(const void *p) {
+  segment_t *seg = segment_of(p);
+  return (((uintptr_t)p - 1 - (uintptr_t)seg) >> PAGE_SHIFT) < seg->end;
 }
 
 /* A run of npages pages (<= SEG_USABLE_PAGES) with its kind, start and

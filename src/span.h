@@ -39,7 +39,9 @@ typedef struct block {
 
 struct heap;
 
-enum { SPAN_NONE = 0, SPAN_FREE_RUN, SPAN_SMALL, SPAN_PURGING };
+/* SPAN_LARGE: a run holding one large block (large.c's fallback when no
+ * arena can be mapped). */
+enum { SPAN_NONE = 0, SPAN_FREE_RUN, SPAN_SMALL, SPAN_PURGING, SPAN_LARGE };
 /* xfree is the remote free list with the span's state in its low bits
  * (blocks are 16-byte aligned), so that a remote free learns from its own
  * CAS whether to queue the span, and never touches the span after that CAS
