@@ -226,6 +226,7 @@ void buddy_shrink(strata_buddy *b, void *p, unsigned order) {
 }
 
 size_t buddy_min_block(const strata_buddy *b) { return b->min_block; }
+size_t buddy_reserved_bytes(const strata_buddy *b) { return (size_t)b->reserved << b->shift; }
 unsigned buddy_max_order(const strata_buddy *b) { return b->max_order; }
 
 bool buddy_check_canaries(const strata_buddy *b) {

@@ -55,8 +55,10 @@ bool buddy_grow_in_place(strata_buddy *b, void *p, unsigned order);
 /* Shrink the allocated block at p to order `order`, freeing the upper halves. */
 void buddy_shrink(strata_buddy *b, void *p, unsigned order);
 
-/* The minimum block size and the region start. */
+/* The minimum block size, and the bytes at the region's start that are
+ * never handed out (the caller's prefix and the metadata). */
 size_t buddy_min_block(const strata_buddy *b);
+size_t buddy_reserved_bytes(const strata_buddy *b);
 unsigned buddy_max_order(const strata_buddy *b);
 
 /* True when both canary words around the metadata are intact. */

@@ -128,13 +128,14 @@ static inline block_t *heap_cache_pop(heap_t *h, unsigned cls, uintptr_t *key) {
 }
 
 /* Fast paths: no lock, no atomic read-modify-write. With `fresh` (calloc),
- * tells whether the block came zeroed from the OS but for its two words. */
+ * tells whether the block came zeroed from the OS. */
 static inline void *heap_malloc_small(heap_t *h, unsigned cls, bool *fresh) {
   uintptr_t key;
   block_t *b = heap_cache_pop(h, cls, &key);
   if (unlikely(b == NULL)) return NULL;
   if (fresh) *fresh = key == KEY_FRESH;
   b->key = 0;             /* an allocated block does not look free */
+  b->next_enc = 0;        /* nor shows the program a value made with the secret */
   STAT_INC(h->nmalloc[cls]);
   return b;
 }

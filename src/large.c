@@ -83,6 +83,11 @@ static arena_t *arena_new(void) {
   lock_reinit(&a->lock);
   a->buddy = strata_buddy_init(a, ARENA_SIZE, sizeof(arena_t), OS_PAGE);
   if (!a->buddy) { pageheap_free_arena(a); return NULL; }
+  size_t meta = buddy_reserved_bytes(a->buddy);    /* guard=1: blocks fault until handed out */
+  if (options.guard && !os_protect_none((char *)a + meta, ARENA_SIZE - meta)) {
+    pageheap_free_arena(a);
+    return NULL;
+  }
   return a;
 }
 
@@ -333,6 +338,9 @@ void *large_alloc(size_t size, size_t align, bool zero) {
     if (p) large_hint = ak + 1;
   }
   if (!p && !(p = large_grow(n, order, pages, dirty, false))) return large_run_alloc(size, align, zero);
+  /* guard=1: only a block's usable pages are accessible, and only while it
+   * is allocated, so a write after free or past the pages faults. */
+  if (options.guard && !os_protect_rw(p, pages * OS_PAGE)) fatal("malloc", p, "mprotect failed (guard=1)");
   if (zero) {                         /* clear the pages that may be dirty */
     for (size_t k = 0; k < pages; k++)
       if (dirty[k / 64] >> (k % 64) & 1) {
@@ -371,6 +379,8 @@ void large_free(void *p, const char *call) {
   unsigned order = arena_lock_block(a, p, call);
   count_add(&a->nfree, 1);
   large_count_bytes(a, -1, a->usable[i], order);
+  if (options.guard && !os_protect_none(p, (size_t)a->usable[i] * OS_PAGE))
+    fatal(call, p, "mprotect failed (guard=1)");
   buddy_free_block(a->buddy, p);      /* its dirty pages: for the decay */
   arena_note_unpurged(a, i, i + ((size_t)1 << order));
   lock_release(&a->lock);
@@ -410,6 +420,12 @@ bool large_resize(void *p, size_t size) {
     large_count_bytes(a, -1, a->usable[i], order);
     large_count_bytes(a, 1, pages, want);
     dirty_set(a, i, i + pages);
+    if (options.guard) {                /* the pages that came or went (see large_alloc) */
+      size_t lo_p = pages < a->usable[i] ? pages : a->usable[i], hi_p = pages ^ a->usable[i] ^ lo_p;
+      char *from = (char *)p + lo_p * OS_PAGE;
+      if (!(pages > a->usable[i] ? os_protect_rw : os_protect_none)(from, (hi_p - lo_p) * OS_PAGE))
+        fatal(CALL_REALLOC, p, "mprotect failed (guard=1)");
+    }
     a->usable[i] = (uint16_t)pages;
   }
   lock_release(&a->lock);

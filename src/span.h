@@ -24,8 +24,8 @@
  * sets and malloc clears, so free can screen for a double free with one
  * compare (the blocks are at least 16 bytes). The key's two low bits say more:
  * KEY_FRESH marks a block carved from zeroed pages and never handed out
- * (calloc then clears only its two words), KEY_SUSPECT a remote free of a
- * block that already looked free (see span_push_remote).
+ * (calloc then clears nothing: malloc clears both words), KEY_SUSPECT a
+ * remote free of a block that already looked free (see span_push_remote).
  */
 #ifndef STRATA_SPAN_H
 #define STRATA_SPAN_H

@@ -1,6 +1,7 @@
 /* test_harden.c - the optional hardening (STRATA_OPTIONS=guard=1,junk=1,
  * canary=1): each misuse below, in a child process, must die the expected
- * way; normal use must not. The program re-executes itself with the options
+ * way; normal use must not (guard pages around huge blocks and freed large
+ * ones, junk, canaries). The program re-executes itself with the options
  * set, so they are read at Strata's first allocation. Uses the strata_ API
  * (it runs in every build). */
 #define _GNU_SOURCE
@@ -69,6 +70,34 @@ static void huge_underrun(void) {
   char *p = strata_malloc((size_t)20 << 20);
   ((volatile char *)p)[-1] = 1;         /* the guard page before the block */
 }
+/* A freed large block stays mapped for reuse; guard=1 makes its pages
+ * inaccessible until a malloc hands them out again, so a write after free
+ * faults (as under glibc, which unmaps such a block) instead of landing in
+ * the next owner's block. */
+static void large_use_after_free(void) {
+  char *p = strata_malloc(256 << 10);
+  p[0] = 1;
+  strata_free(p);
+  ((volatile char *)p)[100] = 1;
+}
+/* Only the usable pages of a large block are accessible: a write past them,
+ * into the rest of its power-of-two block, faults. */
+static void large_overrun(void) {
+  char *p = strata_malloc(300 << 10);   /* 75 pages in a block of 128 */
+  size_t usable = strata_malloc_usable_size(p);
+  memset(p, 1, usable);
+  ((volatile char *)p)[usable] = 1;
+}
+/* The same pages serve again after the free. */
+static void large_reuse(void) {
+  for (int i = 0; i < 100; i++) {
+    char *p = strata_malloc((size_t)(64 + i) << 10);
+    memset(p, i, (size_t)(64 + i) << 10);
+    p = strata_realloc(p, (size_t)(64 + 2 * i) << 10);   /* in place when it can */
+    memset(p, i, (size_t)(64 + 2 * i) << 10);
+    strata_free(p);
+  }
+}
 static void normal_use(void) {
   void *v[4000];
   for (int round = 0; round < 5; round++) {
@@ -112,6 +141,9 @@ int main(int argc, char **argv) {
   expect_death("overflow found when realloc moves the block", overflow_in_realloc, SIGABRT, "heap overflow");
   expect_death("write past a huge block (guard page)", huge_overrun, SIGSEGV, NULL);
   expect_death("write before a huge block (guard page)", huge_underrun, SIGSEGV, NULL);
+  expect_death("write after free of a large block", large_use_after_free, SIGSEGV, NULL);
+  expect_death("write past the usable pages of a large block", large_overrun, SIGSEGV, NULL);
+  expect_death("no false alarm: large blocks reused and resized", large_reuse, 0, NULL);
   expect_death("no false alarm: normal use", normal_use, 0, NULL);
   printf("test_harden: %d failure(s)\n", failures);
   return failures != 0;
