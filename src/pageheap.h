@@ -26,7 +26,8 @@ typedef struct segment {
   struct segment *next, *prev;      /* all small segments */
   struct segment *grow_next;        /* short segments that may grow */
   uint32_t free_pages;              /* pages in free runs */
-  uint32_t end;                     /* pages mapped (header included) */
+  _Atomic uint32_t end;             /* pages mapped (header included); grows
+                                       under the lock, read by strata_owns */
   bool from_sbrk;
   bool growable;                    /* on the growable list */
 } segment_t;
@@ -49,7 +50,7 @@ static inline span_t *span_of(const void *p) {
 /* Does p lie in the mapped part of the small segment holding it? */
 static inline bool pageheap_mapped(const void *p) {
   segment_t *seg = segment_of(p);
-  return (((uintptr_t)p - 1 - (uintptr_t)seg) >> PAGE_SHIFT) < seg->end;
+  return (((uintptr_t)p - 1 - (uintptr_t)seg) >> PAGE_SHIFT) < atomic_load_relaxed(&seg->end);
 }
 
 /* A run of npages pages (<= SEG_USABLE_PAGES) with its kind, start and
