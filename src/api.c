@@ -10,6 +10,7 @@
 #include "huge.h"
 #include "init.h"
 #include "large.h"
+#include "os.h"
 #include "segmap.h"
 
 #include <dlfcn.h>
@@ -55,16 +56,22 @@ static void checked_free_small(void *p, const char *call) {
 }
 
 /* ---- allocation, any size and alignment ---------------------------------- */
-static void *alloc_tiers(size_t size, size_t align, bool zero) {
-  init_ensure();
-  if (unlikely(size > PTRDIFF_MAX)) goto nomem;
+static bool collect(void);
+
+/* One try at the tier of the size (a large block falls back to a huge
+ * mapping); NULL when out of memory. `fit`, once the caches have gone back
+ * (see alloc_tiers), lets a small block take what needs no new memory, a
+ * free block of a bigger class, then a mapping of its own: a small class
+ * needs a span, and a new segment 72 KiB at least. */
+static void *alloc_tier(size_t size, size_t align, bool zero, bool fit) {
   size_t room = options.canary ? CANARY_ROOM : 0;
   if (size + room <= SMALL_MAX && align <= PAGE_SIZE) {
     unsigned cls = align <= ALIGNMENT ? class_of(size + room) : class_of_aligned(size + room, align);
     if (cls < CLASS_COUNT) {
       bool fresh = false;
       void *p = heap_alloc_class(cls, zero ? &fresh : NULL);
-      if (!p) goto nomem;
+      if (!p && fit) p = heap_alloc_at_hand(cls + 1, align, &cls, zero ? &fresh : NULL);
+      if (!p) return fit ? huge_alloc(size, align, zero) : NULL;
       if (zero) {
         if (!fresh) memset(p, 0, size);
       } else if (options.junk) {
@@ -81,11 +88,26 @@ static void *alloc_tiers(size_t size, size_t align, bool zero) {
       return p;
     }
   }
-  void *p = huge_alloc(size, align, zero);   /* with zero, fresh from the OS */
-  if (p) return p;
-nomem:
-  errno = ENOMEM;
-  return NULL;
+  return huge_alloc(size, align, zero);     /* with zero, fresh from the OS */
+}
+
+/* Any size and alignment. Out of memory, what the caches keep (this
+ * thread's blocks and spans, every heap's empty spans, free pages, spare
+ * segments) goes back first, and the allocation is tried once more, with
+ * the fallbacks: under an address-space limit that memory may be all there
+ * is, and a block of its own class serves a later realloc as glibc's would.
+ * Not for a request bigger than all Strata has mapped, which the caches
+ * cannot help (a program probing for the largest block it may get). */
+static void *alloc_tiers(size_t size, size_t align, bool zero) {
+  init_ensure();
+  void *p = NULL;
+  if (likely(size <= PTRDIFF_MAX) && !(p = alloc_tier(size, align, zero, false)) &&
+      size <= atomic_load_relaxed(&os_mapped)) {
+    collect();
+    p = alloc_tier(size, align, zero, true);
+  }
+  if (!p) errno = ENOMEM;
+  return p;
 }
 
 static NOINLINE void *malloc_slow(size_t size) {
@@ -349,6 +371,8 @@ API void *strata_pvalloc(size_t size) {
 }
 
 /* ---- returning memory -------------------------------------------------------- */
+/* Everything free goes back at once; true when the page heap or the large
+ * tier gave something back. */
 static bool collect(void) {
   if (atomic_load_acquire(&init_state) != 2) return false;
   heap_collect();

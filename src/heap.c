@@ -556,9 +556,9 @@ bool heap_sweep_abandoned(void) {
 }
 
 /* ---- refill ---------------------------------------------------------------- */
-/* Fill the empty cache of cls from the bin's spans (a new one if need be);
- * false when out of memory. */
-static bool heap_refill(heap_t *h, unsigned cls) {
+/* Fill the empty cache of cls from the bin's spans (a new one if need be,
+ * when `grow`); false when out of memory. */
+static bool heap_refill(heap_t *h, unsigned cls, bool grow) {
   heap_tick(h);
   heap_bound_adapt(h, cls);
   if (atomic_load_relaxed(&h->ready[cls]) && ++h->ready_wait[cls] >= HEAP_READY_REFILLS)
@@ -569,6 +569,7 @@ static bool heap_refill(heap_t *h, unsigned cls) {
     if (!s) {
       s = heap_cache_take(h, cls);
       if (!s) s = heap_adopt(h, cls);
+      if (!s && !grow) return false;
       if (!s) {
         uint32_t clean = atomic_load_relaxed(&pageheap_clean_runs);
         s = pageheap_alloc_span(class_info[cls].pages, SPAN_SMALL);
@@ -637,9 +638,9 @@ static heap_t *heap_for_thread(void) {
 
 /* A pop from h's cache of cls, refilled first if empty; aborts on a bad
  * cached block. */
-static void *heap_pop_or_refill(heap_t *h, unsigned cls, bool *fresh) {
+static void *heap_pop_or_refill(heap_t *h, unsigned cls, bool *fresh, bool grow) {
   void *p = heap_malloc_small(h, cls, fresh);
-  if (!p && !h->free[cls] && heap_refill(h, cls)) p = heap_malloc_small(h, cls, fresh);
+  if (!p && !h->free[cls] && heap_refill(h, cls, grow)) p = heap_malloc_small(h, cls, fresh);
   if (!p && h->free[cls]) heap_bad_cached_block(h->free[cls]);
   return p;
 }
@@ -651,12 +652,26 @@ void *heap_alloc_class(unsigned cls, bool *fresh) {
     h = heap_for_thread();
     if (!h) {                       /* thread torn down, or no memory */
       lock_acquire(&heap_orphan_lock);
-      void *p = heap_pop_or_refill(&heap_orphan, cls, fresh);
+      void *p = heap_pop_or_refill(&heap_orphan, cls, fresh, true);
       lock_release(&heap_orphan_lock);
       return p;
     }
   }
-  return heap_pop_or_refill(h, cls, fresh);
+  return heap_pop_or_refill(h, cls, fresh, true);
+}
+
+void *heap_alloc_at_hand(unsigned cls, size_t align, unsigned *got, bool *fresh) {
+  heap_t *h = heap_tls;
+  if (h == &heap_empty) return NULL;
+  for (unsigned c = cls; c < CLASS_COUNT; c++) {
+    if (class_info[c].size & (align - 1)) continue;   /* its blocks are not aligned so */
+    void *p = heap_pop_or_refill(h, c, fresh, false);
+    if (p) {
+      *got = c;
+      return p;
+    }
+  }
+  return NULL;
 }
 
 /* ---- frees that are not the owner's fast path ------------------------------ */

@@ -143,6 +143,11 @@ static inline void *heap_malloc_small(heap_t *h, unsigned cls, bool *fresh) {
 /* A block of class cls for the calling thread (slow path of the fast pop,
  * `fresh` as there); NULL when out of memory. */
 void *heap_alloc_class(unsigned cls, bool *fresh);
+/* Out of memory for cls: a block of cls or a larger class aligned to
+ * `align` (a power of two <= PAGE_SIZE; its class in *got) from what the
+ * calling thread has at hand (cached blocks, free blocks of its spans,
+ * cached or abandoned spans), with no new span; NULL when there is none. */
+void *heap_alloc_at_hand(unsigned cls, size_t align, unsigned *got, bool *fresh);
 
 /* Free of a small block the calling thread does not own, or whose owner
  * path is slow; checks that p is a block of s. False, doing nothing, when

@@ -184,6 +184,8 @@ void init_slow(void) {
   if (atomic_load_acquire(&init_state) != 2) {
     class_init();
     span_init_secrets(os_random_secret());
+    segmap_prepare(os_sbrk_current());        /* the break heap */
+    segmap_prepare((const void *)&getenv);    /* mmap places ours below the C library */
     options_parse();
     pageheap_set_sbrk(options.use_sbrk);
     pageheap_set_guard(options.guard);

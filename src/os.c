@@ -51,8 +51,11 @@ static void *os_map_at(void *p, size_t size, bool *taken) {
 }
 
 /* The same without the slack, for a tight address-space limit: a mapping
- * of size bytes where the kernel puts it, if aligned, else at the aligned
- * addresses around it. */
+ * of size bytes where the kernel puts it, if aligned, else at an aligned
+ * address above it or below it (the kernel fills the address space from
+ * the top down, so the range below the lowest mapping is free: the probe
+ * may have found a hole between mappings instead). */
+#define OS_EXACT_TRIES 64
 static void *os_map_exact(size_t size, size_t align, size_t shift) {
   char *probe = mmap(NULL, size, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -60,13 +63,11 @@ static void *os_map_exact(size_t size, size_t align, size_t shift) {
   uintptr_t down = (((uintptr_t)probe + shift) & ~(uintptr_t)(align - 1)) - shift;
   if (down == (uintptr_t)probe) return probe;
   munmap(probe, size);
-  uintptr_t tries[] = { down, down + align, down - align };
-  for (unsigned k = 0; k < sizeof tries / sizeof tries[0]; k++) {
-    bool taken;
-    void *r = tries[k] && tries[k] < ((uintptr_t)1 << ADDR_BITS) ? os_map_at((void *)tries[k], size, &taken) : NULL;
-    if (r) return r;
-  }
-  return NULL;
+  bool taken = true;
+  void *r = down + align < ((uintptr_t)1 << ADDR_BITS) ? os_map_at((void *)(down + align), size, &taken) : NULL;
+  for (unsigned k = 0; !r && taken && k < OS_EXACT_TRIES && down > (uintptr_t)k * align; k++)
+    r = os_map_at((void *)(down - (uintptr_t)k * align), size, &taken);
+  return r;
 }
 
 /* errno is kept intact across every call here: free must preserve it. */
@@ -79,6 +80,7 @@ void *os_map_aligned(size_t size, size_t align, size_t shift) {
     munmap(p, size);
     p = NULL;
   }
+  if (p) atomic_add_relaxed(&os_mapped, size);
   errno = saved;
   return p;
 }
@@ -88,18 +90,23 @@ bool os_map_fixed(void *p, size_t size, bool *taken) {
   if (*taken || os_injected_failure()) return false;
   int saved = errno;
   bool ok = os_map_at(p, size, taken) != NULL;
+  if (ok) atomic_add_relaxed(&os_mapped, size);
   errno = saved;
   return ok;
 }
 
 _Atomic size_t os_returned;
+_Atomic size_t os_mapped;
 bool os_lazy_purge;
 
 bool os_unmap(void *p, size_t size) {
   int saved = errno;
   bool ok = munmap(p, size) == 0;
   errno = saved;
-  if (ok) atomic_add_relaxed(&os_returned, size);
+  if (ok) {
+    atomic_add_relaxed(&os_returned, size);
+    atomic_sub_relaxed(&os_mapped, size);
+  }
   return ok;
 }
 
@@ -179,6 +186,7 @@ bool os_remap(void *p, size_t old, size_t size, void *to) {
   void *r = to == p ? mremap(p, old, size, 0)
                     : mremap(p, old, size, MREMAP_MAYMOVE | MREMAP_FIXED, to);
   errno = saved;
+  if (r != MAP_FAILED) atomic_add_relaxed(&os_mapped, size - old);   /* wraps down when it shrank */
   return r != MAP_FAILED;
 }
 
@@ -195,7 +203,7 @@ bool os_sbrk_grow(void *expect, size_t size) {
   bool ok = false;
   if (sbrk(0) == expect && (intptr_t)size > 0) {
     void *old = sbrk((intptr_t)size);
-    if (old == expect) ok = true;
+    if (old == expect) ok = true, atomic_add_relaxed(&os_mapped, size);
     else if (old != (void *)-1) sbrk(-(intptr_t)size);  /* raced: undo */
   }
   errno = saved;
@@ -205,6 +213,7 @@ bool os_sbrk_grow(void *expect, size_t size) {
 bool os_sbrk_shrink(void *top, void *to) {
   int saved = errno;
   bool ok = sbrk(0) == top && brk(to) == 0;
+  if (ok) atomic_sub_relaxed(&os_mapped, (size_t)((char *)top - (char *)to));
   errno = saved;
   return ok;
 }

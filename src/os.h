@@ -23,8 +23,10 @@ bool  os_purge(void *p, size_t size);
  * range now reads as zeros. */
 bool  os_purge_decayed(void *p, size_t size);
 extern bool os_lazy_purge;
-/* Bytes given back so far (purged or unmapped). */
+/* Bytes given back so far (purged or unmapped), and mapped now (by the
+ * calls here: mappings and the break). */
 extern _Atomic size_t os_returned;
+extern _Atomic size_t os_mapped;
 /* Make [p, p + size) inaccessible (a guard page), or accessible again. */
 bool  os_protect_none(void *p, size_t size);
 bool  os_protect_rw(void *p, size_t size);

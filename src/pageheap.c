@@ -180,8 +180,13 @@ static segment_t *segment_new(uint32_t pages) {
   } else if (!(seg = segment_map(pages))) {
     return NULL;
   }
-  if (!segmap_set(seg, SEG_SIZE, SEG_SMALL)) {
-    segment_unmap(seg);
+  if (!segmap_set(seg, SEG_SIZE, SEG_SMALL)) {   /* no leaf: give it back at once */
+    if (seg->from_sbrk) {
+      segment_unmap(seg);
+    } else {
+      ph_mapped -= (size_t)seg->end * PAGE_SIZE;
+      os_unmap(seg, (size_t)seg->end * PAGE_SIZE);
+    }
     return NULL;
   }
   for (uint32_t i = 0; i < SEG_PAGES; i++) seg->pagemap[i] = &span_none;

@@ -65,6 +65,11 @@ bool segmap_set(void *base, size_t size, seg_kind_t kind) {
 
 void segmap_clear(void *base, size_t size, seg_kind_t kind) { segmap_update(base, size, kind, SEG_NONE); }
 
+void segmap_prepare(const void *p) {
+  uintptr_t idx = (uintptr_t)p >> SEG_SHIFT;
+  if (idx < SEGMAP_ENTRIES) segmap_entry(idx);
+}
+
 void segmap_fork_prepare(void) { lock_acquire(&segmap_lock); }
 void segmap_fork_parent(void) { lock_release(&segmap_lock); }
 void segmap_fork_child(void) { lock_reinit(&segmap_lock); }

@@ -45,6 +45,11 @@ static inline seg_kind_t segmap_kind(const void *p) {
 bool segmap_set(void *base, size_t size, seg_kind_t kind);
 void segmap_clear(void *base, size_t size, seg_kind_t kind);
 
+/* Map the leaf for the range of p now, if it can be: init does it for the
+ * break heap and the area where mmap places mappings, so that a program
+ * that reaches an address-space limit has them already. */
+void segmap_prepare(const void *p);
+
 /* Fork: the leaf lock (a leaf: taken last). */
 void segmap_fork_prepare(void);
 void segmap_fork_parent(void);
