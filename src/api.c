@@ -5,55 +5,19 @@
  * to the huge threshold), huge (direct mmap). A pointer's tier comes from the
  * segment map, so foreign pointers are detected before any header is read.
  */
+#include "checked.h"
 #include "decay.h"
 #include "heap.h"
 #include "huge.h"
 #include "init.h"
 #include "large.h"
+#include "options.h"
 #include "os.h"
 #include "segmap.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <string.h>
-
-/* ---- checked mode: junk and canaries (options junk, canary) ---------------
- * Small blocks then all take the slow paths (span_checked_mode). A canary
- * block keeps the request's size in its last word and a canary word right
- * after the requested bytes, so a one-byte overrun is caught on free. */
-#define JUNK_NEW  0xaa
-#define JUNK_FREE 0xdf
-#define CANARY_ROOM 16                  /* the canary word and the size word */
-
-static uint64_t canary_of(const void *p) { return (uintptr_t)p * 0x9E3779B97F4A7C15ull ^ span_secret; }
-
-static void canary_set(char *p, size_t req, size_t block) {
-  uint64_t c = canary_of(p);
-  memcpy(p + req, &c, sizeof c);
-  memcpy(p + block - sizeof(size_t), &req, sizeof req);
-}
-
-/* The requested size of a canary block; aborts when its words were hit. */
-static size_t canary_check(const char *p, size_t block, const char *call) {
-  size_t req;
-  uint64_t c;
-  memcpy(&req, p + block - sizeof req, sizeof req);
-  if (req > block - CANARY_ROOM) fatal(call, p, "heap overflow: the end of the block was overwritten");
-  memcpy(&c, p + req, sizeof c);
-  if (c != canary_of(p)) fatal(call, p, "heap overflow: the canary after the block was overwritten");
-  return req;
-}
-
-/* The free of a small block in checked mode: canary, then junk (the first
- * two words are the free list's). A block that looks free is left to the
- * double-free check. */
-static void checked_free_small(void *p, const char *call) {
-  if (span_of(p)->kind == SPAN_LARGE) return;     /* free_large_run's */
-  span_t *s = heap_span_checked(p, call);
-  if (block_looks_free(p, span_free_key)) return;
-  if (options.canary) canary_check(p, s->block_size, call);
-  if (options.junk) memset((char *)p + sizeof(block_t), JUNK_FREE, s->block_size - sizeof(block_t));
-}
 
 /* ---- allocation, any size and alignment ---------------------------------- */
 static bool collect(void);
@@ -64,7 +28,7 @@ static bool collect(void);
  * free block of a bigger class, then a mapping of its own: a small class
  * needs a span, and a new segment 72 KiB at least. */
 static void *alloc_tier(size_t size, size_t align, bool zero, bool fit) {
-  size_t room = options.canary ? CANARY_ROOM : 0;
+  size_t room = options.canary ? CHECKED_CANARY_ROOM : 0;
   if (size + room <= SMALL_MAX && align <= PAGE_SIZE) {
     unsigned cls = align <= ALIGNMENT ? class_of(size + room) : class_of_aligned(size + room, align);
     if (cls < CLASS_COUNT) {
@@ -75,16 +39,16 @@ static void *alloc_tier(size_t size, size_t align, bool zero, bool fit) {
       if (zero) {
         if (!fresh) memset(p, 0, size);
       } else if (options.junk) {
-        memset(p, JUNK_NEW, class_info[cls].size);
+        checked_junk_new(p, class_info[cls].size);
       }
-      if (room) canary_set(p, size, class_info[cls].size);
+      if (room) checked_canary_set(p, size, class_info[cls].size);
       return p;
     }
   }
   if (size <= options_huge_threshold() && align <= LARGE_MAX) {
     void *p = large_alloc(size, align, zero);
     if (p) {
-      if (!zero && options.junk) memset(p, JUNK_NEW, size);
+      if (!zero && options.junk) checked_junk_new(p, size);
       return p;
     }
   }
@@ -120,7 +84,7 @@ static NOINLINE void *malloc_slow(size_t size) {
  * general path's checks of size and options. NULL before init, in checked
  * mode and when out of memory: the caller takes the general path. */
 static void *bin_refill(unsigned cls) {
-  if (likely(atomic_load_relaxed(&init_state) == 2 && !span_checked_mode)) {
+  if (likely(init_ready() && !span_checked_mode)) {
     void *p = heap_alloc_class(cls, NULL);
     if (likely(p != NULL)) {
       decay_poll(true);
@@ -152,14 +116,14 @@ API void *strata_malloc(size_t size) {
 /* ---- free ------------------------------------------------------------------ */
 /* A large block in a run of a small segment (see large.h). */
 static COLD void free_large_run(void *p, const char *call) {
-  if (options.junk) memset(p, JUNK_FREE, large_run_usable(p, call));
+  if (options.junk) checked_junk_freed(p, large_run_usable(p, call));
   large_run_free(p, call);
 }
 
 /* A small block that is not the owner's fast path: mostly another thread's
  * (a remote free), straight from free without a second segment lookup. */
 static NOINLINE void free_small(void *p, const char *call) {
-  if (span_checked_mode) checked_free_small(p, call);
+  if (span_checked_mode && span_of(p)->kind == SPAN_SMALL) checked_free_small(heap_span_checked(p, call), p, call);
   if (unlikely(!heap_free_small_slow(p, call))) free_large_run(p, call);
   decay_poll(false);
 }
@@ -169,7 +133,7 @@ static NOINLINE void free_small(void *p, const char *call) {
 static NOINLINE void free_slow(void *p, seg_kind_t kind, const char *call) {
   ASSERT(kind != SEG_SMALL);
   if (kind == SEG_ARENA) {
-    if (options.junk) memset(p, JUNK_FREE, large_usable(p, call));
+    if (options.junk) checked_junk_freed(p, large_usable(p, call));
     large_free(p, call);
   } else if (kind == SEG_HUGE) {
     /* glibc's dynamic mmap threshold: a freed huge block that the large
@@ -217,7 +181,7 @@ static size_t usable_size(const void *p, const char *call) {
   case SEG_SMALL: {
     if (span_of(p)->kind == SPAN_LARGE) return large_run_usable(p, call);
     size_t block = heap_span_checked(p, call)->block_size;
-    return options.canary && !block_looks_free(p, span_free_key) ? canary_check(p, block, call) : block;
+    return options.canary && !block_looks_free(p, span_free_key) ? checked_canary_check(p, block, call) : block;
   }
   case SEG_ARENA: return large_usable(p, call);
   case SEG_HUGE:  return huge_usable(p, call);
@@ -371,15 +335,14 @@ API void *strata_pvalloc(size_t size) {
 }
 
 /* ---- returning memory -------------------------------------------------------- */
-/* Everything free goes back at once; true when the page heap or the large
- * tier gave something back. */
+/* Everything free goes back at once, tier after tier; true when something
+ * went back to the OS. */
 static bool collect(void) {
-  if (atomic_load_acquire(&init_state) != 2) return false;
-  heap_collect();
-  bool a = pageheap_trim();
-  bool b = large_trim();
-  huge_trim();
-  return a || b;
+  if (!init_ready()) return false;
+  bool returned = false;
+  for (unsigned i = 0; i < init_tier_count; i++)
+    if (init_tiers[i]->trim) returned |= init_tiers[i]->trim();
+  return returned;
 }
 
 API void strata_collect(void) { collect(); }

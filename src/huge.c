@@ -1,23 +1,25 @@
 /* huge.c - direct mappings.
  *
  * The huge cache: freed mappings kept for reuse. A program that cycles huge
- * blocks (`huge`: 64-128 MiB, one byte written per 64 KiB) otherwise maps,
- * faults in and unmaps each one. Up to HUGE_CACHE_SLOTS mappings of
- * HUGE_CACHE_BYTES in all (the oldest go first to make room; one mapping
- * never makes a leak look like 1 GiB mapped to the fuzzer's check, which
- * 4 mappings of up to 1 GiB each did); a malloc (not calloc: they are not
- * zero) takes the
- * smallest that holds it, if at most twice its size; the decay unmaps
- * those freed more than decay_ms ago, strata_collect all of them. A cached
- * mapping is out of the segment map, as if unmapped: freeing its block
- * again is reported as the free of a pointer that is not Strata's.
+ * blocks otherwise maps, faults in and unmaps each one. Up to
+ * HUGE_CACHE_SLOTS mappings of HUGE_CACHE_BYTES in all (the oldest go first
+ * to make room, so that a few big mappings never look like a leak of
+ * gigabytes); a malloc (not calloc: they are not zero) takes the smallest
+ * that holds it, if at most twice its size; the decay unmaps those freed
+ * more than decay_ms ago, strata_collect all of them. A cached mapping is
+ * out of the segment map, as if unmapped: freeing its block again is
+ * reported as the free of a pointer that is not Strata's.
  *
- * Lock: huge_lock guards the list of live mappings (for statistics) and the
- * cache; a leaf, held only to link, unlink and take; no system call under
- * it. */
+ * Lock: huge_lock guards the list of live mappings and the cache; held to
+ * link, unlink and take, and by the statistics, which ask the kernel which
+ * pages are resident (mincore) under it; nothing is mapped or unmapped
+ * under it.
+ */
 #include "huge.h"
-#include "decay.h"
-#include "init.h"
+#include "backlog.h"
+#include "list.h"
+#include "lock.h"
+#include "options.h"
 #include "os.h"
 #include "segmap.h"
 
@@ -32,11 +34,11 @@ typedef struct huge_hdr {
   size_t align;
   size_t guard;       /* guard=1: PROT_NONE pages before user and at the end */
   void *user;
-  struct huge_hdr *next, *prev;   /* huge_list, under huge_lock */
+  LIST_LINK(struct huge_hdr) link;   /* huge_list, under huge_lock */
   uint32_t freed_ms;  /* in the cache: when it was freed */
 } huge_hdr_t;
 
-static lock_t huge_lock = LOCK_INIT;
+static lock_t huge_lock = LOCK_INIT(RANK_HUGE);
 static huge_hdr_t *huge_list;
 static uint64_t huge_nmalloc, huge_nfree;     /* under huge_lock */
 
@@ -46,10 +48,7 @@ static huge_hdr_t *huge_cache[HUGE_CACHE_SLOTS];   /* under huge_lock; NULL: emp
 
 static void huge_link(huge_hdr_t *h, bool fresh) {
   lock_acquire(&huge_lock);
-  h->prev = NULL;
-  h->next = huge_list;
-  if (huge_list) huge_list->prev = h;
-  huge_list = h;
+  LIST_PUSH(&huge_list, h, link);
   huge_nmalloc += fresh;
   lock_release(&huge_lock);
 }
@@ -62,9 +61,7 @@ static void huge_set_size(huge_hdr_t *h, size_t size) {
 
 static void huge_unlink(huge_hdr_t *h, bool gone) {
   lock_acquire(&huge_lock);
-  if (h->prev) h->prev->next = h->next;
-  else huge_list = h->next;
-  if (h->next) h->next->prev = h->prev;
+  LIST_REMOVE(&huge_list, h, link);
   huge_nfree += gone;
   lock_release(&huge_lock);
 }
@@ -95,7 +92,8 @@ static huge_hdr_t *huge_map(size_t size, size_t align) {
     os_unmap(h, total);
     return NULL;
   }
-  *h = (huge_hdr_t){ HUGE_MAGIC ^ (uintptr_t)h, total, off, align, guard, (char *)h + off, NULL, NULL, 0 };
+  *h = (huge_hdr_t){ .magic = HUGE_MAGIC ^ (uintptr_t)h, .size = total, .offset = off, .align = align,
+                     .guard = guard, .user = (char *)h + off };
   huge_link(h, true);
   return h;
 }
@@ -134,7 +132,8 @@ void *huge_alloc(size_t size, size_t align, bool zero) {
     h = huge_map(size, align);
     return h ? h->user : NULL;
   }
-  *h = (huge_hdr_t){ HUGE_MAGIC ^ (uintptr_t)h, h->size, off, align, 0, (char *)h + off, NULL, NULL, 0 };
+  *h = (huge_hdr_t){ .magic = HUGE_MAGIC ^ (uintptr_t)h, .size = h->size, .offset = off, .align = align,
+                     .user = (char *)h + off };
   huge_link(h, true);
   return h->user;
 }
@@ -176,7 +175,7 @@ static void huge_cache_put(huge_hdr_t *h) {
   }
   lock_release(&huge_lock);
   huge_unmap_all(gone, n);
-  decay_note(size);
+  backlog_note(size);
 }
 
 /* Take the cached mappings freed at least `age` ms before `now` (all of
@@ -199,11 +198,15 @@ static bool huge_cache_drop(uint32_t now, uint32_t age) {
   return waiting;
 }
 
-void huge_decay(uint32_t now, bool *younger) {
-  if (huge_cache_drop(now, options.decay_ms)) *younger = true;
+static void huge_decay(uint32_t now, uint32_t age, bool *younger) {
+  if (huge_cache_drop(now, age)) *younger = true;
 }
 
-void huge_trim(void) { huge_cache_drop(0, 0); }
+static bool huge_trim(void) {
+  size_t returned = atomic_load_relaxed(&os_returned);
+  huge_cache_drop(0, 0);
+  return atomic_load_relaxed(&os_returned) != returned;
+}
 
 static huge_hdr_t *huge_header(const void *p, const char *call) {
   huge_hdr_t *h = (huge_hdr_t *)(((uintptr_t)p - 1) & ~(uintptr_t)SEG_MASK);
@@ -227,7 +230,7 @@ size_t huge_free(void *p, const char *call) {
 bool huge_owns(const void *p) {
   bool owns = false;
   lock_acquire(&huge_lock);
-  for (huge_hdr_t *h = huge_list; h && !owns; h = h->next)
+  for (huge_hdr_t *h = huge_list; h && !owns; h = h->link.next)
     owns = (uintptr_t)p - 1 - (uintptr_t)h < h->size;
   lock_release(&huge_lock);
   return owns;
@@ -288,24 +291,52 @@ void *huge_realloc(void *p, size_t size) {
   return h->user;
 }
 
-void huge_stats(huge_stats_t *st) {
-  *st = (huge_stats_t){ 0 };
+/* Live mappings are active; cached ones are mapped, and their resident
+ * pages the decay's backlog. */
+static void huge_stats(tier_stats_t *st) {
   lock_acquire(&huge_lock);
-  st->nmalloc = huge_nmalloc;
-  st->nfree = huge_nfree;
-  for (huge_hdr_t *h = huge_list; h; h = h->next) {
+  st->nmalloc += huge_nmalloc;
+  st->nfree += huge_nfree;
+  for (huge_hdr_t *h = huge_list; h; h = h->link.next) {
     st->allocated += h->size - h->offset - h->guard;
+    st->active += h->size;
     st->mapped += h->size;
     st->resident += os_resident(h, h->size);
   }
   for (int k = 0; k < HUGE_CACHE_SLOTS; k++)
     if (huge_cache[k]) {
-      st->cached += huge_cache[k]->size;
-      st->cached_resident += os_resident(huge_cache[k], huge_cache[k]->size);
+      size_t resident = os_resident(huge_cache[k], huge_cache[k]->size);
+      st->mapped += huge_cache[k]->size;
+      st->resident += resident;
+      st->dirty += resident;
     }
   lock_release(&huge_lock);
 }
 
-void huge_fork_prepare(void) { lock_acquire(&huge_lock); }
-void huge_fork_parent(void) { lock_release(&huge_lock); }
-void huge_fork_child(void) { lock_reinit(&huge_lock); }
+bool huge_valid(void) {
+  bool ok = true;
+  lock_acquire(&huge_lock);
+  for (huge_hdr_t *h = huge_list; h && ok; h = h->link.next)
+    ok = h->magic == (HUGE_MAGIC ^ (uintptr_t)h) && h->user == (char *)h + h->offset &&
+         h->offset + h->guard < h->size && (!h->link.next || h->link.next->link.prev == h) &&
+         segmap_kind((char *)h + 1) == SEG_HUGE && segmap_kind((char *)h + h->size) == SEG_HUGE;
+  size_t cached = 0;
+  for (int k = 0; k < HUGE_CACHE_SLOTS; k++)
+    if (huge_cache[k]) cached += huge_cache[k]->size;
+  lock_release(&huge_lock);
+  return ok && cached <= HUGE_CACHE_BYTES;
+}
+
+static void huge_fork_prepare(void) { lock_acquire_fork(&huge_lock); }
+static void huge_fork_parent(void) { lock_release_fork(&huge_lock); }
+static void huge_fork_child(void) { lock_reinit(&huge_lock); }
+
+const tier_t huge_tier = {
+  .name = "huge",
+  .decay = huge_decay,
+  .trim = huge_trim,
+  .fork_prepare = huge_fork_prepare,
+  .fork_parent = huge_fork_parent,
+  .fork_child = huge_fork_child,
+  .stats = huge_stats,
+};

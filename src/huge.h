@@ -7,17 +7,13 @@
 #define STRATA_HUGE_H
 
 #include "internal.h"
+#include "tier.h"
 
 /* NULL: no memory. With `zero` the block is fresh from the OS (zero);
  * without, it may be a cached mapping. */
 void *huge_alloc(size_t size, size_t align, bool zero);
 /* Free huge block p (into the cache, or unmapped); returns its usable size. */
 size_t huge_free(void *p, const char *call);
-/* The decay's pass: unmap the cached mappings freed decay_ms ago or more;
- * sets *younger when some must wait. */
-void huge_decay(uint32_t now, bool *younger);
-/* Unmap every cached mapping (strata_collect). */
-void huge_trim(void);
 size_t huge_usable(const void *p, const char *call);
 /* Does p lie inside a live huge mapping? (A walk of them, under the lock.) */
 bool huge_owns(const void *p);
@@ -25,15 +21,11 @@ bool huge_owns(const void *p);
  * or moved without copying). NULL: could not, p untouched. */
 void *huge_realloc(void *p, size_t size);
 
-typedef struct {
-  uint64_t nmalloc, nfree;
-  size_t allocated, mapped, resident;   /* of live blocks */
-  size_t cached, cached_resident;       /* of the cache's mappings */
-} huge_stats_t;
-void huge_stats(huge_stats_t *st);
+/* Expensive walk of the live mappings and the cache (takes the lock). */
+bool huge_valid(void);
 
-void huge_fork_prepare(void);
-void huge_fork_parent(void);
-void huge_fork_child(void);
+/* decay: cached mappings freed decay_ms ago; trim: every cached mapping;
+ * stats: live mappings, and cached ones as mapped and dirty. */
+extern const tier_t huge_tier;
 
 #endif

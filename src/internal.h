@@ -73,39 +73,6 @@ static inline unsigned log2_ceil(size_t x) { return x <= 1 ? 0 : 64 - (unsigned)
 #define atomic_add_relaxed(p, v)    atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
 #define atomic_sub_relaxed(p, v)    atomic_fetch_sub_explicit((p), (v), memory_order_relaxed)
 
-/* ---- locks: plain mutexes, re-initialised in the fork child ------------
- * lock_depth counts the allocator locks the calling thread holds: a fork
- * from a signal handler that interrupted the allocator must not wait for
- * them (see init.c). */
-typedef pthread_mutex_t lock_t;
-/* Adaptive: a contended lock spins briefly before it sleeps; the sections
- * are short, so a sleep and wake-up (two system calls) would cost more than
- * the wait (batches of 32 KiB blocks from two threads, every span a
- * page-heap trip: 6.3 -> 8.9 M items/s). */
-#define LOCK_INIT PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
-extern __thread unsigned lock_depth __attribute__((tls_model("initial-exec")));
-/* The count covers the whole time a lock may be held: raised before the
- * acquire, lowered after the release (a signal in between errs on the safe
- * side). */
-static inline void lock_acquire(lock_t *l) {
-  lock_depth++;
-  __asm__ volatile("" ::: "memory");     /* ordered against a signal handler */
-  pthread_mutex_lock(l);
-}
-static inline bool lock_try(lock_t *l) {
-  lock_depth++;
-  __asm__ volatile("" ::: "memory");
-  bool ok = pthread_mutex_trylock(l) == 0;
-  if (!ok) lock_depth--;
-  return ok;
-}
-static inline void lock_release(lock_t *l) {
-  pthread_mutex_unlock(l);
-  __asm__ volatile("" ::: "memory");
-  lock_depth--;
-}
-static inline void lock_reinit(lock_t *l) { *l = (lock_t)LOCK_INIT; }
-
 /* ---- checks -------------------------------------------------------------
  * fatal: one line on stderr, written without allocating, then abort.
  * CHECK   (debug_level >= 1): cheap checks of client misuse, on by default.

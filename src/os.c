@@ -97,7 +97,6 @@ bool os_map_fixed(void *p, size_t size, bool *taken) {
 
 _Atomic size_t os_returned;
 _Atomic size_t os_mapped;
-bool os_lazy_purge;
 
 bool os_unmap(void *p, size_t size) {
   int saved = errno;
@@ -118,8 +117,8 @@ bool os_purge(void *p, size_t size) {
   return ok;
 }
 
-bool os_purge_decayed(void *p, size_t size) {
-  if (!os_lazy_purge) return os_purge(p, size);
+bool os_purge_decayed(void *p, size_t size, bool lazy) {
+  if (!lazy) return os_purge(p, size);
   int saved = errno;
   bool ok = madvise(p, size, MADV_FREE) == 0;
   errno = saved;

@@ -18,11 +18,11 @@ bool  os_map_fixed(void *p, size_t size, bool *taken);
 bool  os_unmap(void *p, size_t size);
 /* Give the pages back; the range reads as zeros afterwards. */
 bool  os_purge(void *p, size_t size);
-/* Give back pages that have been free a while: MADV_FREE when
- * os_lazy_purge is set (option purge=free), else as os_purge. True when the
- * range now reads as zeros. */
-bool  os_purge_decayed(void *p, size_t size);
-extern bool os_lazy_purge;
+/* Give back pages that have been free a while: with `lazy` (option
+ * purge=free) MADV_FREE, which the kernel acts on when it needs the memory
+ * and which may leave the bytes; else as os_purge. True when the range now
+ * reads as zeros. */
+bool  os_purge_decayed(void *p, size_t size, bool lazy);
 /* Bytes given back so far (purged or unmapped), and mapped now (by the
  * calls here: mappings and the break). */
 extern _Atomic size_t os_returned;

@@ -8,86 +8,63 @@
  * one released segment is kept, purged, to damp grow/shrink cycles).
  */
 #include "pageheap.h"
+#include "backlog.h"
+#include "bitmap.h"
+#include "options.h"
 #include "os.h"
-#include "decay.h"
 #include "segmap.h"
 
 #include <string.h>
 
 span_t span_none;     /* owner NULL, kind SPAN_NONE: never a valid block */
 
-static lock_t ph_lock = LOCK_INIT;
+static lock_t ph_lock = LOCK_INIT(RANK_PAGEHEAP);
 /* Serialises purges (the purge thread and malloc_trim), so a trim returns
  * only once pages another purge had taken are back; outer to ph_lock. */
-static lock_t ph_purge_lock = LOCK_INIT;
-static span_t *ph_runs[SEG_PAGES + 1];              /* free runs by length */
-static uint64_t ph_nonempty[(SEG_PAGES + 1 + 63) / 64];
-/* Dirty free runs, oldest first (dirty_next / dirty_prev): the decay takes
- * them from the head and stops at the first young one, instead of walking
- * every free run once per batch with the lock held (a fragmented heap has
- * tens of thousands, mostly clean). A run split off a dirty one keeps its
- * date but goes to the back, so it is purged at most a decay period late. */
-static span_t *ph_dirty_head, *ph_dirty_tail;
-static segment_t *ph_segments;                      /* all small segments */
+static lock_t ph_purge_lock = LOCK_INIT(RANK_PAGEHEAP_PURGE);
+static span_t *ph_runs[SEG_PAGES + 1];              /* free runs by length (link) */
+static uint64_t ph_nonempty[(SEG_PAGES + 1 + 63) / 64];   /* lengths with a run */
+/* Dirty free runs, oldest first (fifo): the decay takes them from the head
+ * and stops at the first young one, instead of walking every free run once
+ * per batch with the lock held (a fragmented heap has tens of thousands,
+ * mostly clean). A run split off a dirty one keeps its date but goes to the
+ * back, so it is purged at most a decay period late. */
+static FIFO(span_t) ph_dirty;
+static segment_t *ph_segments;                      /* all small segments (link) */
 static segment_t *ph_growable;                      /* short ones (grow_next) */
-static segment_t *ph_spare;        /* empty segments, purged, for reuse */
+static segment_t *ph_spare;        /* empty segments, purged, for reuse (link) */
 static bool ph_spare_mapped;       /* one mmap segment is among them */
 static char *ph_sbrk_top;                           /* end of our break heap */
-static bool ph_use_sbrk = true;
 /* Guard pages (option guard=1): one page after the header and the last
  * mapped one of each segment are PROT_NONE, so an overrun off the ends of
- * the span area faults. ph_first: the span area's first page. */
-static uint32_t ph_first = SEG_HEADER_PAGES;
-static uint32_t ph_guard;
-static size_t ph_mapped;                            /* segments and arenas */
+ * the span area faults. */
+static uint32_t ph_guard(void) { return options.guard; }
+static uint32_t ph_first(void) { return SEG_HEADER_PAGES + ph_guard(); }
+static size_t ph_mapped;                            /* segments' mapped bytes */
 static size_t ph_span_pages;                        /* pages in allocated spans */
 
-void pageheap_lock(void) { lock_acquire(&ph_purge_lock); lock_acquire(&ph_lock); }
-void pageheap_unlock(void) { lock_release(&ph_lock); lock_release(&ph_purge_lock); }
-void pageheap_reinit_lock(void) { lock_reinit(&ph_lock); lock_reinit(&ph_purge_lock); }
-void pageheap_set_sbrk(bool use) { ph_use_sbrk = use; }
-void pageheap_set_guard(bool guard) {
-  ph_guard = guard;
-  ph_first = SEG_HEADER_PAGES + guard;
-}
+static void pageheap_lock(void) { lock_acquire_fork(&ph_purge_lock); lock_acquire_fork(&ph_lock); }
+static void pageheap_unlock(void) { lock_release_fork(&ph_lock); lock_release_fork(&ph_purge_lock); }
+static void pageheap_reinit_lock(void) { lock_reinit(&ph_lock); lock_reinit(&ph_purge_lock); }
 
 static void run_push(span_t *s) {
   uint32_t n = s->npages;
-  s->prev = NULL;
-  s->next = ph_runs[n];
-  if (s->next) s->next->prev = s;
-  ph_runs[n] = s;
-  ph_nonempty[n / 64] |= (uint64_t)1 << (n % 64);
-  if (s->dirty) {
-    s->dirty_next = NULL;
-    s->dirty_prev = ph_dirty_tail;
-    if (ph_dirty_tail) ph_dirty_tail->dirty_next = s;
-    else ph_dirty_head = s;
-    ph_dirty_tail = s;
-  }
+  LIST_PUSH(&ph_runs[n], s, link);
+  bitmap_set(ph_nonempty, n);
+  if (s->dirty) FIFO_PUSH(&ph_dirty, s, fifo);
 }
 
 static void run_unlink(span_t *s) {
   uint32_t n = s->npages;
-  if (s->prev) s->prev->next = s->next;
-  else ph_runs[n] = s->next;
-  if (s->next) s->next->prev = s->prev;
-  if (!ph_runs[n]) ph_nonempty[n / 64] &= ~((uint64_t)1 << (n % 64));
-  if (s->dirty) {
-    if (s->dirty_prev) s->dirty_prev->dirty_next = s->dirty_next;
-    else ph_dirty_head = s->dirty_next;
-    if (s->dirty_next) s->dirty_next->dirty_prev = s->dirty_prev;
-    else ph_dirty_tail = s->dirty_prev;
-  }
+  LIST_REMOVE(&ph_runs[n], s, link);
+  if (!ph_runs[n]) bitmap_clear(ph_nonempty, n);
+  if (s->dirty) FIFO_REMOVE(&ph_dirty, s, fifo);
 }
 
+/* The shortest free run of n pages or more (best fit). */
 static span_t *run_find(uint32_t n) {
-  for (uint32_t w = n / 64; w < sizeof ph_nonempty / 8; w++) {
-    uint64_t bits = ph_nonempty[w];
-    if (w == n / 64) bits &= ~(uint64_t)0 << (n % 64);
-    if (bits) return ph_runs[w * 64 + (uint32_t)__builtin_ctzl(bits)];
-  }
-  return NULL;
+  size_t len = bitmap_next(ph_nonempty, n, SEG_PAGES + 1);
+  return len <= SEG_PAGES ? ph_runs[len] : NULL;
 }
 
 static inline segment_t *seg_of_span(const span_t *s) {
@@ -99,6 +76,7 @@ static inline uint32_t span_index(const span_t *s) {
 
 static void run_free(segment_t *seg, uint32_t i, uint32_t n, bool dirty, uint32_t now);
 static void segment_unmap(segment_t *seg);
+static bool pageheap_valid_locked(void);
 
 /* Make pages [i, i+n) of seg a free run and list it; a dirty run is dated
  * `now` for the decay. */
@@ -118,7 +96,7 @@ static span_t *run_make(segment_t *seg, uint32_t i, uint32_t n, bool dirty, uint
 
 /* Pages past the header that a segment of `end` mapped pages can hand out
  * (a guard page is its last mapped page). */
-static uint32_t seg_usable(const segment_t *seg) { return seg->end - ph_guard - ph_first; }
+static uint32_t seg_usable(const segment_t *seg) { return seg->end - ph_guard() - ph_first(); }
 
 /* A segment of the break heap starts with this many pages mapped and at
  * least doubles as it grows: a small program takes little address space. */
@@ -126,14 +104,14 @@ static uint32_t seg_usable(const segment_t *seg) { return seg->end - ph_guard - 
 
 /* The extent (mapped pages) to ask for a segment that must give `pages`:
  * at least what holds them with the header and guards. */
-static uint32_t seg_extent_for(uint32_t pages) { return ph_first + pages + ph_guard; }
+static uint32_t seg_extent_for(uint32_t pages) { return ph_first() + pages + ph_guard(); }
 
 /* A new segment from the break heap (short, growing with the break), else
  * from mmap: a whole one, or under an address-space limit the largest that
  * fits, down to `pages` pages. Its first `end` pages are mapped. */
 static segment_t *segment_map(uint32_t pages) {
   uint32_t least = seg_extent_for(pages);
-  if (ph_use_sbrk) {
+  if (options.sbrk) {
     char *cur = os_sbrk_current();
     if (cur) {
       char *base = (char *)align_up((uintptr_t)cur, SEG_SIZE);
@@ -146,7 +124,7 @@ static segment_t *segment_map(uint32_t pages) {
         seg->from_sbrk = true;
         seg->end = end;
         ph_mapped += (size_t)end * PAGE_SIZE;
-        decay_note_growth((size_t)end * PAGE_SIZE);
+        backlog_grew((size_t)end * PAGE_SIZE);
         return seg;
       }
     }
@@ -158,7 +136,7 @@ static segment_t *segment_map(uint32_t pages) {
       seg->from_sbrk = false;
       seg->end = end;
       ph_mapped += (size_t)end * PAGE_SIZE;
-      decay_note_growth((size_t)end * PAGE_SIZE);
+      backlog_grew((size_t)end * PAGE_SIZE);
       return seg;
     }
     if (end == least) return NULL;
@@ -175,7 +153,7 @@ static void segment_growable(segment_t *seg) {
 static segment_t *segment_new(uint32_t pages) {
   segment_t *seg = ph_spare;
   if (seg && seg_usable(seg) >= pages) {
-    ph_spare = seg->next;
+    LIST_REMOVE(&ph_spare, seg, link);
     if (!seg->from_sbrk) ph_spare_mapped = false;
   } else if (!(seg = segment_map(pages))) {
     return NULL;
@@ -190,17 +168,14 @@ static segment_t *segment_new(uint32_t pages) {
     return NULL;
   }
   for (uint32_t i = 0; i < SEG_PAGES; i++) seg->pagemap[i] = &span_none;
-  if (ph_guard &&
+  if (ph_guard() &&
       !(os_protect_none((char *)seg + SEG_HEADER_PAGES * PAGE_SIZE, PAGE_SIZE) &&
         os_protect_none((char *)seg + ((size_t)seg->end - 1) * PAGE_SIZE, PAGE_SIZE)))
     fatal("malloc", seg, "mprotect of a guard page failed");
   seg->free_pages = seg_usable(seg);
   seg->growable = false;
-  seg->prev = NULL;
-  seg->next = ph_segments;
-  if (ph_segments) ph_segments->prev = seg;
-  ph_segments = seg;
-  run_make(seg, ph_first, seg_usable(seg), false, 0);
+  LIST_PUSH(&ph_segments, seg, link);
+  run_make(seg, ph_first(), seg_usable(seg), false, 0);
   segment_growable(seg);
   return seg;
 }
@@ -209,7 +184,7 @@ static segment_t *segment_new(uint32_t pages) {
  * `pages` (the new pages join its last free run); false when the range
  * after it is taken (seg then leaves the growable list) or no memory. */
 static bool segment_grow(segment_t *seg, uint32_t pages) {
-  uint32_t last = seg->end - ph_guard - 1;         /* the last usable page */
+  uint32_t last = seg->end - ph_guard() - 1;       /* the last usable page */
   span_t *tail = seg->pagemap[last];
   uint32_t have = tail->kind == SPAN_FREE_RUN ? tail->npages : 0;
   uint32_t least = seg->end + (pages - have), end = seg->end * 2;   /* at least double */
@@ -234,13 +209,13 @@ static bool segment_grow(segment_t *seg, uint32_t pages) {
   }
   if (seg->from_sbrk) ph_sbrk_top = at + more;
   ph_mapped += more;
-  decay_note_growth(more);
-  uint32_t from = seg->end - ph_guard;              /* the old guard page joins */
-  if (ph_guard && !(os_protect_rw((char *)seg + (size_t)from * PAGE_SIZE, PAGE_SIZE) &&
+  backlog_grew(more);
+  uint32_t from = seg->end - ph_guard();            /* the old guard page joins */
+  if (ph_guard() && !(os_protect_rw((char *)seg + (size_t)from * PAGE_SIZE, PAGE_SIZE) &&
                     os_protect_none((char *)seg + ((size_t)end - 1) * PAGE_SIZE, PAGE_SIZE)))
     fatal("malloc", seg, "mprotect of a guard page failed");
   seg->end = end;
-  run_free(seg, from, end - ph_guard - from, false, os_now_ms());
+  run_free(seg, from, end - ph_guard() - from, false, os_now_ms());
   return true;
 }
 
@@ -264,12 +239,14 @@ static span_t *segment_more(uint32_t pages) {
 static void sbrk_lower_spares(void) {
   for (bool again = true; again;) {
     again = false;
-    for (segment_t **pp = &ph_spare; *pp; pp = &(*pp)->next) {
-      segment_t *seg = *pp, *next = seg->next;   /* read before the memory goes */
+    for (segment_t *seg = ph_spare; seg; seg = seg->link.next) {
       size_t bytes = (size_t)seg->end * PAGE_SIZE;
-      if (seg->from_sbrk && (char *)seg + bytes == ph_sbrk_top &&
-          os_sbrk_shrink(ph_sbrk_top, seg)) {
-        *pp = next;
+      if (seg->from_sbrk && (char *)seg + bytes == ph_sbrk_top) {
+        LIST_REMOVE(&ph_spare, seg, link);      /* before the memory goes */
+        if (!os_sbrk_shrink(ph_sbrk_top, seg)) {
+          LIST_PUSH(&ph_spare, seg, link);
+          return;
+        }
         ph_sbrk_top = (char *)seg;
         ph_mapped -= bytes;
         again = true;
@@ -298,17 +275,14 @@ static void segment_unmap(segment_t *seg) {
   }
   os_purge((char *)seg + SEG_HEADER_PAGES * PAGE_SIZE, bytes - SEG_HEADER_PAGES * PAGE_SIZE);
   if (!seg->from_sbrk) ph_spare_mapped = true;
-  seg->next = ph_spare;
-  ph_spare = seg;
+  LIST_PUSH(&ph_spare, seg, link);
 }
 
 /* The segment has no allocated page: its one free run goes, and so does
  * the segment. */
 static void segment_release(segment_t *seg) {
-  run_unlink(&seg->spans[ph_first]);
-  if (seg->prev) seg->prev->next = seg->next;
-  else ph_segments = seg->next;
-  if (seg->next) seg->next->prev = seg->prev;
+  run_unlink(&seg->spans[ph_first()]);
+  LIST_REMOVE(&ph_segments, seg, link);
   if (seg->growable) {
     for (segment_t **pp = &ph_growable; *pp; pp = &(*pp)->grow_next)
       if (*pp == seg) { *pp = seg->grow_next; break; }
@@ -321,7 +295,7 @@ static void segment_release(segment_t *seg) {
 _Atomic uint32_t pageheap_clean_runs;
 
 span_t *pageheap_alloc_span(uint32_t npages, uint8_t kind) {
-  ASSERT(npages >= 1 && npages <= SEG_PAGES - ph_first - ph_guard);
+  ASSERT(npages >= 1 && npages <= PAGEHEAP_MAX_RUN);
   lock_acquire(&ph_lock);
   span_t *run = run_find(npages);
   if (!run) run = segment_more(npages);
@@ -377,7 +351,7 @@ void pageheap_free_span(span_t *s) {
   ph_span_pages -= npages;
   run_free(seg_of_span(s), span_index(s), npages, true, now);   /* s may be gone */
   lock_release(&ph_lock);
-  decay_note((size_t)npages * PAGE_SIZE);
+  backlog_note((size_t)npages * PAGE_SIZE);
 }
 
 /* The madvise calls run with the lock released: a batch of runs is taken
@@ -387,29 +361,25 @@ void pageheap_free_span(span_t *s) {
 #define PURGE_BATCH 32
 /* Under the lock: segments empty for at least `age` ms go back to the OS
  * (keeping them that long saves a release and a refault per burst). */
-static size_t release_empty_segments(uint32_t now, uint32_t age, bool *younger) {
-  size_t released = 0;
+static void release_empty_segments(uint32_t now, uint32_t age, bool *younger) {
   for (segment_t *seg = ph_segments, *next; seg; seg = next) {
-    next = seg->next;
+    next = seg->link.next;
     if (seg->free_pages != seg_usable(seg)) continue;
-    if (now - seg->spans[ph_first].dirty_ms < age) { *younger = true; continue; }
-    released += (size_t)seg->end * PAGE_SIZE;
+    if (now - seg->spans[ph_first()].dirty_ms < age) { *younger = true; continue; }
     segment_release(seg);
   }
-  return released;
 }
 
-size_t pageheap_decay(uint32_t now, uint32_t age, bool *younger) {
-  size_t purged = 0;
+static void pageheap_decay(uint32_t now, uint32_t age, bool *younger) {
   lock_acquire(&ph_purge_lock);
   lock_acquire(&ph_lock);
-  purged += release_empty_segments(now, age, younger);
+  release_empty_segments(now, age, younger);
   lock_release(&ph_lock);
   for (;;) {
     span_t *batch[PURGE_BATCH];
     unsigned nb = 0;
     lock_acquire(&ph_lock);
-    for (span_t *r = ph_dirty_head; r && nb < PURGE_BATCH; r = r->dirty_next) {
+    for (span_t *r = ph_dirty.head; r && nb < PURGE_BATCH; r = r->fifo.next) {
       if (now - r->dirty_ms < age) { *younger = true; break; }
       batch[nb++] = r;
     }
@@ -423,74 +393,112 @@ size_t pageheap_decay(uint32_t now, uint32_t age, bool *younger) {
     /* With MADV_FREE the pages may keep their bytes: the page heap does not
      * care (spans are carved, calloc clears small blocks), so runs come back
      * clean either way. */
-    for (unsigned k = 0; k < nb; k++) {
-      os_purge_decayed(batch[k]->start, (size_t)batch[k]->npages * PAGE_SIZE);
-      purged += (size_t)batch[k]->npages * PAGE_SIZE;
-    }
+    for (unsigned k = 0; k < nb; k++)
+      os_purge_decayed(batch[k]->start, (size_t)batch[k]->npages * PAGE_SIZE, options.purge_free);
     lock_acquire(&ph_lock);
     for (unsigned k = 0; k < nb; k++) {      /* run_free adds the pages back */
       batch[k]->kind = SPAN_FREE_RUN;
       run_free(seg_of_span(batch[k]), span_index(batch[k]), batch[k]->npages, false, now);
     }
+    EXPENSIVE_ASSERT(pageheap_valid_locked());
     lock_release(&ph_lock);
   }
   lock_release(&ph_purge_lock);
-  return purged;
 }
 
-bool pageheap_trim(void) {
+static bool pageheap_trim(void) {
   bool younger = false;
-  bool released = pageheap_decay(os_now_ms(), 0, &younger) > 0;
+  size_t returned = atomic_load_relaxed(&os_returned);
+  pageheap_decay(os_now_ms(), 0, &younger);
   lock_acquire(&ph_lock);
-  size_t before = ph_mapped;
   sbrk_lower_spares();
-  for (segment_t **pp = &ph_spare; *pp;) {
-    segment_t *seg = *pp;
-    if (seg->from_sbrk) { pp = &seg->next; continue; }
+  for (segment_t *seg = ph_spare, *next; seg; seg = next) {
+    next = seg->link.next;
+    if (seg->from_sbrk) continue;
     size_t bytes = (size_t)seg->end * PAGE_SIZE;
-    *pp = seg->next;
+    LIST_REMOVE(&ph_spare, seg, link);
     os_unmap(seg, bytes);
     ph_mapped -= bytes;
     ph_spare_mapped = false;
   }
-  released |= ph_mapped != before;
+  EXPENSIVE_ASSERT(pageheap_valid_locked());
   lock_release(&ph_lock);
-  return released;
+  return atomic_load_relaxed(&os_returned) != returned;
 }
 
-void *pageheap_alloc_arena(void) {
-  void *a = os_map_aligned(ARENA_SIZE, ARENA_SIZE, 0);
-  if (!a) return NULL;
-  if (!segmap_set(a, ARENA_SIZE, SEG_ARENA)) {
-    os_unmap(a, ARENA_SIZE);
-    return NULL;
+static void pageheap_stats(tier_stats_t *st) {
+  lock_acquire(&ph_lock);
+  st->mapped += ph_mapped;
+  st->active += ph_span_pages * PAGE_SIZE;
+  for (segment_t *seg = ph_segments; seg; seg = seg->link.next)
+    st->resident += os_resident(seg, (size_t)seg->end * PAGE_SIZE);
+  for (segment_t *seg = ph_spare; seg; seg = seg->link.next)
+    st->resident += os_resident(seg, (size_t)seg->end * PAGE_SIZE);
+  for (span_t *r = ph_dirty.head; r; r = r->fifo.next) st->dirty += (size_t)r->npages * PAGE_SIZE;
+  lock_release(&ph_lock);
+}
+
+const tier_t pageheap_tier = {
+  .name = "pageheap",
+  .decay = pageheap_decay,
+  .trim = pageheap_trim,
+  .fork_prepare = pageheap_lock,
+  .fork_parent = pageheap_unlock,
+  .fork_child = pageheap_reinit_lock,
+  .stats = pageheap_stats,
+};
+
+/* ---- validity --------------------------------------------------------------------- */
+static bool segment_valid(const segment_t *seg) {
+  uint32_t end = seg->end, first = ph_first(), free = 0;
+  if (end > SEG_PAGES || end < first + 1 + ph_guard()) return false;
+  for (uint32_t i = 0; i < first; i++)
+    if (seg->pagemap[i] != &span_none) return false;
+  for (uint32_t i = first; i < end - ph_guard();) {
+    const span_t *s = seg->pagemap[i];
+    if (s == &span_none || s != &seg->spans[i] || s->npages == 0 || i + s->npages > end - ph_guard() ||
+        s->start != (char *)seg + (size_t)i * PAGE_SIZE)
+      return false;
+    if (s->kind == SPAN_FREE_RUN) {
+      free += s->npages;
+      if (seg->pagemap[i + s->npages - 1] != s) return false;
+      for (uint32_t k = i + 1; k + 1 < i + s->npages; k++)
+        if (seg->pagemap[k] != &span_none) return false;
+      if (i + s->npages < end - ph_guard() && seg->pagemap[i + s->npages]->kind == SPAN_FREE_RUN)
+        return false;                       /* two free runs side by side: unmerged */
+    } else if (s->kind == SPAN_PURGING) {
+      /* off the lists, its pages out of free_pages, while the purge runs */
+    } else {
+      for (uint32_t k = i; k < i + s->npages; k++)
+        if (seg->pagemap[k] != s) return false;
+    }
+    i += s->npages;
   }
-  lock_acquire(&ph_lock);
-  ph_mapped += ARENA_SIZE;
-  lock_release(&ph_lock);
-  return a;
+  for (uint32_t i = end - ph_guard(); i < SEG_PAGES; i++)
+    if (seg->pagemap[i] != &span_none) return false;
+  return free == seg->free_pages;
 }
 
-void pageheap_free_arena(void *arena) {
-  segmap_clear(arena, ARENA_SIZE, SEG_ARENA);
-  os_unmap(arena, ARENA_SIZE);
-  lock_acquire(&ph_lock);
-  ph_mapped -= ARENA_SIZE;
-  lock_release(&ph_lock);
-}
-
-void pageheap_stats(pageheap_stats_t *st) {
-  lock_acquire(&ph_lock);
-  st->mapped = ph_mapped;
-  st->span_bytes = ph_span_pages * PAGE_SIZE;
-  st->resident = 0;
-  st->dirty_free = 0;
-  for (segment_t *seg = ph_segments; seg; seg = seg->next)
-    st->resident += os_resident(seg, (size_t)seg->end * PAGE_SIZE);
-  for (segment_t *seg = ph_spare; seg; seg = seg->next)
-    st->resident += os_resident(seg, (size_t)seg->end * PAGE_SIZE);
+static bool pageheap_valid_locked(void) {
+  size_t dirty = 0;
+  for (const segment_t *seg = ph_segments; seg; seg = seg->link.next)
+    if (!segment_valid(seg)) return false;
+  for (uint32_t n = 1; n <= SEG_PAGES; n++) {
+    if (!ph_runs[n] != !bitmap_get(ph_nonempty, n)) return false;
+    for (const span_t *r = ph_runs[n]; r; r = r->link.next)
+      if (r->kind != SPAN_FREE_RUN || r->npages != n) return false;
+  }
+  for (const span_t *r = ph_dirty.head; r; r = r->fifo.next, dirty++)
+    if (!r->dirty || r->kind != SPAN_FREE_RUN || (r->fifo.next && r->fifo.next->fifo.prev != r)) return false;
+  size_t dirty_runs = 0;
   for (uint32_t n = 1; n <= SEG_PAGES; n++)
-    for (span_t *r = ph_runs[n]; r; r = r->next)
-      if (r->dirty) st->dirty_free += (size_t)n * PAGE_SIZE;
+    for (const span_t *r = ph_runs[n]; r; r = r->link.next) dirty_runs += r->dirty;
+  return dirty == dirty_runs;
+}
+
+bool pageheap_valid(void) {
+  lock_acquire(&ph_lock);
+  bool ok = pageheap_valid_locked();
   lock_release(&ph_lock);
+  return ok;
 }

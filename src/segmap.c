@@ -2,6 +2,7 @@
  * mapped on first use and never unmapped (a lookup may read one at any
  * time). */
 #include "segmap.h"
+#include "lock.h"
 #include "os.h"
 
 /* The leaf of the ranges with none: all SEG_NONE, never written. */
@@ -21,7 +22,7 @@ _Atomic uintptr_t segmap_top[SEGMAP_TOP] = {
 #undef NONE16
 #undef NONE64
 
-static lock_t segmap_lock = LOCK_INIT;   /* serialises leaf creation */
+static lock_t segmap_lock = LOCK_INIT(RANK_SEGMAP);   /* serialises leaf creation */
 
 /* The byte of segment idx, its leaf mapped if need be; NULL when that
  * fails. */
@@ -70,6 +71,13 @@ void segmap_prepare(const void *p) {
   if (idx < SEGMAP_ENTRIES) segmap_entry(idx);
 }
 
-void segmap_fork_prepare(void) { lock_acquire(&segmap_lock); }
-void segmap_fork_parent(void) { lock_release(&segmap_lock); }
-void segmap_fork_child(void) { lock_reinit(&segmap_lock); }
+static void segmap_fork_prepare(void) { lock_acquire_fork(&segmap_lock); }
+static void segmap_fork_parent(void) { lock_release_fork(&segmap_lock); }
+static void segmap_fork_child(void) { lock_reinit(&segmap_lock); }
+
+const tier_t segmap_tier = {
+  .name = "segmap",
+  .fork_prepare = segmap_fork_prepare,
+  .fork_parent = segmap_fork_parent,
+  .fork_child = segmap_fork_child,
+};

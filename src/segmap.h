@@ -20,6 +20,7 @@
 #define STRATA_SEGMAP_H
 
 #include "internal.h"
+#include "tier.h"
 
 typedef enum { SEG_NONE = 0, SEG_SMALL, SEG_ARENA, SEG_HUGE } seg_kind_t;
 
@@ -50,9 +51,7 @@ void segmap_clear(void *base, size_t size, seg_kind_t kind);
  * that reaches an address-space limit has them already. */
 void segmap_prepare(const void *p);
 
-/* Fork: the leaf lock (a leaf: taken last). */
-void segmap_fork_prepare(void);
-void segmap_fork_parent(void);
-void segmap_fork_child(void);
+/* fork: the leaf lock. */
+extern const tier_t segmap_tier;
 
 #endif

@@ -1,5 +1,6 @@
 /* span.c - blocks inside one span: carving, local and remote free lists. */
 #include "span.h"
+#include "options.h"
 #include "os.h"
 #include "sizeclass.h"
 
@@ -31,7 +32,7 @@ void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
   s->sparse_ms = 0;
   atomic_store_relaxed(&s->xfree, 0);
   s->abandoned = false;
-  s->next = s->prev = s->qnext = NULL;
+  s->link.next = s->link.prev = s->qnext = NULL;
   atomic_store_release(&s->owner, owner);
 }
 
@@ -47,7 +48,7 @@ static block_t *span_carve(span_t *s, uint32_t *n) {
   if (batch > left) batch = left;
   char *first = s->start + (size_t)s->carved * s->block_size;
   /* Pages the OS zeroed (MADV_FREE'd ones may keep bytes) give fresh blocks. */
-  uintptr_t key = s->dirty || os_lazy_purge ? span_free_key : span_free_key ^ KEY_FRESH;
+  uintptr_t key = s->dirty || options.purge_free ? span_free_key : span_free_key ^ KEY_FRESH;
   for (uint32_t i = 0; i < batch; i++) {
     block_t *b = (block_t *)(first + (size_t)i * s->block_size);
     block_set_next(b, i + 1 < batch ? (block_t *)((char *)b + s->block_size) : NULL);
@@ -127,7 +128,7 @@ uint32_t span_purge_free_pages(span_t *s) {
   for (size_t off = 0, to; off < end; off = to + OS_PAGE) {   /* runs of pages */
     for (to = off; to < end && span_page_purgeable(s, to, free, listed); to += OS_PAGE) {}
     if (to == off) continue;
-    os_purge_decayed(s->start + off, to - off);
+    os_purge_decayed(s->start + off, to - off, options.purge_free);
     pages += (uint32_t)((to - off) / OS_PAGE);
   }
   s->purged |= gone;
@@ -211,4 +212,20 @@ bool span_push_remote(span_t *s, block_t *b) {
   } while (!atomic_compare_exchange_weak_explicit(&s->xfree, &x, nx,
                                                   memory_order_acq_rel, memory_order_relaxed));
   return ((x ^ nx) & XF_QUEUED) != 0;
+}
+
+bool span_valid(const span_t *s) {
+  if (s->kind != SPAN_SMALL || s->cls >= CLASS_COUNT || s->block_size != class_info[s->cls].size ||
+      s->count != class_info[s->cls].count || s->carved > s->count || s->used > s->carved)
+    return false;
+  uint32_t listed = 0;
+  for (const block_t *b = s->local_free; b; b = block_next(b)) {
+    if (++listed > s->count || (uintptr_t)b - (uintptr_t)s->start >= (size_t)s->npages * PAGE_SIZE ||
+        !span_is_block_start(s, b) || !block_looks_free(b, span_free_key) ||
+        (s->purged && span_block_purged(s, b)))
+      return false;
+  }
+  uint32_t purged = (uint32_t)__builtin_popcountll(s->purged);
+  if (s->carved != s->used + listed + purged) return false;
+  return s->fast_limit == (s->purged ? 0 : span_fast_limit(s));
 }

@@ -31,6 +31,7 @@
 #define STRATA_SPAN_H
 
 #include "internal.h"
+#include "list.h"
 
 typedef struct block {
   uintptr_t next_enc;               /* free: encoded link */
@@ -59,13 +60,16 @@ static inline block_t *xf_list(uintptr_t x) { return (block_t *)(x & ~(uintptr_t
 
 typedef struct span {
   union {
-    block_t *local_free;            /* owner: blocks its cache gave back */
-    struct span *dirty_prev;        /* dirty free run: the page heap's FIFO */
+    struct {                        /* a small span */
+      block_t *local_free;          /* owner: blocks its cache gave back */
+      struct span *qnext;           /* on its owner's ready list (ready.c) */
+    };
+    LIST_LINK(struct span) fifo;    /* a dirty free run: the page heap's FIFO */
   };
-  uint32_t used;                    /* owner: see invariant above */
+  uint32_t used;                    /* owner: see the invariant above */
   uint16_t carved;                  /* owner: blocks cut from the span so far */
   uint8_t cls;                      /* size class */
-  uint8_t kind;                     /* SPAN_FREE_RUN / SPAN_SMALL */
+  uint8_t kind;                     /* SPAN_* */
   struct heap *_Atomic owner;       /* NULL: abandoned or not small */
   _Atomic uintptr_t xfree;          /* remote frees, pushed with CAS | XF_* */
   uint32_t npages;                  /* length in PAGE_SIZE pages */
@@ -74,7 +78,7 @@ typedef struct span {
   bool abandoned;                   /* on the abandoned list (under its lock) */
   bool dirty;                       /* page heap: pages may be resident */
   uint32_t dirty_ms;                /* free run: dirty since (os_now_ms);
-                                       in a heap's span cache: cached since */
+                                       a spare span: cached since */
   uint64_t div_magic;               /* floor(2^64 / block_size) + 1, see
                                        span_within_block_start */
   uint64_t fast_limit;              /* span_block_limit; 0 in checked mode
@@ -83,14 +87,11 @@ typedef struct span {
   uint32_t sparse_ms;               /* owner: sparse since (odd), or sparse
                                        and not yet seen (1), or 0 (not
                                        sparse, emptied, or purged since);
-                                       see heap.c */
+                                       see sparse.c */
   uint64_t purged;                  /* owner: purged blocks, bit i: block i */
   char *start;                      /* first page */
-  struct span *next, *prev;         /* bin / page-heap list */
-  union {
-    struct span *qnext;             /* owner's ready queue or abandoned list */
-    struct span *dirty_next;        /* dirty free run: the page heap's FIFO */
-  };
+  LIST_LINK(struct span) link;      /* a bin's list, a spare list, the
+                                       abandoned list, a free run's length list */
 } span_t;
 
 extern uintptr_t span_secret;       /* per-process, set once at init */
@@ -118,6 +119,10 @@ static inline void block_set_next(block_t *b, const block_t *next) {
   block_encode(b, next, span_secret);
   b->key = span_free_key;
 }
+
+/* Expensive walk of s's invariant (above), its free list and its
+ * fast-path limit; the owner's view. */
+bool span_valid(const span_t *s);
 
 /* Make a run from pageheap_alloc_span(.., SPAN_SMALL) a span of class cls
  * owned by owner. */

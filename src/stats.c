@@ -1,21 +1,20 @@
-/* stats.c - statistics: strata_stats, the printer (no allocation), the
- * print at exit, and glibc's mallinfo2, mallinfo, malloc_stats, malloc_info
- * and mallopt filled from Strata's own counters.
+/* stats.c - statistics: strata_stats, the table printer (no allocation)
+ * and the print at exit (option stats).
  *
- * Small-block counts come from the per-thread counters (heap.h, STAT_INC),
- * merged here; the large and huge tiers count under their locks; resident
- * bytes are asked of the kernel (mincore) over Strata's mappings.
+ * Small-block counts come from the per-thread counters (heap_types.h,
+ * STAT_INC), merged here; the large and huge tiers count under their locks;
+ * resident bytes are asked of the kernel (mincore) over Strata's mappings.
+ * The small tier's row is the heaps' counts and the page heap's pages.
  */
+#include "stats.h"
 #include "heap.h"
 #include "huge.h"
 #include "init.h"
 #include "large.h"
+#include "options.h"
 #include "os.h"
 
 #include <errno.h>
-#include <limits.h>
-#include <malloc.h>
-#include <stdio.h>
 #include <string.h>
 
 API int strata_stats(strata_stats_t *out) {
@@ -23,47 +22,37 @@ API int strata_stats(strata_stats_t *out) {
   memset(out, 0, sizeof *out);
   init_ensure();
   uint64_t nmalloc[CLASS_COUNT], nfree[CLASS_COUNT];
-  heap_stats(nmalloc, nfree);
+  heap_class_stats(nmalloc, nfree);
   for (unsigned c = 0; c < CLASS_COUNT; c++) {
     strata_class_stats_t *cs = &out->classes[c];
     cs->size = class_info[c].size;
     cs->nmalloc = nmalloc[c];
     cs->nfree = nfree[c];
     cs->live = nmalloc[c] > nfree[c] ? nmalloc[c] - nfree[c] : 0;
-    out->small.nmalloc += cs->nmalloc;
-    out->small.nfree += cs->nfree;
-    out->small.allocated += cs->live * cs->size;
   }
-  pageheap_stats_t ph;
-  pageheap_stats(&ph);
-  out->small.active = ph.span_bytes;
-  out->small.resident = ph.resident;
-
-  large_stats_t ls;
-  large_stats(&ls);
-  out->large = (strata_tier_stats_t){ ls.nmalloc, ls.nfree, ls.allocated, ls.active, ls.resident };
-
-  huge_stats_t hs;
-  huge_stats(&hs);
-  out->huge = (strata_tier_stats_t){ hs.nmalloc, hs.nfree, hs.allocated, hs.mapped, hs.resident + hs.cached_resident };
-
+  tier_stats_t small = { 0 }, large = { 0 }, huge = { 0 };
+  heap_tier.stats(&small);
+  pageheap_tier.stats(&small);
+  large_tier.stats(&large);
+  huge_tier.stats(&huge);
+  out->small = (strata_tier_stats_t){ small.nmalloc, small.nfree, small.allocated, small.active, small.resident };
+  out->large = (strata_tier_stats_t){ large.nmalloc, large.nfree, large.allocated, large.active, large.resident };
+  out->huge = (strata_tier_stats_t){ huge.nmalloc, huge.nfree, huge.allocated, huge.active, huge.resident };
   out->allocated = out->small.allocated + out->large.allocated + out->huge.allocated;
   out->active = out->small.active + out->large.active + out->huge.active;
   out->resident = out->small.resident + out->large.resident + out->huge.resident;
-  out->mapped = ph.mapped + hs.mapped + hs.cached;
+  out->mapped = small.mapped + large.mapped + huge.mapped;
   out->returned = atomic_load_relaxed(&os_returned);
-  out->dirty = ph.dirty_free + (ls.resident > ls.allocated ? ls.resident - ls.allocated : 0) + hs.cached_resident;
+  out->dirty = small.dirty + large.dirty + huge.dirty;
   return 0;
 }
 
 /* ---- the printer: a line buffer and number formatting, no allocation ---- */
-typedef struct { char buf[160]; size_t n; int fd; } line_t;
-
-static void put(line_t *l, const char *s) {
+void stats_put(stats_line_t *l, const char *s) {
   while (*s && l->n < sizeof l->buf - 1) l->buf[l->n++] = *s++;
 }
 /* v right-aligned in width columns; with `unit`, as bytes scaled to K/M/G. */
-static void put_num(line_t *l, unsigned long long v, int width, bool unit) {
+void stats_put_num(stats_line_t *l, unsigned long long v, int width, bool unit) {
   char d[32];
   int n = 0;
   const char *suffix = "";
@@ -78,38 +67,38 @@ static void put_num(line_t *l, unsigned long long v, int width, bool unit) {
   }
   do { d[n++] = (char)('0' + v % 10); v /= 10; } while (v);
   int len = n + (int)strlen(suffix);
-  for (int i = len; i < width; i++) put(l, " ");
+  for (int i = len; i < width; i++) stats_put(l, " ");
   char out[34];
   for (int i = 0; i < n; i++) out[i] = d[n - 1 - i];
   out[n] = 0;
-  put(l, out);
-  put(l, suffix);
+  stats_put(l, out);
+  stats_put(l, suffix);
 }
-static void flush(line_t *l) {
-  put(l, "\n");
+void stats_flush(stats_line_t *l) {
+  stats_put(l, "\n");
   os_write_all(l->fd, l->buf, l->n);
   l->n = 0;
 }
 
-static void print_tier(line_t *l, const char *name, const strata_tier_stats_t *t) {
-  put(l, name);
-  put_num(l, t->nmalloc, 14, false);
-  put_num(l, t->nfree, 14, false);
-  put_num(l, t->allocated, 12, true);
-  put_num(l, t->active, 12, true);
-  put_num(l, t->resident, 12, true);
-  flush(l);
+static void print_tier(stats_line_t *l, const char *name, const strata_tier_stats_t *t) {
+  stats_put(l, name);
+  stats_put_num(l, t->nmalloc, 14, false);
+  stats_put_num(l, t->nfree, 14, false);
+  stats_put_num(l, t->allocated, 12, true);
+  stats_put_num(l, t->active, 12, true);
+  stats_put_num(l, t->resident, 12, true);
+  stats_flush(l);
 }
 
 API void strata_stats_print(int fd) {
   int cancel = os_cancel_off();      /* the whole table, as glibc's printers */
   strata_stats_t st;
   strata_stats(&st);
-  line_t l = { .n = 0, .fd = fd };
-  put(&l, "strata statistics");
-  flush(&l);
-  put(&l, "  tier        nmalloc         nfree   allocated      active    resident");
-  flush(&l);
+  stats_line_t l = { .n = 0, .fd = fd };
+  stats_put(&l, "strata statistics");
+  stats_flush(&l);
+  stats_put(&l, "  tier        nmalloc         nfree   allocated      active    resident");
+  stats_flush(&l);
   print_tier(&l, "  small ", &st.small);
   print_tier(&l, "  large ", &st.large);
   print_tier(&l, "  huge  ", &st.huge);
@@ -117,139 +106,30 @@ API void strata_stats_print(int fd) {
                                  st.small.nfree + st.large.nfree + st.huge.nfree,
                                  st.allocated, st.active, st.resident };
   print_tier(&l, "  total ", &total);
-  put(&l, "  mapped");
-  put_num(&l, st.mapped, 12, true);
-  put(&l, ", returned to the OS");
-  put_num(&l, st.returned, 12, true);
-  put(&l, ", free not yet returned");
-  put_num(&l, st.dirty, 12, true);
-  flush(&l);
-  put(&l, "  class      size       nmalloc         nfree          live  live bytes");
-  flush(&l);
+  stats_put(&l, "  mapped");
+  stats_put_num(&l, st.mapped, 12, true);
+  stats_put(&l, ", returned to the OS");
+  stats_put_num(&l, st.returned, 12, true);
+  stats_put(&l, ", free not yet returned");
+  stats_put_num(&l, st.dirty, 12, true);
+  stats_flush(&l);
+  stats_put(&l, "  class      size       nmalloc         nfree          live  live bytes");
+  stats_flush(&l);
   for (unsigned c = 0; c < STRATA_CLASSES; c++) {
     const strata_class_stats_t *cs = &st.classes[c];
     if (!cs->nmalloc) continue;
-    put_num(&l, c, 7, false);
-    put_num(&l, cs->size, 10, false);
-    put_num(&l, cs->nmalloc, 14, false);
-    put_num(&l, cs->nfree, 14, false);
-    put_num(&l, cs->live, 14, false);
-    put_num(&l, (unsigned long long)cs->live * cs->size, 12, true);
-    flush(&l);
+    stats_put_num(&l, c, 7, false);
+    stats_put_num(&l, cs->size, 10, false);
+    stats_put_num(&l, cs->nmalloc, 14, false);
+    stats_put_num(&l, cs->nfree, 14, false);
+    stats_put_num(&l, cs->live, 14, false);
+    stats_put_num(&l, (unsigned long long)cs->live * cs->size, 12, true);
+    stats_flush(&l);
   }
   os_cancel_restore(cancel);
 }
 
 __attribute__((destructor)) static void stats_at_exit(void) {
-  if (options.stats_at_exit && atomic_load_acquire(&init_state) == 2) strata_stats_print(2);
+  if (options.stats && init_ready()) strata_stats_print(2);
 }
 
-/* ---- glibc's extended API ------------------------------------------------ */
-#ifndef STRATA_NO_OVERRIDE
-/* glibc's meaning: arena = bytes mapped outside huge blocks, uordblks =
- * allocated there, fordblks = the rest of it, hblks/hblkhd = huge blocks
- * (glibc's mmapped chunks), keepcost = free bytes a trim would return.
- * Free-chunk counts (ordblks, smblks) and fastbin figures have no meaning
- * here and stay 0; usmblks is 0 as in glibc. */
-API struct mallinfo2 mallinfo2(void) {
-  strata_stats_t st;
-  strata_stats(&st);
-  struct mallinfo2 mi = { 0 };
-  mi.arena = st.mapped - st.huge.active;
-  mi.uordblks = st.small.allocated + st.large.allocated;
-  mi.fordblks = mi.arena > mi.uordblks ? mi.arena - mi.uordblks : 0;
-  mi.hblks = st.huge.nmalloc - st.huge.nfree;
-  mi.hblkhd = st.huge.active;
-  mi.keepcost = st.dirty;
-  return mi;
-}
-
-static int clamp_int(size_t v) { return v > INT_MAX ? INT_MAX : (int)v; }
-
-API struct mallinfo mallinfo(void) {
-  struct mallinfo2 m = mallinfo2();
-  return (struct mallinfo){ .arena = clamp_int(m.arena), .ordblks = clamp_int(m.ordblks),
-                            .hblks = clamp_int(m.hblks), .hblkhd = clamp_int(m.hblkhd),
-                            .uordblks = clamp_int(m.uordblks), .fordblks = clamp_int(m.fordblks),
-                            .keepcost = clamp_int(m.keepcost) };
-}
-
-/* glibc's summary lines on stderr, then Strata's own table. */
-API void malloc_stats(void) {
-  int cancel = os_cancel_off();
-  strata_stats_t st;
-  strata_stats(&st);
-  line_t l = { .n = 0, .fd = 2 };
-  put(&l, "Total (incl. mmap):");
-  flush(&l);
-  put(&l, "system bytes     = ");
-  put_num(&l, st.mapped, 10, false);
-  flush(&l);
-  put(&l, "in use bytes     = ");
-  put_num(&l, st.allocated, 10, false);
-  flush(&l);
-  put(&l, "max mmap regions = ");
-  put_num(&l, st.huge.nmalloc - st.huge.nfree, 10, false);
-  flush(&l);
-  put(&l, "max mmap bytes   = ");
-  put_num(&l, st.huge.active, 10, false);
-  flush(&l);
-  strata_stats_print(2);
-  os_cancel_restore(cancel);
-}
-
-/* The layout of glibc's malloc_info: one heap, sizes by class. */
-API int malloc_info(int opts, FILE *fp) {
-  if (opts != 0) { errno = EINVAL; return -1; }
-  int cancel = os_cancel_off();
-  strata_stats_t st;
-  strata_stats(&st);
-  fprintf(fp, "<malloc version=\"strata-1\">\n<heap nr=\"0\">\n<sizes>\n");
-  size_t from = 1;
-  for (unsigned c = 0; c < STRATA_CLASSES; c++) {
-    const strata_class_stats_t *cs = &st.classes[c];
-    if (cs->live)
-      fprintf(fp, "  <size from=\"%zu\" to=\"%zu\" total=\"%zu\" count=\"%zu\"/>\n",
-              from, cs->size, cs->live * cs->size, cs->live);
-    from = cs->size + 1;
-  }
-  size_t arena = st.mapped - st.huge.active;
-  fprintf(fp, "</sizes>\n"
-              "<total type=\"small\" count=\"%llu\" size=\"%zu\"/>\n"
-              "<total type=\"large\" count=\"%llu\" size=\"%zu\"/>\n"
-              "<system type=\"current\" size=\"%zu\"/>\n"
-              "<system type=\"resident\" size=\"%zu\"/>\n"
-              "<aspace type=\"total\" size=\"%zu\"/>\n</heap>\n",
-          st.small.nmalloc - st.small.nfree, st.small.allocated,
-          st.large.nmalloc - st.large.nfree, st.large.allocated,
-          arena, st.small.resident + st.large.resident, arena);
-  fprintf(fp, "<total type=\"mmap\" count=\"%llu\" size=\"%zu\"/>\n"
-              "<system type=\"current\" size=\"%zu\"/>\n"
-              "<system type=\"returned\" size=\"%zu\"/>\n"
-              "<aspace type=\"total\" size=\"%zu\"/>\n</malloc>\n",
-          st.huge.nmalloc - st.huge.nfree, st.huge.active, st.mapped, st.returned, st.mapped);
-  os_cancel_restore(cancel);
-  return 0;
-}
-
-/* glibc's parameters are accepted (1) with a valid value; only
- * M_MMAP_THRESHOLD changes anything (the huge threshold: blocks above it are
- * mapped directly). Arenas, trimming, padding, fastbins, check actions
- * and perturbation are Strata's own business (see README). Unknown: 0. */
-API int mallopt(int param, int value) {
-  init_ensure();
-  switch (param) {
-  case M_MMAP_THRESHOLD:             /* glibc's limit: 32 MiB */
-    if (value < 0 || (size_t)value > LARGE_MAX) return 0;
-    options_huge_threshold_fix((size_t)value);
-    return 1;
-  case M_MXFAST:
-    return value >= 0 && value <= 160;
-  case M_TRIM_THRESHOLD: case M_TOP_PAD: case M_MMAP_MAX: case M_CHECK_ACTION:
-  case M_PERTURB: case M_ARENA_TEST: case M_ARENA_MAX:
-    return 1;
-  default:
-    return 0;
-  }
-}
-#endif

@@ -1,0 +1,90 @@
+/* abandon.c - spans of exited threads (abandon.h).
+ *
+ * A thread that takes over the blocks of one that exited (larson) adopts
+ * each span at its first free into it: otherwise it pushes every free
+ * remotely, and refills from spans that give one block or two.
+ *
+ * Lock: abandoned_lock guards the lists and span.abandoned; whoever holds
+ * it owns the abandoned spans (the sweep drains and purges them).
+ */
+#include "abandon.h"
+#include "backlog.h"
+#include "bin.h"
+#include "pageheap.h"
+#include "sparse.h"
+
+static lock_t abandoned_lock = LOCK_INIT(RANK_ABANDONED);
+static span_t *abandoned[CLASS_COUNT];     /* link; span.abandoned */
+
+/* Under abandoned_lock. */
+static void abandon_unlink(span_t *s) {
+  ASSERT(s->abandoned && atomic_load_relaxed(&s->owner) == NULL);
+  LIST_REMOVE(&abandoned[s->cls], s, link);
+  s->abandoned = false;
+}
+
+void abandon_span(span_t *s) {
+  ASSERT(s->kind == SPAN_SMALL && !s->abandoned);
+  atomic_fetch_and_explicit(&s->xfree, ~(uintptr_t)XF_FULL, memory_order_relaxed);
+  span_drain_remote(s, NULL, 0);
+  if (span_releasable(s)) {
+    pageheap_free_span(s);
+    return;
+  }
+  /* A sparse span's free pages are for the purge thread's sweep: wake it. */
+  if (sparse_is(s) && (s->sparse_ms || sparse_mark(s)))
+    backlog_note((size_t)(s->count - s->used) * s->block_size);
+  atomic_store_release(&s->owner, NULL);
+  lock_acquire(&abandoned_lock);
+  LIST_PUSH(&abandoned[s->cls], s, link);
+  s->abandoned = true;
+  lock_release(&abandoned_lock);
+}
+
+span_t *abandon_adopt(heap_t *h, unsigned cls) {
+  lock_acquire(&abandoned_lock);
+  span_t *s = abandoned[cls];
+  if (s) abandon_unlink(s);
+  lock_release(&abandoned_lock);
+  if (s) {
+    atomic_store_release(&s->owner, h);
+    h->sparse_waiting += s->sparse_ms != 0;
+  }
+  return s;
+}
+
+bool abandon_adopt_span(heap_t *h, span_t *s) {
+  lock_acquire(&abandoned_lock);
+  bool ok = s->abandoned;
+  if (ok) abandon_unlink(s);
+  lock_release(&abandoned_lock);
+  if (!ok) return false;
+  atomic_store_release(&s->owner, h);
+  LIST_INSERT_SECOND(&h->bins[s->cls].spans, s, link);
+  h->sparse_waiting += s->sparse_ms != 0;
+  return true;
+}
+
+bool abandon_sweep(uint32_t now) {
+  bool waiting = false;
+  lock_acquire(&abandoned_lock);
+  for (unsigned c = 0; c < CLASS_COUNT; c++)
+    for (span_t *s = abandoned[c], *next; s; s = next) {
+      next = s->link.next;
+      uint32_t drained = span_drain_remote(s, NULL, 0);   /* the lock makes us its owner */
+      if (span_releasable(s)) {
+        abandon_unlink(s);
+        pageheap_free_span(s);
+        continue;
+      }
+      if (drained && sparse_is(s) && !s->sparse_ms) sparse_mark(s);
+      if (sparse_due(s, now)) span_purge_free_pages(s);   /* the exited owner's last blocks */
+      waiting |= s->sparse_ms != 0;
+    }
+  lock_release(&abandoned_lock);
+  return waiting;
+}
+
+void abandon_fork_prepare(void) { lock_acquire_fork(&abandoned_lock); }
+void abandon_fork_parent(void) { lock_release_fork(&abandoned_lock); }
+void abandon_fork_child(void) { lock_reinit(&abandoned_lock); }

@@ -1,0 +1,30 @@
+/* abandon.h - spans of exited threads: at thread exit a heap's spans that
+ * still hold blocks go to a global list per class (owner NULL); a live
+ * thread adopts them, at a refill or at its first free into one; the purge
+ * driver's sweep gives back those that became empty and purges the free
+ * pages of the sparse ones. */
+#ifndef STRATA_ABANDON_H
+#define STRATA_ABANDON_H
+
+#include "heap_types.h"
+
+/* At thread exit: s (drained of its parking) goes to the page heap when
+ * nothing of it is out, else to the abandoned list. */
+void abandon_span(span_t *s);
+/* An abandoned span of class cls for h's refill, owned by h, on no list;
+ * NULL when there is none. */
+span_t *abandon_adopt(heap_t *h, unsigned cls);
+/* A free into s, an abandoned span: h adopts it (onto its bin), so this and
+ * the next frees into it are the owner's. False when s is not (or no
+ * longer) abandoned. */
+bool abandon_adopt_span(heap_t *h, span_t *s);
+/* Give back every abandoned span that has become empty, and purge the free
+ * pages of those sparse for the decay time; true while some are sparse and
+ * not yet due. */
+bool abandon_sweep(uint32_t now);
+
+void abandon_fork_prepare(void);
+void abandon_fork_parent(void);
+void abandon_fork_child(void);
+
+#endif

@@ -1,0 +1,157 @@
+/* options.c - the table of options, its parser and its printer.
+ *
+ * One row per key: its kind (a flag, a byte size with k/m/g, milliseconds,
+ * or one of named values), the field it sets, its range and default. The
+ * parser takes STRATA_OPTIONS without allocating (the environment string is
+ * read in place); a bad entry is reported on stderr and skipped, keeping the
+ * default.
+ */
+#include "options.h"
+#include "os.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+options_t options = { .huge_threshold = HUGE_MIN, .sbrk = true, .decay_ms = DECAY_MS, .bg = true };
+
+typedef enum { OPT_FLAG, OPT_SIZE, OPT_MS, OPT_NAMED } option_kind_t;
+
+typedef struct {
+  const char *key;
+  option_kind_t kind;
+  size_t offset;              /* of the field in options_t */
+  size_t min, max;            /* OPT_SIZE, OPT_MS */
+  const char *names[3];       /* OPT_NAMED: value i sets the flag to i */
+  const char *meaning;
+} option_t;
+
+#define FIELD(f) offsetof(options_t, f)
+static const option_t option_table[] = {
+  { "huge", OPT_SIZE, FIELD(huge_threshold), SMALL_MAX + 1, SIZE_MAX >> 1, {0},
+    "blocks above this many bytes get a mapping of their own" },
+  { "sbrk", OPT_FLAG, FIELD(sbrk), 0, 1, {0}, "grow the small tier with the program break" },
+  { "decay", OPT_MS, FIELD(decay_ms), 0, 3600000, {0}, "milliseconds free memory stays before it goes back" },
+  { "bg", OPT_FLAG, FIELD(bg), 0, 1, {0}, "a purge thread in programs with threads of their own" },
+  { "purge", OPT_NAMED, FIELD(purge_free), 0, 1, { "dontneed", "free" }, "how decayed pages go back" },
+  { "stats", OPT_FLAG, FIELD(stats), 0, 1, {0}, "print the statistics at exit" },
+  { "verbose", OPT_FLAG, FIELD(verbose), 0, 1, {0}, "print the options at start, and warnings" },
+  { "guard", OPT_FLAG, FIELD(guard), 0, 1, {0}, "guard pages; freed large blocks inaccessible" },
+  { "junk", OPT_FLAG, FIELD(junk), 0, 1, {0}, "fill new and freed blocks" },
+  { "canary", OPT_FLAG, FIELD(canary), 0, 1, {0}, "a canary word after each small block" },
+};
+#undef FIELD
+enum { OPTION_COUNT = sizeof option_table / sizeof option_table[0] };
+
+/* A line for stderr built in a stack buffer: no allocation. */
+typedef struct { char buf[320]; size_t n; } line_t;
+static void put(line_t *l, const char *s, size_t len) {
+  for (size_t i = 0; i < len && s[i] && l->n < sizeof l->buf - 2; i++) l->buf[l->n++] = s[i];
+}
+static void puts_(line_t *l, const char *s) { put(l, s, SIZE_MAX); }
+static void put_num(line_t *l, size_t v) {
+  char d[24];
+  int n = 0;
+  do d[n++] = (char)('0' + v % 10); while (v /= 10);
+  while (n) put(l, &d[--n], 1);
+}
+static void flush(line_t *l, int fd) {
+  l->buf[l->n++] = '\n';
+  os_write_all(fd, l->buf, l->n);
+  l->n = 0;
+}
+
+/* A decimal number with an optional k/m/g suffix; false when malformed. */
+static bool parse_size(const char *s, size_t len, size_t *out) {
+  size_t v = 0, i = 0;
+  for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+    if (v > (SIZE_MAX - 9) / 10) return false;
+    v = v * 10 + (size_t)(s[i] - '0');
+  }
+  if (i == 0) return false;
+  if (i < len) {
+    unsigned shift = s[i] == 'k' || s[i] == 'K' ? 10 : s[i] == 'm' || s[i] == 'M' ? 20
+                   : s[i] == 'g' || s[i] == 'G' ? 30 : 64;
+    if (shift == 64 || i + 1 != len || v > (SIZE_MAX >> shift)) return false;
+    v <<= shift;
+  }
+  *out = v;
+  return true;
+}
+
+static bool same(const char *s, size_t len, const char *word) {
+  return strlen(word) == len && memcmp(s, word, len) == 0;
+}
+
+/* Set the field of o from the value text; false when it is not valid. */
+static bool option_set(const option_t *o, const char *val, size_t len) {
+  char *field = (char *)&options + o->offset;
+  size_t v = 0;
+  switch (o->kind) {
+  case OPT_NAMED:
+    for (v = 0; v < 3 && o->names[v] && !same(val, len, o->names[v]); v++) {}
+    if (v == 3 || !o->names[v]) return false;
+    *(bool *)field = v;
+    return true;
+  case OPT_FLAG:
+    if (!parse_size(val, len, &v) || v > 1) return false;
+    *(bool *)field = v;
+    return true;
+  case OPT_MS:
+    if (!parse_size(val, len, &v) || v < o->min || v > o->max) return false;
+    *(uint32_t *)field = (uint32_t)v;
+    return true;
+  case OPT_SIZE:
+    if (!parse_size(val, len, &v) || v < o->min || v > o->max) return false;
+    options_huge_threshold_fix(v);        /* huge is the only size */
+    return true;
+  }
+  return false;
+}
+
+static void warn(const char *what, const char *entry, size_t len) {
+  line_t l = { .n = 0 };
+  puts_(&l, "strata: STRATA_OPTIONS: ");
+  puts_(&l, what);
+  puts_(&l, " '");
+  put(&l, entry, len);
+  puts_(&l, "'");
+  flush(&l, 2);
+}
+
+void options_parse(void) {
+  const char *env = getenv("STRATA_OPTIONS");
+  for (; env && *env;) {
+    const char *end = strchr(env, ',');
+    size_t len = end ? (size_t)(end - env) : strlen(env);
+    const char *eq = memchr(env, '=', len);
+    size_t klen = eq ? (size_t)(eq - env) : len;
+    const char *val = eq ? eq + 1 : env + len;
+    size_t vlen = eq ? len - klen - 1 : 0;
+    const option_t *o = NULL;
+    for (unsigned i = 0; i < OPTION_COUNT && !o; i++)
+      if (same(env, klen, option_table[i].key)) o = &option_table[i];
+    if (!o) warn("unknown option", env, len);
+    else if (!option_set(o, val, vlen)) warn("bad value in", env, len);
+    env += len + (end ? 1 : 0);
+  }
+  if (options.verbose) options_print(2);
+}
+
+void options_print(int fd) {
+  line_t l = { .n = 0 };
+  puts_(&l, "strata: options:");
+  for (unsigned i = 0; i < OPTION_COUNT; i++) {
+    const option_t *o = &option_table[i];
+    const char *field = (const char *)&options + o->offset;
+    puts_(&l, " ");
+    puts_(&l, o->key);
+    puts_(&l, "=");
+    switch (o->kind) {
+    case OPT_NAMED: puts_(&l, o->names[*(const bool *)field]); break;
+    case OPT_FLAG: put_num(&l, *(const bool *)field); break;
+    case OPT_MS: put_num(&l, *(const uint32_t *)field); break;
+    case OPT_SIZE: put_num(&l, options_huge_threshold()); break;
+    }
+  }
+  flush(&l, fd);
+}

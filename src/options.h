@@ -1,0 +1,49 @@
+/* options.h - STRATA_OPTIONS=key=value,... : one table of the options
+ * (options.c), read once at initialisation without allocating. Every module
+ * reads the effective values from `options`. The README's table and the
+ * verbose print at start follow the same table. */
+#ifndef STRATA_OPTIONS_H
+#define STRATA_OPTIONS_H
+
+#include "internal.h"
+
+typedef struct {
+  size_t huge_threshold;   /* huge: above this, a mapping of its own (raised
+                              at run time: options_huge_threshold_raise) */
+  bool huge_fixed;         /* huge= or mallopt(M_MMAP_THRESHOLD) set it */
+  bool sbrk;               /* sbrk: grow the small tier with the break */
+  uint32_t decay_ms;       /* decay: free memory goes back after this long */
+  bool bg;                 /* bg: the purge thread (else the slow paths) */
+  bool purge_free;         /* purge=free: decayed pages with MADV_FREE */
+  bool stats;              /* stats: print the statistics at exit */
+  bool verbose;            /* verbose: the options at start, warnings */
+  bool guard;              /* guard: guard pages, freed large blocks protected */
+  bool junk;               /* junk: fill new (0xAA) and freed (0xDF) blocks */
+  bool canary;             /* canary: a canary word after each small block */
+} options_t;
+extern options_t options;
+
+/* Read STRATA_OPTIONS (init, once); warnings on stderr for what is wrong. */
+void options_parse(void);
+/* Write the effective value of every option on fd, one line. */
+void options_print(int fd);
+
+/* The huge threshold, which frees raise while the program runs (api.c);
+ * relaxed atomics, as any thread may read or raise it. */
+static inline size_t options_huge_threshold(void) {
+  return __atomic_load_n(&options.huge_threshold, __ATOMIC_RELAXED);
+}
+/* Raise the threshold to `bytes` if that is more, unless it was fixed. */
+static inline void options_huge_threshold_raise(size_t bytes) {
+  if (__atomic_load_n(&options.huge_fixed, __ATOMIC_RELAXED)) return;
+  size_t t = options_huge_threshold();
+  while (bytes > t && !__atomic_compare_exchange_n(&options.huge_threshold, &t, bytes, true,
+                                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+}
+/* Fix the threshold at `bytes` (huge= and mallopt): frees no longer raise it. */
+static inline void options_huge_threshold_fix(size_t bytes) {
+  __atomic_store_n(&options.huge_fixed, true, __ATOMIC_RELAXED);
+  __atomic_store_n(&options.huge_threshold, bytes, __ATOMIC_RELAXED);
+}
+
+#endif

@@ -1,0 +1,39 @@
+/* tier.h - what every tier shares with the purge driver, the fork handlers
+ * and the statistics: a table of operations each tier exports (heap_tier,
+ * large_tier, huge_tier, pageheap_tier; the segment map and the backlog
+ * have fork hooks only). init.c lists them in lock order (lock.h) and hands
+ * the list to decay.c and to its fork handlers, so no lower layer calls up.
+ * Any pointer may be NULL: the tier has no such role. */
+#ifndef STRATA_TIER_H
+#define STRATA_TIER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+  unsigned long long nmalloc, nfree;
+  size_t allocated;     /* bytes in live blocks */
+  size_t active;        /* bytes of the pages (runs, blocks, mappings) holding them */
+  size_t resident;      /* bytes of the tier's mappings in memory (mincore) */
+  size_t mapped;        /* bytes of the tier's mappings */
+  size_t dirty;         /* free bytes not yet returned (the decay's backlog) */
+} tier_stats_t;
+
+typedef struct {
+  const char *name;
+  /* Return to the OS what has been free for at least `age` ms at `now`;
+   * set *younger when some of it must wait. */
+  void (*decay)(uint32_t now, uint32_t age, bool *younger);
+  /* Return everything free at once (malloc_trim); true when something went. */
+  bool (*trim)(void);
+  /* Take the tier's locks in order; release them; re-initialise them in
+   * the child (the parent's other threads are gone there). */
+  void (*fork_prepare)(void);
+  void (*fork_parent)(void);
+  void (*fork_child)(void);
+  /* Add the tier's figures (the small tier is the heaps and the page heap). */
+  void (*stats)(tier_stats_t *st);
+} tier_t;
+
+#endif
