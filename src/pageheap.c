@@ -118,7 +118,8 @@ static segment_t *segment_map(uint32_t pages) {
       uint32_t end = least > SEG_FIRST_PAGES ? least : SEG_FIRST_PAGES;
       if ((uintptr_t)base + SEG_SIZE <= ((uintptr_t)1 << ADDR_BITS) &&
           os_sbrk_grow(cur, (size_t)(base - cur) + (size_t)end * PAGE_SIZE)) {
-        if (base > cur) os_unmap(cur, (size_t)(base - cur));   /* the alignment gap */
+        char *gap = (char *)align_up((uintptr_t)cur, OS_PAGE);   /* the break is byte-grained */
+        if (base > gap) os_unmap(gap, (size_t)(base - gap));      /* the alignment gap */
         segment_t *seg = (segment_t *)base;
         ph_sbrk_top = base + (size_t)end * PAGE_SIZE;
         seg->from_sbrk = true;
