@@ -42,6 +42,7 @@ void abandon_span(span_t *s) {
 }
 
 span_t *abandon_adopt(heap_t *h, unsigned cls) {
+  ASSERT(cls < CLASS_COUNT && h != &heap_empty);
   lock_acquire(&abandoned_lock);
   span_t *s = abandoned[cls];
   if (s) abandon_unlink(s);
@@ -54,6 +55,7 @@ span_t *abandon_adopt(heap_t *h, unsigned cls) {
 }
 
 bool abandon_adopt_span(heap_t *h, span_t *s) {
+  ASSERT(h != &heap_empty && s->kind == SPAN_SMALL);
   lock_acquire(&abandoned_lock);
   bool ok = s->abandoned;
   if (ok) abandon_unlink(s);
@@ -71,6 +73,7 @@ bool abandon_sweep(uint32_t now) {
   for (unsigned c = 0; c < CLASS_COUNT; c++)
     for (span_t *s = abandoned[c], *next; s; s = next) {
       next = s->link.next;
+      ASSERT(s->abandoned && s->cls == c && atomic_load_relaxed(&s->owner) == NULL);
       uint32_t drained = span_drain_remote(s, NULL, 0);   /* the lock makes us its owner */
       if (span_releasable(s)) {
         abandon_unlink(s);

@@ -28,6 +28,7 @@ static bool collect(void);
  * free block of a bigger class, then a mapping of its own: a small class
  * needs a span, and a new segment 72 KiB at least. */
 static void *alloc_tier(size_t size, size_t align, bool zero, bool fit) {
+  ASSERT(is_pow2(align) && align >= ALIGNMENT && lock_depth == 0);
   size_t room = options.canary ? CHECKED_CANARY_ROOM : 0;
   if (size + room <= SMALL_MAX && align <= PAGE_SIZE) {
     unsigned cls = align <= ALIGNMENT ? class_of(size + room) : class_of_aligned(size + room, align);
@@ -80,10 +81,11 @@ static NOINLINE void *malloc_slow(size_t size) {
   return p;
 }
 
-/* The thread's bin cls is empty: refill it (heap_alloc_class) without the
- * general path's checks of size and options. NULL before init, in checked
- * mode and when out of memory: the caller takes the general path. */
-static void *bin_refill(unsigned cls) {
+/* The thread's block cache of cls is empty: refill it (heap_alloc_class)
+ * without the general path's checks of size and options. NULL before init,
+ * in checked mode and when out of memory: the caller takes the general
+ * path. */
+static void *cache_refill(unsigned cls) {
   if (likely(init_ready() && !span_checked_mode)) {
     void *p = heap_alloc_class(cls, NULL);
     if (likely(p != NULL)) {
@@ -97,7 +99,7 @@ static void *bin_refill(unsigned cls) {
 /* The class is looked up again, so the fast path keeps nothing live across
  * its pop. */
 static NOINLINE void *malloc_refill(size_t size) {
-  void *p = bin_refill(class_of(size));
+  void *p = cache_refill(class_of(size));
   return p ? p : malloc_slow(size);
 }
 
@@ -140,8 +142,7 @@ static NOINLINE void free_slow(void *p, seg_kind_t kind, const char *call) {
      * tier can hold raises the threshold to its size (unless huge= or
      * mallopt fixed it), so a program that cycles blocks of that size
      * reuses the arenas' pages, decayed like any free memory, instead of
-     * mapping, faulting in and unmapping each one (`large`: 0.7 k -> 67 k
-     * replacements/s at 1 thread). */
+     * mapping, faulting in and unmapping each one. */
     size_t usable = huge_free(p, call);
     if (usable <= LARGE_MAX) options_huge_threshold_raise(usable);
   } else {
@@ -206,9 +207,9 @@ API int strata_owns(const void *p) {
 }
 
 /* ---- calloc, realloc ---------------------------------------------------------- */
-/* Fast path: malloc's pop (empty bins before init and in checked mode send
- * it to the general path), then clear the block, or only its links if it
- * never left zeroed pages. */
+/* Fast path: malloc's pop (empty caches before init and in checked mode
+ * send it to the general path), then clear the block, unless it comes fresh
+ * from zeroed pages (the pop cleared its two words). */
 API void *strata_calloc(size_t n, size_t size) {
   size_t total;
   if (unlikely(__builtin_mul_overflow(n, size, &total))) {
@@ -218,9 +219,8 @@ API void *strata_calloc(size_t n, size_t size) {
   if (likely(total <= CLASS_FAST_MAX)) {
     bool fresh;
     void *p = heap_malloc_small(heap_tls, class_of(total), &fresh);
-    /* Hide the bound on total: GCC would inline the memset as `rep stos`,
-     * slower than the C library's for small blocks (calloc/64: 120 -> 96
-     * M/s). */
+    /* Hide the bound on total: GCC would otherwise inline the memset as
+     * `rep stos`, which is slower than the C library's for small blocks. */
     __asm__("" : "+r"(total));
     if (likely(p != NULL)) return fresh ? p : memset(p, 0, total);
   }
@@ -286,7 +286,7 @@ static void *aligned_small(size_t align, size_t size) {
   if (class_info[cls].size & (align - 1)) cls = class_of_aligned(size, align);
   if (cls >= CLASS_COUNT) return NULL;
   void *p = heap_malloc_small(heap_tls, cls, NULL);
-  return p ? p : bin_refill(cls);
+  return p ? p : cache_refill(cls);
 }
 
 /* Any size and power-of-two alignment, through the general path. */
@@ -381,9 +381,8 @@ void *__libc_pvalloc(size_t) ALIAS(strata_pvalloc);
 void cfree(void *) ALIAS(strata_free);
 
 /* ---- C++ operators new and delete ----------------------------------------------
- * Defined here under their mangled names, so new and delete skip libstdc++'s
- * call into malloc and free (19 of 94 instructions per new/delete pair under
- * callgrind). Only success is served here. When Strata has no memory the
+ * Defined here under their mangled names, so that new and delete skip
+ * libstdc++'s extra call into malloc and free. Only success is served here. When Strata has no memory the
  * call goes on to the next definition of the same operator (libstdc++'s,
  * found with dlsym(RTLD_NEXT)), which calls malloc again, runs the
  * new-handler and throws std::bad_alloc, or returns NULL for the nothrow

@@ -126,6 +126,7 @@ static void arena_hot_rotate(arena_t *a, uint32_t now) {
 /* Under a's lock: pages [from, to) may be dirty and are free or past a
  * block's usable size: the decay purges them once they have cooled. */
 static void arena_note_unpurged(arena_t *a, size_t from, size_t to) {
+  ASSERT(lock_held(RANK_ARENA) && from < to && to <= ARENA_PAGES);
   uint32_t now = os_now_ms() | 1;      /* 0: hot[0] is not open */
   backlog_note((to - from) * OS_PAGE);
   if (a->hot_opened_ms && now - a->hot_opened_ms >= options.decay_ms / 2) arena_hot_rotate(a, now);
@@ -153,14 +154,14 @@ static bool pick_in(const arena_t *a, char *f, unsigned k, unsigned order, size_
  * used, whose used pages are the most dirty, among the first
  * ARENA_PICK_BLOCKS free blocks of each order (at == NULL: none is free).
  * Pages a freed block left resident are reused before clean ones are
- * faulted in, so resident memory follows the live blocks: the buddy's own
- * choice (the newest free block of the smallest order) took clean pages
- * while dirty ones of other orders waited for the decay (docs/decisions.md).
- * Ties go to that same
- * choice, which is all there is when no free page of a is dirty
+ * faulted in, so resident memory follows the live blocks; the buddy's own
+ * choice (the newest free block of the smallest order) would take clean
+ * pages while dirty ones of other orders wait for the decay. Ties go to
+ * that same choice, which is all there is when no free page of a is dirty
  * (!unpurged). */
 #define ARENA_PICK_BLOCKS 8
 arena_pick_t arena_pick(const arena_t *a, unsigned order, size_t pages) {
+  ASSERT(lock_held(RANK_ARENA) && pages >= 1 && pages <= ((size_t)1 << order));
   arena_pick_t best = { NULL, NULL, 0 };
   for (unsigned k = order; k <= buddy_max_order(a->buddy); k++) {
     char *f = buddy_first_free(a->buddy, k);
@@ -214,6 +215,7 @@ static unsigned arena_lock_block(arena_t *a, const void *p, const char *call) {
 void arena_free(arena_t *a, void *p, const char *call) {
   size_t i = (size_t)((char *)p - (char *)a) / OS_PAGE;
   unsigned order = arena_lock_block(a, p, call);
+  ASSERT(a->usable[i] >= 1 && a->usable[i] <= ((size_t)1 << order));
   count_add(&a->nfree, 1);
   arena_count_bytes(a, -1, a->usable[i], order);
   if (options.guard && !os_protect_none(p, (size_t)a->usable[i] * OS_PAGE))
@@ -231,6 +233,7 @@ size_t arena_usable(arena_t *a, const void *p, const char *call) {
 }
 
 bool arena_resize(arena_t *a, void *p, size_t size) {
+  ASSERT(size > SMALL_MAX);
   size_t i = (size_t)((char *)p - (char *)a) / OS_PAGE;
   size_t pages = (size + OS_PAGE - 1) / OS_PAGE;
   unsigned want = log2_ceil(pages);
@@ -273,6 +276,7 @@ bool arena_resize(arena_t *a, void *p, size_t size) {
  * os_purge_decayed, whose pages may keep their bytes (MADV_FREE): their
  * dirty bits then stay set, for calloc. */
 static size_t arena_purge_range(arena_t *a, size_t from, size_t to, bool decayed) {
+  ASSERT(lock_held(RANK_ARENA) && from <= to && to <= ARENA_PAGES);
   if (!dirty_any(a, from, to)) return 0;
   char *p = (char *)a + from * OS_PAGE;
   size_t lo, hi;

@@ -59,6 +59,7 @@ static void backlog_wake(void) {
 }
 
 void backlog_thread(int delta) {
+  ASSERT(delta == 1 || delta == -1);
   unsigned n = atomic_fetch_add(&backlog_threads, (unsigned)delta) + (unsigned)delta;
   if (n >= 2) {
     if (backlog_start_wanted()) backlog_want_start();
@@ -108,6 +109,7 @@ bool backlog_thread_runs(void) {
 void backlog_pass_begin(void) { atomic_store_relaxed(&backlog_pending, false); }
 
 bool backlog_sleep(void) {
+  ASSERT(atomic_load(&backlog_purger) == PURGER_AWAKE || atomic_load(&backlog_purger) == PURGER_STARTING);
   /* ASLEEP is published before pending is read, and a note sets pending
    * before it reads the state (both seq_cst): a note is never missed. */
   lock_acquire(&backlog_lock);

@@ -32,12 +32,14 @@ void bcache_bad_block(const block_t *b) {
 }
 
 void bcache_full(heap_t *h, span_t *s, block_t *b) {
+  ASSERT(h->room[s->cls] < 0 && atomic_load_relaxed(&s->owner) == h && span_is_block_start(s, b));
   h->room[s->cls]++;
   h->overflowed |= (uint64_t)1 << s->cls;
   bin_give(h, s, b);
 }
 
 static bool bcache_grow(heap_t *h, unsigned c) {
+  ASSERT(h->free_bound[c] >= class_info[c].cache && h->free_bound[c] <= class_info[c].cache_max);
   uint32_t bound = h->free_bound[c], grow = bound;
   if (bound + grow > class_info[c].cache_max) grow = class_info[c].cache_max - bound;
   uint32_t bytes = grow * class_info[c].size;
@@ -101,6 +103,7 @@ void bcache_gc(heap_t *h) {
 }
 
 void bcache_refilled(heap_t *h, unsigned c) {
+  ASSERT(c < CLASS_COUNT && h->free[c] == NULL);
   uint64_t bit = (uint64_t)1 << c;
   h->refilled |= bit;
   if (!(h->overflowed & bit)) return;
@@ -109,7 +112,9 @@ void bcache_refilled(heap_t *h, unsigned c) {
 }
 
 void bcache_flush(heap_t *h, unsigned c) {
+  ASSERT(c < CLASS_COUNT);
   bcache_trim(h, c, 0);
   if (h->free[c]) bcache_bad_block(h->free[c]);
   bcache_lower(h, c, class_info[c].cache);
+  ASSERT(h->free[c] == NULL && h->room[c] == h->free_bound[c] && h->free_bound[c] == class_info[c].cache);
 }

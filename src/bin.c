@@ -25,6 +25,7 @@ NOINLINE void bin_unpark(bin_t *bin, span_t *s) {
 }
 
 void bin_to_front(bin_t *bin, span_t *s) {
+  ASSERT(!(atomic_load_relaxed(&s->xfree) & XF_FULL) && bin->spans != NULL);
   if (bin->spans == s) return;
   LIST_REMOVE(&bin->spans, s, link);
   LIST_INSERT_SECOND(&bin->spans, s, link);
@@ -37,6 +38,7 @@ void bin_to_front(bin_t *bin, span_t *s) {
  * class until it exits or calls strata_collect. Out of line, so that
  * bin_give_list saves no register. */
 static NOINLINE void bin_span_emptied(heap_t *h, span_t *s) {
+  ASSERT(s->used == 0 && s->sparse_ms == 0);
   if (!span_releasable(s)) return;
   bin_t *bin = &h->bins[s->cls];
   if (bin->spans == s && !s->link.next) return;
@@ -45,6 +47,7 @@ static NOINLINE void bin_span_emptied(heap_t *h, span_t *s) {
 }
 
 void bin_span_freed(heap_t *h, span_t *s) {
+  ASSERT(atomic_load_relaxed(&s->owner) == h && s->used <= s->carved);
   if (unlikely(s->used == 0)) {
     s->sparse_ms = 0;                     /* its pages are the spares' now */
     bin_span_emptied(h, s);

@@ -16,7 +16,8 @@
  * and bit k of `nonempty` says that list is not empty.
  *
  * Free memory is never written: the large tier gives free pages back to the
- * OS with madvise(MADV_DONTNEED), so every link lives here in the metadata.
+ * OS (madvise) and, with guard=1, makes them inaccessible, so every link
+ * lives here in the metadata.
  * Every operation is O(max_order); buddy_check is the O(nblocks) walk.
  */
 #include "buddy.h"

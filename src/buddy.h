@@ -2,7 +2,7 @@
  *
  * A pure data structure: no system call, no lock, no allocation. It serves
  * both the public standalone API (strata_buddy_*, see strata.h) and the large
- * tier (large.c), which keeps one buddy per arena under the arena's lock.
+ * tier (arena.c), which keeps one buddy per arena under the arena's lock.
  *
  * The region is cut into `nblocks` minimum blocks (index 0 .. nblocks-1).
  * A block of order k covers 2^k minimum blocks and starts at an index that is
@@ -55,8 +55,9 @@ bool buddy_grow_in_place(strata_buddy *b, void *p, unsigned order);
 /* Shrink the allocated block at p to order `order`, freeing the upper halves. */
 void buddy_shrink(strata_buddy *b, void *p, unsigned order);
 
-/* The minimum block size, and the bytes at the region's start that are
- * never handed out (the caller's prefix and the metadata). */
+/* The minimum block size; the bytes at the region's start that are never
+ * handed out (the caller's prefix and the metadata, rounded up to whole
+ * minimum blocks); the largest order. */
 size_t buddy_min_block(const strata_buddy *b);
 size_t buddy_reserved_bytes(const strata_buddy *b);
 unsigned buddy_max_order(const strata_buddy *b);

@@ -121,6 +121,7 @@ static heap_t *heap_new(void) {
 }
 
 static heap_t *heap_for_thread(void) {
+  ASSERT(heap_tls == &heap_empty);
   if (heap_thread_state == HEAP_THREAD_DEAD) return NULL;
   heap_t *h = heap_new();
   if (!h) return NULL;
@@ -141,8 +142,10 @@ static void *heap_pop_or_refill(heap_t *h, unsigned cls, bool *fresh, bool grow)
   return p;
 }
 
-/* Sizes above CLASS_FAST_MAX come here without trying the cache first. */
+/* malloc's miss (api.c's cache_refill) and the general path come here: a
+ * pop of the cache, refilled first if it is empty. */
 void *heap_alloc_class(unsigned cls, bool *fresh) {
+  ASSERT(cls < CLASS_COUNT);
   heap_t *h = heap_tls;
   if (unlikely(h == &heap_empty)) {
     h = heap_for_thread();
@@ -157,6 +160,7 @@ void *heap_alloc_class(unsigned cls, bool *fresh) {
 }
 
 void *heap_alloc_at_hand(unsigned cls, size_t align, unsigned *got, bool *fresh) {
+  ASSERT(is_pow2(align) && align <= PAGE_SIZE);
   heap_t *h = heap_tls;
   if (h == &heap_empty) return NULL;
   for (unsigned c = cls; c < CLASS_COUNT; c++) {
@@ -195,6 +199,7 @@ void heap_check_owned_not_free(heap_t *h, span_t *s, block_t *b, const char *cal
 /* The owner's free, checked: into its cache (bcache_push), or to the span
  * in checked mode, where the caches stay empty. */
 static void heap_free_owned(heap_t *h, span_t *s, block_t *b, const char *call) {
+  ASSERT(atomic_load_relaxed(&s->owner) == h && span_is_block_start(s, b));
   unsigned c = s->cls;
   heap_check_owned_not_free(h, s, b, call);
   STAT_INC(h->nfree[c]);
@@ -204,6 +209,7 @@ static void heap_free_owned(heap_t *h, span_t *s, block_t *b, const char *call) 
 
 /* The free of b (checked) by h, which does not own s. */
 static inline void heap_free_remote(heap_t *h, span_t *s, block_t *b) {
+  ASSERT(atomic_load_relaxed(&s->owner) != h || span_checked_mode);
   if (likely(h != &heap_empty)) STAT_INC(h->nfree[s->cls]);
   else atomic_add_relaxed(&heap_nfree_homeless[s->cls], 1);
   if (unlikely(span_push_remote(s, b))) ready_queue(s);
@@ -245,6 +251,7 @@ static void heap_flush(heap_t *h) {
 /* Hand every span back (empty ones to the page heap, the rest to the
  * abandoned lists) and put the heap back in the pool. */
 static void heap_thread_exit(heap_t *h) {
+  ASSERT(h != &heap_empty && h != &heap_orphan && heap_tls != h);
   heap_flush(h);
   ready_take(h, READY_ALL);                 /* may give spans to the spares */
   bool younger = false;

@@ -26,7 +26,7 @@
 #define HUGE_MAGIC 0x5354524148554745ull   /* "STRAHUGE" */
 
 /* Header at the mapping's start. Invariant: magic == HUGE_MAGIC ^ address
- * of the header, user == header + offset, usable == size - offset. */
+ * of the header, user == header + offset, usable == size - offset - guard. */
 typedef struct huge_hdr {
   uint64_t magic;
   size_t size;        /* bytes mapped */
@@ -47,6 +47,7 @@ static uint64_t huge_nmalloc, huge_nfree;     /* under huge_lock */
 static huge_hdr_t *huge_cache[HUGE_CACHE_SLOTS];   /* under huge_lock; NULL: empty */
 
 static void huge_link(huge_hdr_t *h, bool fresh) {
+  ASSERT(h->magic == (HUGE_MAGIC ^ (uintptr_t)h) && h->user == (char *)h + h->offset);
   lock_acquire(&huge_lock);
   LIST_PUSH(&huge_list, h, link);
   huge_nmalloc += fresh;
@@ -116,6 +117,7 @@ static huge_hdr_t *huge_cache_take(size_t total, size_t off) {
 }
 
 void *huge_alloc(size_t size, size_t align, bool zero) {
+  ASSERT(is_pow2(align));
   size_t off = huge_offset(align, 0), total = align_up(off + size, OS_PAGE);
   huge_hdr_t *h = NULL;
   if (!zero && !options.guard && align <= SEG_SIZE && size <= HUGE_CACHE_BYTES) h = huge_cache_take(total, off);
@@ -148,6 +150,7 @@ static void huge_unmap_all(huge_hdr_t **gone, int n) {
 /* Keep the freed mapping h (out of the segment map) in the cache, making
  * room by unmapping the oldest, or unmap h if it is not to be cached. */
 static void huge_cache_put(huge_hdr_t *h) {
+  ASSERT(h->magic == 0 && segmap_kind((char *)h + 1) == SEG_NONE);
   if (h->guard || h->align > SEG_SIZE || h->size > HUGE_CACHE_BYTES || !options.decay_ms) {
     os_unmap(h, h->size);
     return;

@@ -74,6 +74,7 @@ static _Atomic uint64_t run_nmalloc, run_nfree;
 static _Atomic size_t run_bytes;
 
 static void *large_run_alloc(size_t size, size_t align, bool zero) {
+  ASSERT(is_pow2(align));
   size_t pages = (size + PAGE_SIZE - 1) / PAGE_SIZE;
   if (align > PAGE_SIZE || pages > PAGEHEAP_MAX_RUN || options.guard) return NULL;
   span_t *s = pageheap_alloc_span((uint32_t)pages, SPAN_LARGE);
@@ -104,6 +105,7 @@ void large_run_free(void *p, const char *call) {
 }
 
 void *large_alloc(size_t size, size_t align, bool zero) {
+  ASSERT(size > 0 && is_pow2(align) && align <= LARGE_MAX);
   uint64_t dirty_buf[LARGE_MAX / OS_PAGE / 64], *dirty = zero ? dirty_buf : NULL;
   size_t pages = (size + OS_PAGE - 1) / OS_PAGE;
   size_t bytes = pages * OS_PAGE > align ? pages * OS_PAGE : align;
@@ -118,9 +120,9 @@ void *large_alloc(size_t size, size_t align, bool zero) {
    * block whose used pages are all dirty, or else notes the arena of the
    * dirtiest, which it then takes from: resident pages are reused across
    * arenas as well. Only for blocks of LARGE_SEARCH_PAGES or more, whose
-   * faults cost more than looking at every arena: a smaller one takes the
-   * first arena's best (a program growing by blocks of 40 KiB ran twice as
-   * slow when each looked at all of its 38 arenas). Next, after a first
+   * faults cost more than looking at every arena; a smaller one takes the
+   * first arena's best, as a program growing by many such blocks would
+   * otherwise search every arena for each. Next, after a first
    * pass that found every lock taken, a new arena while there are fewer
    * than the processors; then a pass that waits for each lock, then a new
    * arena. */

@@ -1,9 +1,9 @@
 /* large.h - the large tier: sizes above SMALL_MAX up to the huge threshold,
  * from buddy arenas (arena.h; 64 MiB, aligned to their size). A block of
  * 2^k bytes is aligned to 2^k, so aligned requests up to half an arena cost
- * nothing extra. Only the pages up to the request (its usable size) are
- * ever made resident: the rest of the power-of-two block is purged if a
- * previous user dirtied it. When no arena can be mapped (an address-space
+ * nothing extra. A block's pages past the request (its usable size) are
+ * never touched by the program; if a previous user dirtied them, the decay
+ * purges them like free pages. When no arena can be mapped (an address-space
  * limit), a block of up to a segment's pages aligned to at most PAGE_SIZE
  * is a run of the page heap (SPAN_LARGE in a small segment): the
  * large_run_ calls free it. */

@@ -1,5 +1,6 @@
-/* os.c - mmap/munmap/madvise/mremap, the program break, randomness, time
- * and the fatal-error path. No other file makes a system call. */
+/* os.c - mmap/munmap/madvise/mremap/mprotect/mincore, the program break,
+ * randomness, time, writes and the fatal-error path: every system call of
+ * the allocator but the purge thread's own set-up (decay.c). */
 #include "os.h"
 
 #include <errno.h>
@@ -72,6 +73,7 @@ static void *os_map_exact(size_t size, size_t align, size_t shift) {
 
 /* errno is kept intact across every call here: free must preserve it. */
 void *os_map_aligned(size_t size, size_t align, size_t shift) {
+  ASSERT(is_pow2(align) && align >= OS_PAGE && size % OS_PAGE == 0 && shift < align + SEG_SIZE);
   if (os_injected_failure()) return NULL;
   int saved = errno;
   char *p = os_map_trimmed(size, align, shift);
@@ -86,6 +88,7 @@ void *os_map_aligned(size_t size, size_t align, size_t shift) {
 }
 
 bool os_map_fixed(void *p, size_t size, bool *taken) {
+  ASSERT((uintptr_t)p % OS_PAGE == 0 && size % OS_PAGE == 0 && size > 0);
   *taken = (uintptr_t)p + size > ((uintptr_t)1 << ADDR_BITS);
   if (*taken || os_injected_failure()) return false;
   int saved = errno;
@@ -99,6 +102,7 @@ _Atomic size_t os_returned;
 _Atomic size_t os_mapped;
 
 bool os_unmap(void *p, size_t size) {
+  ASSERT((uintptr_t)p % OS_PAGE == 0 && size > 0);
   int saved = errno;
   bool ok = munmap(p, size) == 0;
   errno = saved;
@@ -110,6 +114,7 @@ bool os_unmap(void *p, size_t size) {
 }
 
 bool os_purge(void *p, size_t size) {
+  ASSERT((uintptr_t)p % OS_PAGE == 0 && size % OS_PAGE == 0);
   int saved = errno;
   bool ok = madvise(p, size, MADV_DONTNEED) == 0;
   errno = saved;
@@ -118,6 +123,7 @@ bool os_purge(void *p, size_t size) {
 }
 
 bool os_purge_decayed(void *p, size_t size, bool lazy) {
+  ASSERT((uintptr_t)p % OS_PAGE == 0 && size % OS_PAGE == 0);
   if (!lazy) return os_purge(p, size);
   int saved = errno;
   bool ok = madvise(p, size, MADV_FREE) == 0;
@@ -127,6 +133,7 @@ bool os_purge_decayed(void *p, size_t size, bool lazy) {
 }
 
 static bool os_protect(void *p, size_t size, int prot) {
+  ASSERT((uintptr_t)p % OS_PAGE == 0 && size % OS_PAGE == 0);
   int saved = errno;
   bool ok = mprotect(p, size, prot) == 0;
   errno = saved;
@@ -136,6 +143,7 @@ bool os_protect_none(void *p, size_t size) { return os_protect(p, size, PROT_NON
 bool os_protect_rw(void *p, size_t size) { return os_protect(p, size, PROT_READ | PROT_WRITE); }
 
 size_t os_resident(const void *p, size_t size) {
+  ASSERT((uintptr_t)p % OS_PAGE == 0);
   unsigned char vec[1024];
   size_t pages = 0;
   int saved = errno;
@@ -181,6 +189,7 @@ void os_write_all(int fd, const char *buf, size_t len) {
 }
 
 bool os_remap(void *p, size_t old, size_t size, void *to) {
+  ASSERT((uintptr_t)p % OS_PAGE == 0 && (uintptr_t)to % OS_PAGE == 0 && old % OS_PAGE == 0 && size % OS_PAGE == 0);
   int saved = errno;
   void *r = to == p ? mremap(p, old, size, 0)
                     : mremap(p, old, size, MREMAP_MAYMOVE | MREMAP_FIXED, to);
@@ -210,6 +219,7 @@ bool os_sbrk_grow(void *expect, size_t size) {
 }
 
 bool os_sbrk_shrink(void *top, void *to) {
+  ASSERT((char *)to <= (char *)top);
   int saved = errno;
   bool ok = sbrk(0) == top && brk(to) == 0;
   if (ok) atomic_sub_relaxed(&os_mapped, (size_t)((char *)top - (char *)to));

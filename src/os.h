@@ -1,4 +1,5 @@
-/* os.h - the only layer that talks to the kernel. Every call returns an
+/* os.h - the layer that talks to the kernel (but for the purge thread's
+ * set-up). Every call returns an
  * error (NULL or false) instead of aborting; callers decide. */
 #ifndef STRATA_OS_H
 #define STRATA_OS_H
@@ -61,7 +62,7 @@ bool  os_sbrk_shrink(void *top, void *to);
 uint64_t os_random_secret(void);
 
 /* Fault injection for tests: when >= 0, that many more mappings succeed
- * and then every os_map_aligned and os_sbrk_grow fails. */
+ * and then every os_map_aligned, os_map_fixed and os_sbrk_grow fails. */
 extern _Atomic long os_fail_after;
 
 #endif

@@ -5,7 +5,8 @@
  * and returns the rest. A freed run merges with free neighbours in its
  * segment. Free runs are purged, and a segment with no allocated page is
  * given back to the OS, once they have been so for the decay time (decay.h;
- * one released segment is kept, purged, to damp grow/shrink cycles).
+ * one released mmap segment is kept, purged, to damp grow/shrink cycles, and
+ * break segments below the top, which cannot be unmapped, are kept purged).
  */
 #include "pageheap.h"
 #include "backlog.h"
@@ -25,9 +26,9 @@ static lock_t ph_purge_lock = LOCK_INIT(RANK_PAGEHEAP_PURGE);
 static span_t *ph_runs[SEG_PAGES + 1];              /* free runs by length (link) */
 static uint64_t ph_nonempty[(SEG_PAGES + 1 + 63) / 64];   /* lengths with a run */
 /* Dirty free runs, oldest first (fifo): the decay takes them from the head
- * and stops at the first young one, instead of walking every free run once
- * per batch with the lock held (a fragmented heap has tens of thousands,
- * mostly clean). A run split off a dirty one keeps its date but goes to the
+ * and stops at the first young one, so a pass costs the runs it purges, not
+ * every free run (a fragmented heap has tens of thousands, mostly clean)
+ * while the lock is held. A run split off a dirty one keeps its date but goes to the
  * back, so it is purged at most a decay period late. */
 static FIFO(span_t) ph_dirty;
 static segment_t *ph_segments;                      /* all small segments (link) */
@@ -48,6 +49,7 @@ static void pageheap_unlock(void) { lock_release_fork(&ph_lock); lock_release_fo
 static void pageheap_reinit_lock(void) { lock_reinit(&ph_lock); lock_reinit(&ph_purge_lock); }
 
 static void run_push(span_t *s) {
+  ASSERT(lock_held(RANK_PAGEHEAP) && s->kind == SPAN_FREE_RUN && s->npages >= 1 && s->npages <= SEG_PAGES);
   uint32_t n = s->npages;
   LIST_PUSH(&ph_runs[n], s, link);
   bitmap_set(ph_nonempty, n);
@@ -55,6 +57,7 @@ static void run_push(span_t *s) {
 }
 
 static void run_unlink(span_t *s) {
+  ASSERT(lock_held(RANK_PAGEHEAP) && s->kind == SPAN_FREE_RUN);
   uint32_t n = s->npages;
   LIST_REMOVE(&ph_runs[n], s, link);
   if (!ph_runs[n]) bitmap_clear(ph_nonempty, n);
@@ -81,6 +84,7 @@ static bool pageheap_valid_locked(void);
 /* Make pages [i, i+n) of seg a free run and list it; a dirty run is dated
  * `now` for the decay. */
 static span_t *run_make(segment_t *seg, uint32_t i, uint32_t n, bool dirty, uint32_t now) {
+  ASSERT(n >= 1 && i >= ph_first() && i + n <= seg->end - ph_guard());
   span_t *s = &seg->spans[i];
   s->kind = SPAN_FREE_RUN;
   atomic_store_relaxed(&s->owner, NULL);
@@ -152,6 +156,7 @@ static void segment_growable(segment_t *seg) {
 }
 
 static segment_t *segment_new(uint32_t pages) {
+  ASSERT(lock_held(RANK_PAGEHEAP) && pages >= 1 && pages <= PAGEHEAP_MAX_RUN);
   segment_t *seg = ph_spare;
   if (seg && seg_usable(seg) >= pages) {
     LIST_REMOVE(&ph_spare, seg, link);
@@ -185,6 +190,7 @@ static segment_t *segment_new(uint32_t pages) {
  * `pages` (the new pages join its last free run); false when the range
  * after it is taken (seg then leaves the growable list) or no memory. */
 static bool segment_grow(segment_t *seg, uint32_t pages) {
+  ASSERT(lock_held(RANK_PAGEHEAP) && seg->growable && seg->end < SEG_PAGES);
   uint32_t last = seg->end - ph_guard() - 1;       /* the last usable page */
   span_t *tail = seg->pagemap[last];
   uint32_t have = tail->kind == SPAN_FREE_RUN ? tail->npages : 0;
@@ -282,6 +288,7 @@ static void segment_unmap(segment_t *seg) {
 /* The segment has no allocated page: its one free run goes, and so does
  * the segment. */
 static void segment_release(segment_t *seg) {
+  ASSERT(lock_held(RANK_PAGEHEAP) && seg->free_pages == seg_usable(seg));
   run_unlink(&seg->spans[ph_first()]);
   LIST_REMOVE(&ph_segments, seg, link);
   if (seg->growable) {
@@ -303,6 +310,7 @@ span_t *pageheap_alloc_span(uint32_t npages, uint8_t kind) {
   if (!run) { lock_release(&ph_lock); return NULL; }
   run_unlink(run);
   segment_t *seg = seg_of_span(run);
+  ASSERT(run->npages >= npages && seg_of_span(run)->free_pages >= npages);
   uint32_t i = span_index(run), total = run->npages;
   bool dirty = run->dirty;
   if (!dirty) atomic_add_relaxed(&pageheap_clean_runs, 1);
@@ -323,6 +331,7 @@ span_t *pageheap_alloc_span(uint32_t npages, uint8_t kind) {
 /* Under the lock: pages [i, i+n) of seg become free, merged with free
  * neighbours (the merged run is dirty if any part is). */
 static void run_free(segment_t *seg, uint32_t i, uint32_t n, bool dirty, uint32_t now) {
+  ASSERT(lock_held(RANK_PAGEHEAP) && n >= 1 && i >= ph_first() && i + n <= seg->end - ph_guard());
   uint32_t freed = n;
   for (uint32_t k = 0; k < n; k++) seg->pagemap[i + k] = &span_none;
   span_t *right = i + n < SEG_PAGES ? seg->pagemap[i + n] : &span_none;
@@ -345,6 +354,7 @@ static void run_free(segment_t *seg, uint32_t i, uint32_t n, bool dirty, uint32_
 }
 
 void pageheap_free_span(span_t *s) {
+  ASSERT((s->kind == SPAN_SMALL || s->kind == SPAN_LARGE) && s->npages >= 1 && s->start == (char *)seg_of_span(s) + (size_t)span_index(s) * PAGE_SIZE);
   uint32_t now = os_now_ms(), npages = s->npages;
   lock_acquire(&ph_lock);
   atomic_store_relaxed(&s->owner, NULL);

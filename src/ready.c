@@ -1,7 +1,8 @@
 /* ready.c - the remote frees' ready lists (ready.h).
  *
- * A span queued by remote frees is drained by its owner, given back if that
- * emptied it, or else brought to the front of its bin (unparked if parked).
+ * A span queued by remote frees is placed second in its bin (unparked if
+ * parked), right behind the span refills take from, and drained by its
+ * owner; one that this empties goes to the spares like any emptied span.
  * A span whose blocks all came back from other threads is otherwise seen
  * only when the refills reach it, and newer spans can keep the front for
  * ever: a thread that hands out blocks that others free, and adopts the
@@ -10,13 +11,13 @@
  * first.
  *
  * A refill takes the queued spans of its class only every READY_REFILLS
- * refills of the class while some wait (heap_tick takes them all more
- * often): a span stays queued meanwhile, so the remote frees pile up on it
- * without queueing it again, and the owner drains it in one go, often whole
- * (it then goes to the spares and comes back as a fresh span). Taken at
- * every refill, a producer's spans were drained a few blocks at a time
- * while its consumer freed into them, each drain arming the next queueing
- * (docs/decisions.md).
+ * refills of the class while some wait (heap_tick takes those of the
+ * classes with no refill since its last round): a span stays queued
+ * meanwhile, so the remote frees pile up on it without queueing it again,
+ * and the owner drains it in one go, often whole (it then goes to the
+ * spares and comes back as a fresh span). Drained at every refill, a
+ * producer's spans would be drained a few blocks at a time while its
+ * consumer frees into them, each drain arming the next queueing.
  */
 #include "ready.h"
 #include "bcache.h"
@@ -25,6 +26,7 @@
 #define READY_REFILLS 8
 
 NOINLINE void ready_queue(span_t *s) {
+  ASSERT(s->kind == SPAN_SMALL && (atomic_load_relaxed(&s->xfree) & XF_QUEUED));
   heap_t *owner = atomic_load_acquire(&s->owner);   /* may have changed */
   if (!owner) {                     /* abandoned: adoption drains it anyway */
     atomic_fetch_and_explicit(&s->xfree, ~(uintptr_t)XF_QUEUED, memory_order_release);
@@ -56,6 +58,7 @@ static void ready_take_class(heap_t *h, unsigned cls) {
 }
 
 void ready_at_refill(heap_t *h, unsigned cls) {
+  ASSERT(cls < CLASS_COUNT);
   if (atomic_load_relaxed(&h->ready[cls]) && ++h->ready_wait[cls] >= READY_REFILLS)
     ready_take_class(h, cls);
 }

@@ -1,9 +1,9 @@
 /* sizeclass.c - the class table, computed once. */
 #include "sizeclass.h"
 
-/* class_of_small[n] is the class of size n (indexed by the size itself, so
- * malloc's lookup is one load: 1 KiB of table against 65 bytes indexed by
- * (n + 15) / 16, which cost malloc two instructions). */
+/* class_of_small[n] is the class of size n, indexed by the size itself so
+ * that malloc's lookup is a single load with no rounding; the price is
+ * 1 KiB of read-only table. */
 #define X16(c)  c, c, c, c, c, c, c, c, c, c, c, c, c, c, c, c
 #define X32(c)  X16(c), X16(c)
 #define X64(c)  X32(c), X32(c)
@@ -45,10 +45,13 @@ void class_init(void) {
     class_info[c] = (class_info_t){ (uint32_t)size, (uint16_t)pages,
                                     (uint16_t)(pages * PAGE_SIZE / size), (uint16_t)cache,
                                     (uint16_t)cache_max };
+    ASSERT(size % ALIGNMENT == 0 && class_info[c].count >= 8 && pages <= SEG_PAGES / 2 &&
+           (c == 0 || size > class_info[c - 1].size) && (size > CLASS_FAST_MAX || class_of_small[size] == c));
   }
 }
 
 unsigned class_of_aligned(size_t size, size_t align) {
+  ASSERT(is_pow2(align) && align <= PAGE_SIZE);
   if (size > SMALL_MAX) return CLASS_COUNT;
   for (unsigned c = class_of(size ? size : 1); c < CLASS_COUNT; c++)
     if ((class_info[c].size & (align - 1)) == 0) return c;

@@ -19,6 +19,7 @@ void span_init_secrets(uint64_t seed) {
 static uint64_t span_fast_limit(const span_t *s) { return span_checked_mode ? 0 : span_block_limit(s); }
 
 void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
+  ASSERT(s->kind == SPAN_SMALL && cls < CLASS_COUNT && s->npages == class_info[cls].pages);
   s->local_free = NULL;
   s->used = 0;
   s->carved = 0;
@@ -41,6 +42,7 @@ void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
  * mostly untouched, hence not resident, while a big class still refills its
  * bin only once per 8 allocations. */
 static block_t *span_carve(span_t *s, uint32_t *n) {
+  ASSERT(s->carved <= s->count && s->local_free == NULL);
   uint32_t left = s->count - s->carved;
   uint32_t batch = (uint32_t)(OS_PAGE / s->block_size);
   if (batch < 8) batch = 8;
@@ -62,6 +64,7 @@ static block_t *span_carve(span_t *s, uint32_t *n) {
 /* The purged blocks, linked in address order; none is purged after. Not
  * fresh: a block may also lie on a page that was not purged. */
 static block_t *span_unpurge(span_t *s, uint32_t *n) {
+  ASSERT(s->purged && s->local_free == NULL);
   block_t *first = NULL;
   *n = 0;
   for (uint64_t m = s->purged; m; (*n)++) {
@@ -146,6 +149,7 @@ void span_check_not_on(const block_t *list, uint32_t max, const block_t *b, cons
 
 
 uint32_t span_drain_remote(span_t *s, const block_t *cached, uint32_t cached_max) {
+  ASSERT(s->kind == SPAN_SMALL);
   uintptr_t x = atomic_load_relaxed(&s->xfree);
   if (!xf_list(x)) return 0;                         /* no locked CAS */
   /* Take the list, keep QUEUED (the span may be on its way to the ready
@@ -176,6 +180,7 @@ uint32_t span_drain_remote(span_t *s, const block_t *cached, uint32_t cached_max
 }
 
 block_t *span_take_free(span_t *s, uint32_t *n) {
+  ASSERT(s->kind == SPAN_SMALL && s->used <= s->carved);
   span_drain_remote(s, NULL, 0);
   block_t *list = s->local_free;
   *n = 1;
@@ -191,11 +196,13 @@ block_t *span_take_free(span_t *s, uint32_t *n) {
   } else {
     list = s->purged ? span_unpurge(s, n) : span_carve(s, n);
   }
+  ASSERT(s->used <= s->carved && s->carved <= s->count);
   s->used += *n;
   return list;
 }
 
 bool span_push_remote(span_t *s, block_t *b) {
+  ASSERT(s->kind == SPAN_SMALL && span_is_block_start(s, b));
   /* A block that already carries the free key may be a double free (or a
    * copy of a free block's bytes); only the owner can walk its lists, so the
    * block is marked for a check when the owner drains it. */

@@ -7,11 +7,12 @@
  * Invariant (owner's view):
  *   carved == used + |local_free| + |purged|   (carved <= count of the class)
  * where `used` counts blocks held by the program, blocks checked out into
- * the owner bin's free list, and remote frees still on xfree.
+ * the owner's block cache (heap.free[c]), and remote frees still on xfree.
  *
- * Purged blocks: in a span of at most 64 blocks that stayed mostly free for
- * the decay time, the OS pages holding only free blocks are given back
- * (span_purge_free_pages, see heap.c), and the free blocks on them leave
+ * Purged blocks: in a span of at most 64 blocks, the OS pages holding only
+ * free blocks may be given back (sparse.c says when: after the span stayed
+ * sparse for the decay time, at once when its owner's footprint grows, or
+ * on strata_collect: span_purge_free_pages), and the free blocks on them leave
  * local_free for the bitmap `purged` (their links are gone with the pages).
  * A refill takes them back before it carves new blocks. While any is
  * purged, fast_limit is 0, so every free into the span takes the slow path,
@@ -40,8 +41,9 @@ typedef struct block {
 
 struct heap;
 
-/* SPAN_LARGE: a run holding one large block (large.c's fallback when no
- * arena can be mapped). */
+/* What a run of pages holds: nothing (span_none), free pages, blocks of a
+ * class, free pages being purged (pageheap.c), or one large block (large.c's
+ * fallback when no arena can be mapped). */
 enum { SPAN_NONE = 0, SPAN_FREE_RUN, SPAN_SMALL, SPAN_PURGING, SPAN_LARGE };
 /* xfree is the remote free list with the span's state in its low bits
  * (blocks are 16-byte aligned), so that a remote free learns from its own
@@ -51,10 +53,10 @@ enum { SPAN_NONE = 0, SPAN_FREE_RUN, SPAN_SMALL, SPAN_PURGING, SPAN_LARGE };
  *             (and no remote free) and went to its bin's full list;
  *   XF_QUEUED set by the remote free that finds the list empty and the span
  *             not queued (the first since the owner drained it), which then
- *             queues the span on its owner's ready list of its class, so the
- *             owner drains it at its next refill of the class (and gives it
- *             back if it is empty); cleared by the owner taking it from there
- *             (or by that free, if the span was abandoned). */
+ *             queues the span on its owner's ready list of its class; the
+ *             owner drains it later (ready.c), and an emptied span goes to
+ *             its spares; cleared by the owner taking it from there (or by
+ *             that free, if the span was abandoned). */
 enum { XF_FULL = 1, XF_QUEUED = 2, XF_TAGS = 3 };
 static inline block_t *xf_list(uintptr_t x) { return (block_t *)(x & ~(uintptr_t)XF_TAGS); }
 

@@ -41,6 +41,7 @@ void spare_put(heap_t *h, span_t *s) {
 
 /* Under spare_lock. */
 static void spare_unlink(heap_t *h, span_t *s) {
+  ASSERT(lock_held(RANK_SPARE) && h->spare_pages >= s->npages && atomic_load_relaxed(&s->owner) == h);
   LIST_REMOVE(&h->spare[s->cls], s, link);
   h->spare_pages -= s->npages;
 }
@@ -60,6 +61,7 @@ span_t *spare_take(heap_t *h, unsigned cls) {
 }
 
 void spare_decay(heap_t *h, uint32_t now, uint32_t age, bool *younger) {
+  ASSERT(h->spare_shift <= SPARE_SHIFT_MAX);
   bool gave = false;
   lock_acquire(&h->spare_lock);
   for (unsigned c = 0; c < CLASS_COUNT; c++)

@@ -8,9 +8,8 @@
  * period; the purge thread's sweep does it for the spans of exited threads
  * (abandon.c; the abandoned lock makes it their owner). A span that is
  * refilled meanwhile is not sparse any more, so a workload whose spans swing
- * around the mark does not purge and refault their pages: purging at the
- * crossing itself costs a workload like larson a good part of its speed
- * (docs/decisions.md).
+ * around the mark does not purge and refault their pages at every
+ * crossing.
  *
  * A span is marked when frees make it sparse and unmarked by its purge, so
  * none is walked twice for the same frees. Its clock (sparse_ms) starts at
@@ -27,12 +26,14 @@
 static bool sparse_never(const span_t *s) { return s->count > SPAN_PURGE_MAX_BLOCKS || span_checked_mode; }
 
 bool sparse_mark(span_t *s) {
+  ASSERT(s->kind == SPAN_SMALL && sparse_is(s));
   if (sparse_never(s)) return false;
   s->sparse_ms = SPARSE_NEW;
   return true;
 }
 
 bool sparse_due(span_t *s, uint32_t now) {
+  ASSERT(s->kind == SPAN_SMALL);
   if (!s->sparse_ms) return false;
   if (!sparse_is(s)) {
     s->sparse_ms = 0;
