@@ -104,30 +104,25 @@ static int probe(int argc, char **argv) {
 }
 
 /* ---- the cases: run the probe under each allocator --------------------------------- */
+typedef struct {
+  bool strata;
+  const char *const *args;
+} probe_run_t;
+static void exec_probe(void *arg) {
+  const probe_run_t *r = arg;
+  if (r->strata) setenv("LD_PRELOAD", libstrata, 1);
+  else unsetenv("LD_PRELOAD");
+  const char *argv[8] = {self_exe, "--probe"};
+  for (int i = 0; r->args[i] && i < 5; i++) argv[2 + i] = r->args[i];
+  execv(self_exe, (char *const *)argv);
+  _exit(127);
+}
+
 /* Runs the probe (with Strata preloaded when `strata`); its output in out,
  * false when it did not exit 0. */
 static bool run_probe(bool strata, char *out, size_t cap, const char *const *args) {
-  int fd[2];
-  if (pipe(fd) != 0) return false;
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fd[1], 1);
-    close(fd[0]);
-    if (strata) setenv("LD_PRELOAD", libstrata, 1);
-    else unsetenv("LD_PRELOAD");
-    const char *argv[8] = {self_exe, "--probe"};
-    for (int i = 0; args[i] && i < 5; i++) argv[2 + i] = args[i];
-    execv(self_exe, (char *const *)argv);
-    _exit(127);
-  }
-  close(fd[1]);
-  size_t n = 0;
-  ssize_t r;
-  while (n < cap - 1 && ((r = read(fd[0], out + n, cap - 1 - n)) > 0 || (r < 0 && errno == EINTR)))
-    if (r > 0) n += (size_t)r;
-  out[n] = 0;
-  close(fd[0]);
-  int st = wait_or_kill(pid, 60);
+  probe_run_t r = {strata, args};
+  int st = run_child(exec_probe, &r, out, cap, NULL, 0, 60);
   if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
     info("%s probe %s %s: status %d; it said: %s", strata ? "strata" : "glibc", args[0], args[1] ? args[1] : "",
          st, out);

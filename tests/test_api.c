@@ -4,26 +4,19 @@
  * when the library exports the standard names) through malloc, free, ... in
  * which case every block must also be Strata's (strata_owns).
  *
- * A standalone program: exit 0 when every check passes, else 1 after
- * printing each failed check. No randomness except a fixed-seed generator.
+ * Each group of checks is a case of its own (testlib.h: cases_main). No
+ * randomness except a fixed-seed generator.
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <malloc.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "strata.h"
+#include "testlib.h"
 
 #ifdef TEST_STD_NAMES
 /* C23 names that older C libraries do not declare. */
 void free_sized(void *p, size_t size);
 void free_aligned_sized(void *p, size_t alignment, size_t size);
-#define NAME "test_api_std"
 #define A_malloc malloc
 #define A_free free
 #define A_calloc calloc
@@ -39,7 +32,6 @@ void free_aligned_sized(void *p, size_t alignment, size_t size);
 #define A_free_aligned_sized free_aligned_sized
 #define A_trim malloc_trim
 #else
-#define NAME "test_api"
 #define A_malloc strata_malloc
 #define A_free strata_free
 #define A_calloc strata_calloc
@@ -56,57 +48,7 @@ void free_aligned_sized(void *p, size_t alignment, size_t size);
 #define A_trim strata_malloc_trim
 #endif
 
-#define KiB ((size_t)1 << 10)
-#define MiB ((size_t)1 << 20)
-
-static int failures;
-static const char *section = "";
-
-#define CHECK(cond, ...)                                                  \
-  do {                                                                    \
-    if (!(cond)) {                                                        \
-      failures++;                                                         \
-      fflush(stdout);                                                     \
-      fprintf(stderr, NAME ": [%s] %s:%d: check failed: %s: ", section,   \
-              __FILE__, __LINE__, #cond);                                 \
-      fprintf(stderr, __VA_ARGS__);                                       \
-      fputc('\n', stderr);                                                \
-      if (failures > 50) {                                                \
-        fprintf(stderr, NAME ": too many failures, giving up\n");         \
-        exit(1);                                                          \
-      }                                                                   \
-    }                                                                     \
-  } while (0)
-
-/* Hide a value from the optimiser: sizes that would trigger
- * -Walloc-size-larger-than, and pointers passed to a realloc that is meant
- * to fail (so that -Wuse-after-free does not fire on the later use). */
-static inline size_t opaque(size_t x) {
-  __asm__ volatile("" : "+r"(x));
-  return x;
-}
-static inline void *hide(void *p) {
-  __asm__ volatile("" : "+r"(p));
-  return p;
-}
-
 static size_t page_size;
-
-/* Pattern byte at offset i for a block tagged `tag`. */
-static inline unsigned char pat(size_t i, unsigned tag) {
-  return (unsigned char)(i ^ (i >> 8) ^ (i >> 16) ^ (tag * 0x5bu));
-}
-static void fill(void *p, size_t n, unsigned tag) {
-  unsigned char *c = p;
-  for (size_t i = 0; i < n; i++) c[i] = pat(i, tag);
-}
-/* Returns the first offset that differs, or n when all match. */
-static size_t verify(const void *p, size_t n, unsigned tag) {
-  const unsigned char *c = p;
-  for (size_t i = 0; i < n; i++)
-    if (c[i] != pat(i, tag)) return i;
-  return n;
-}
 
 /* Checks every block should pass: non-NULL, 16-aligned (or `align`),
  * usable >= n, every usable byte writable, and Strata's own. */
@@ -127,13 +69,8 @@ static int check_block(void *p, size_t n, size_t align, const char *what) {
   return 1;
 }
 
+/* A fixed-seed random stream (each case starts from the seed). */
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void) {
-  rng ^= rng >> 12;
-  rng ^= rng << 25;
-  rng ^= rng >> 27;
-  return rng * 2685821657736338717ull;
-}
 
 static int cmp_ptr(const void *a, const void *b) {
   uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
@@ -142,12 +79,11 @@ static int cmp_ptr(const void *a, const void *b) {
 
 /* ---------------------------------------------------------------------- */
 
-static void test_malloc_zero(void) {
-  section = "malloc(0)";
+static int case_malloc_zero(void) {
   enum { N = 1000 };
   static void *v[N];
   for (int i = 0; i < N; i++) {
-    v[i] = A_malloc(opaque(0));
+    v[i] = A_malloc(hide(0));
     CHECK(v[i] != NULL, "malloc(0) #%d returned NULL", i);
     if (v[i]) {
       CHECK(((uintptr_t)v[i] & 15) == 0, "malloc(0) = %p not 16-aligned", v[i]);
@@ -161,19 +97,19 @@ static void test_malloc_zero(void) {
     CHECK(s[i] != s[i - 1] || !s[i], "malloc(0) returned %p twice", s[i]);
   for (int i = 0; i < N; i++) A_free(v[i]);
   /* realloc(NULL, 0) is malloc(0). */
-  void *p = A_realloc(NULL, opaque(0));
+  void *p = A_realloc(NULL, hide(0));
   CHECK(p != NULL, "realloc(NULL, 0) returned NULL");
   A_free(p);
-  p = A_calloc(opaque(0), 1);
+  p = A_calloc(hide(0), 1);
   CHECK(p != NULL, "calloc(0, 1) returned NULL");
   A_free(p);
-  p = A_calloc(1, opaque(0));
+  p = A_calloc(1, hide(0));
   CHECK(p != NULL, "calloc(1, 0) returned NULL");
   A_free(p);
+  return 0;
 }
 
-static void test_free_null_and_errno(void) {
-  section = "free/errno";
+static int case_free_null_and_errno(void) {
   errno = 1234;
   A_free(NULL);
   CHECK(errno == 1234, "free(NULL) changed errno to %d", errno);
@@ -186,7 +122,7 @@ static void test_free_null_and_errno(void) {
   /* free preserves errno in every tier. */
   static const size_t sizes[] = {1, 100, 4000, 40000, 300000, 3 * MiB, 20 * MiB};
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-    void *p = A_malloc(opaque(sizes[i]));
+    void *p = A_malloc(hide(sizes[i]));
     CHECK(p != NULL, "malloc(%zu) failed", sizes[i]);
     errno = 1234;
     A_free(p);
@@ -199,35 +135,36 @@ static void test_free_null_and_errno(void) {
     void *p, *q;
     int r;
     errno = 4321;
-    p = A_malloc(opaque(n));
+    p = A_malloc(hide(n));
     CHECK(p && errno == 4321, "malloc(%zu) = %p, errno %d", n, p, errno);
-    q = A_realloc(p, opaque(n * 2));
+    q = A_realloc(p, hide(n * 2));
     CHECK(q && errno == 4321, "realloc(%zu) = %p, errno %d", n * 2, q, errno);
     if (q) p = q;
-    q = A_realloc(p, opaque(n / 2 + 1));
+    q = A_realloc(p, hide(n / 2 + 1));
     CHECK(q && errno == 4321, "realloc(%zu) = %p, errno %d", n / 2 + 1, q, errno);
     if (q) p = q;
     A_free(p);
-    p = A_calloc(opaque(n), 1);
+    p = A_calloc(hide(n), 1);
     CHECK(p && errno == 4321, "calloc(%zu, 1) = %p, errno %d", n, p, errno);
     A_free_sized(p, n);
     p = NULL;
-    r = A_posix_memalign(&p, 64, opaque(n));
+    r = A_posix_memalign(&p, 64, hide(n));
     CHECK(r == 0 && p && errno == 4321, "posix_memalign(64, %zu) = %d, errno %d", n, r, errno);
     A_free(p);
-    p = A_aligned_alloc(128, opaque(n));
+    p = A_aligned_alloc(128, hide(n));
     CHECK(p && errno == 4321, "aligned_alloc(128, %zu), errno %d", n, errno);
     A_free_aligned_sized(p, 128, n);
-    p = A_memalign(256, opaque(n));
+    p = A_memalign(256, hide(n));
     CHECK(p && errno == 4321, "memalign(256, %zu), errno %d", n, errno);
     (void)A_usable(p);
     CHECK(errno == 4321, "malloc_usable_size changed errno to %d", errno);
     A_free(p);
-    p = A_reallocarray(NULL, opaque(n), 1);
+    p = A_reallocarray(NULL, hide(n), 1);
     CHECK(p && errno == 4321, "reallocarray(NULL, %zu, 1), errno %d", n, errno);
     A_free(p);
   }
   errno = 0;
+  return 0;
 }
 
 static void expect_enomem(void *p, const char *what) {
@@ -236,8 +173,7 @@ static void expect_enomem(void *p, const char *what) {
   if (p) A_free(p);
 }
 
-static void test_overflow(void) {
-  section = "overflow";
+static int case_overflow(void) {
   char what[128];
   const size_t bad[] = {
       SIZE_MAX,           SIZE_MAX - 1,          SIZE_MAX - 15,
@@ -245,7 +181,7 @@ static void test_overflow(void) {
       (size_t)PTRDIFF_MAX, (size_t)PTRDIFF_MAX - 4095, SIZE_MAX / 2 + 4096,
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    size_t n = opaque(bad[i]);
+    size_t n = hide(bad[i]);
     snprintf(what, sizeof what, "malloc(%#zx)", n);
     errno = 0;
     expect_enomem(A_malloc(n), what);
@@ -295,7 +231,7 @@ static void test_overflow(void) {
       {SIZE_MAX / 16 + 1, 16},
   };
   for (size_t i = 0; i < sizeof prod / sizeof prod[0]; i++) {
-    size_t a = opaque(prod[i].a), b = opaque(prod[i].b);
+    size_t a = hide(prod[i].a), b = hide(prod[i].b);
     snprintf(what, sizeof what, "calloc(%#zx, %#zx)", a, b);
     errno = 0;
     expect_enomem(A_calloc(a, b), what);
@@ -306,29 +242,29 @@ static void test_overflow(void) {
     void *p = A_malloc(100);
     CHECK(p != NULL, "malloc(100) failed");
     if (!p) continue;
-    fill(p, 100, 7);
+    fill_pattern(p, 100, 7);
     snprintf(what, sizeof what, "reallocarray(p, %#zx, %#zx)", a, b);
     errno = 0;
-    void *q = A_reallocarray(hide(p), a, b);
+    void *q = A_reallocarray(hide_ptr(p), a, b);
     expect_enomem(q, what);
-    CHECK(verify(p, 100, 7) == 100, "%s: the block was changed", what);
+    CHECK(pattern_mismatch(p, 100, 7) == 100, "%s: the block was changed", what);
     A_free(p);
   }
+  return 0;
 }
 
-static void test_realloc_semantics(void) {
-  section = "realloc";
+static int case_realloc_semantics(void) {
   /* realloc(NULL, n) is malloc(n). */
   static const size_t sizes[] = {1, 17, 100, 4000, 40000, 300000, 3 * MiB, 20 * MiB};
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-    void *p = A_realloc(NULL, opaque(sizes[i]));
+    void *p = A_realloc(NULL, hide(sizes[i]));
     if (check_block(p, sizes[i], 16, "realloc(NULL, n)")) A_free(p);
   }
   /* realloc(p, 0) frees p and returns NULL (glibc). */
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-    void *p = A_malloc(opaque(sizes[i]));
+    void *p = A_malloc(hide(sizes[i]));
     CHECK(p != NULL, "malloc(%zu) failed", sizes[i]);
-    void *q = A_realloc(p, opaque(0));
+    void *q = A_realloc(p, hide(0));
     CHECK(q == NULL, "realloc(p of %zu bytes, 0) returned %p, expected NULL", sizes[i], q);
     if (q) A_free(q);
   }
@@ -342,13 +278,13 @@ static void test_realloc_semantics(void) {
     CHECK(p != NULL, "malloc(%zu) failed", n);
     if (!p) continue;
     size_t u = A_usable(p);
-    fill(p, n, 3);
+    fill_pattern(p, n, 3);
     for (size_t j = 0; j < sizeof bad / sizeof bad[0]; j++) {
       errno = 0;
-      void *q = A_realloc(hide(p), opaque(bad[j]));
+      void *q = A_realloc(hide_ptr(p), hide(bad[j]));
       CHECK(q == NULL, "realloc(%zu-byte block, %#zx) returned %p", n, bad[j], q);
       CHECK(errno == ENOMEM, "realloc(%zu-byte block, %#zx): errno %d", n, bad[j], errno);
-        size_t off = verify(p, n, 3);
+        size_t off = pattern_mismatch(p, n, 3);
       CHECK(off == n, "failed realloc(%zu-byte block, %#zx) changed byte %zu", n, bad[j], off);
       CHECK(A_usable(p) == u, "failed realloc changed the usable size %zu -> %zu", u,
             A_usable(p));
@@ -357,16 +293,16 @@ static void test_realloc_semantics(void) {
     void *q = A_realloc(p, n + 1000);
     CHECK(q != NULL, "realloc(%zu -> %zu) after a failed realloc", n, n + 1000);
     if (q) {
-      CHECK(verify(q, n, 3) == n, "contents lost after a failed realloc");
+      CHECK(pattern_mismatch(q, n, 3) == n, "contents lost after a failed realloc");
       p = q;
     }
     A_free(p);
   }
+  return 0;
 }
 
 /* Contents survive every tier change, up and down. */
-static void test_realloc_tiers(void) {
-  section = "realloc tiers";
+static int case_realloc_tiers(void) {
   static const size_t ladder[] = {1, 100, 4000, 40000, 200000, 3 * MiB, 20 * MiB, 100 * MiB};
   const size_t L = sizeof ladder / sizeof ladder[0];
   size_t seq[64], ns = 0;
@@ -396,23 +332,23 @@ static void test_realloc_tiers(void) {
   size_t cur = seq[0];
   char *p = A_malloc(cur);
   CHECK(p != NULL, "malloc(%zu) failed", cur);
-  if (!p) return;
-  fill(p, cur, tag);
+  if (!p) return 0;
+  fill_pattern(p, cur, tag);
   for (size_t i = 1; i < ns; i++) {
     size_t n = seq[i];
     char *q = A_realloc(p, n);
     CHECK(q != NULL, "realloc(%zu -> %zu) failed", cur, n);
     if (!q) {
-      A_free(hide(p));
-      return;
+      A_free(hide_ptr(p));
+      return 0;
     }
     p = q;
     size_t keep = cur < n ? cur : n;
-    size_t off = verify(p, keep, tag);
+    size_t off = pattern_mismatch(p, keep, tag);
     CHECK(off == keep, "realloc(%zu -> %zu): byte %zu of %zu changed", cur, n, off, keep);
     check_block(p, n, 16, "realloc");
     tag++;
-    fill(p, n, tag);
+    fill_pattern(p, n, tag);
     cur = n;
   }
   A_free(p);
@@ -423,30 +359,30 @@ static void test_realloc_tiers(void) {
   size_t sz[B] = {0};
   unsigned tg[B] = {0};
   for (int it = 0; it < 400; it++) {
-    int k = (int)(rnd() % B);
+    int k = (int)(rnd(&rng) % B);
     size_t n;
-    uint64_t r = rnd() % 100;
-    if (r < 60) n = 1 + rnd() % 2048;
-    else if (r < 85) n = 1 + rnd() % (64 * KiB);
-    else if (r < 97) n = 1 + rnd() % (4 * MiB);
-    else n = 8 * MiB + rnd() % (24 * MiB);
+    uint64_t r = rnd(&rng) % 100;
+    if (r < 60) n = 1 + rnd(&rng) % 2048;
+    else if (r < 85) n = 1 + rnd(&rng) % (64 * KiB);
+    else if (r < 97) n = 1 + rnd(&rng) % (4 * MiB);
+    else n = 8 * MiB + rnd(&rng) % (24 * MiB);
     char *q = A_realloc(blk[k], n);
     CHECK(q != NULL, "realloc(%zu -> %zu) failed", sz[k], n);
     if (!q) continue;
     size_t keep = sz[k] < n ? sz[k] : n;
-    size_t off = verify(q, keep, tg[k]);
+    size_t off = pattern_mismatch(q, keep, tg[k]);
     CHECK(off == keep, "random realloc(%zu -> %zu): byte %zu changed", sz[k], n, off);
     CHECK(((uintptr_t)q & 15) == 0, "realloc result %p not 16-aligned", (void *)q);
     blk[k] = q;
     sz[k] = n;
     tg[k] = (unsigned)it + 100;
-    fill(q, n, tg[k]);
+    fill_pattern(q, n, tg[k]);
   }
   for (int k = 0; k < B; k++) A_free(blk[k]);
+  return 0;
 }
 
-static void test_posix_memalign_errors(void) {
-  section = "posix_memalign EINVAL";
+static int case_posix_memalign_errors(void) {
   static const size_t badal[] = {0, 1, 2, 3, 4, 6, 12, 24, 48, 100, 4097,
                                  (size_t)1 << 63 | 8, SIZE_MAX};
   for (size_t i = 0; i < sizeof badal / sizeof badal[0]; i++) {
@@ -455,7 +391,7 @@ static void test_posix_memalign_errors(void) {
     if (badal[i] == sizeof(void *)) continue;
     void *out = (void *)0x5678;
     errno = 777;
-    int r = A_posix_memalign(&out, opaque(badal[i]), 64);
+    int r = A_posix_memalign(&out, hide(badal[i]), 64);
     CHECK(r == EINVAL, "posix_memalign(alignment %#zx) returned %d, expected EINVAL",
           badal[i], r);
     CHECK(out == (void *)0x5678, "posix_memalign(alignment %#zx) changed *out to %p",
@@ -464,10 +400,10 @@ static void test_posix_memalign_errors(void) {
     if (r == 0 && out != (void *)0x5678) A_free(out);
   }
   errno = 0;
+  return 0;
 }
 
-static void test_alignment(void) {
-  section = "alignment";
+static int case_alignment(void) {
   /* Sizes to try with each alignment: around the alignment itself and in
    * each tier; fewer (and only up to the alignment) for the big alignments,
    * whose blocks are written in full. */
@@ -490,11 +426,11 @@ static void test_alignment(void) {
         if (r == 0 && check_block(p, n, al, "posix_memalign")) {
           if (n >= 64 && n <= 4 * MiB) {
             /* The block survives a realloc to half its size. */
-            fill(p, n, 9);
+            fill_pattern(p, n, 9);
             void *q = A_realloc(p, n / 2);
             CHECK(q != NULL, "realloc of an aligned block failed");
             if (q) {
-              CHECK(verify(q, n / 2, 9) == n / 2, "realloc of an aligned block lost data");
+              CHECK(pattern_mismatch(q, n / 2, 9) == n / 2, "realloc of an aligned block lost data");
               p = q;
             }
           }
@@ -513,21 +449,21 @@ static void test_alignment(void) {
   static char *v[M];
   static size_t vn[M];
   for (int i = 0; i < M; i++) {
-    size_t al = (size_t)16 << (rnd() % 10);
-    vn[i] = 1 + rnd() % 5000;
+    size_t al = (size_t)16 << (rnd(&rng) % 10);
+    vn[i] = 1 + rnd(&rng) % 5000;
     v[i] = A_aligned_alloc(al, vn[i]);
     CHECK(v[i] && ((uintptr_t)v[i] & (al - 1)) == 0, "aligned_alloc(%zu, %zu) = %p", al,
           vn[i], (void *)v[i]);
-    if (v[i]) fill(v[i], vn[i], (unsigned)i);
+    if (v[i]) fill_pattern(v[i], vn[i], (unsigned)i);
   }
   for (int i = 0; i < M; i++) {
-    if (v[i]) CHECK(verify(v[i], vn[i], (unsigned)i) == vn[i], "aligned block %d overwritten", i);
+    if (v[i]) CHECK(pattern_mismatch(v[i], vn[i], (unsigned)i) == vn[i], "aligned block %d overwritten", i);
     A_free(v[i]);
   }
+  return 0;
 }
 
-static void test_valloc(void) {
-  section = "valloc/pvalloc";
+static int case_valloc(void) {
   static const size_t sizes[] = {0, 1, 100, 4095, 4096, 4097, 10000, 40000, 300000,
                                  3 * MiB + 5, 20 * MiB + 1};
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -544,10 +480,10 @@ static void test_valloc(void) {
       A_free(p);
     }
   }
+  return 0;
 }
 
-static void test_usable_size(void) {
-  section = "malloc_usable_size";
+static int case_usable_size(void) {
   /* Every size up to 2 KiB, then a geometric sweep with neighbours. */
   for (size_t n = 0; n <= 2048; n++) {
     void *p = A_malloc(n);
@@ -575,23 +511,23 @@ static void test_usable_size(void) {
   static char *v[M];
   static size_t vu[M];
   for (int i = 0; i < M; i++) {
-    size_t n = (rnd() % 8 == 0) ? 1 + rnd() % (600 * KiB) : 1 + rnd() % 3000;
+    size_t n = (rnd(&rng) % 8 == 0) ? 1 + rnd(&rng) % (600 * KiB) : 1 + rnd(&rng) % 3000;
     v[i] = A_malloc(n);
     CHECK(v[i] != NULL, "malloc(%zu) failed", n);
     vu[i] = v[i] ? A_usable(v[i]) : 0;
-    if (v[i]) fill(v[i], vu[i], (unsigned)i);
+    if (v[i]) fill_pattern(v[i], vu[i], (unsigned)i);
   }
   for (int i = 0; i < M; i++) {
     if (v[i]) {
-      size_t off = verify(v[i], vu[i], (unsigned)i);
+      size_t off = pattern_mismatch(v[i], vu[i], (unsigned)i);
       CHECK(off == vu[i], "block %d (%zu usable) overwritten at %zu", i, vu[i], off);
     }
     A_free(v[i]);
   }
+  return 0;
 }
 
-static void test_calloc(void) {
-  section = "calloc";
+static int case_calloc(void) {
   static const size_t sizes[] = {1, 16, 100, 1000, 4096, 20000, 32 * KiB, 40000,
                                  300000, 2 * MiB, 10 * MiB, 20 * MiB};
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -629,7 +565,7 @@ static void test_calloc(void) {
   static void *v[M];
   static size_t vn[M];
   for (int i = 0; i < M; i++) {
-    vn[i] = 1 + rnd() % 9000;
+    vn[i] = 1 + rnd(&rng) % 9000;
     v[i] = A_malloc(vn[i]);
     if (v[i]) memset(v[i], 0xff, A_usable(v[i]));
   }
@@ -646,10 +582,10 @@ static void test_calloc(void) {
     v[i] = c;
   }
   for (int i = 0; i < M; i++) A_free(v[i]);
+  return 0;
 }
 
-static void test_free_sized(void) {
-  section = "free_sized";
+static int case_free_sized(void) {
   for (size_t n = 1; n <= 64 * MiB; n = n * 3 + 1) {
     void *p = A_malloc(n);
     if (check_block(p, n, 16, "malloc")) A_free_sized(p, n);
@@ -660,12 +596,12 @@ static void test_free_sized(void) {
       if (check_block(p, n, al, "aligned_alloc")) A_free_aligned_sized(p, al, n);
     }
   }
+  return 0;
 }
 
 static char static_buf[4096];
 
-static void test_owns(void) {
-  section = "strata_owns";
+static int case_owns(void) {
   char stack_buf[256];
   memset(stack_buf, 1, sizeof stack_buf);
   CHECK(!strata_owns(stack_buf), "owns(stack %p)", (void *)stack_buf);
@@ -673,7 +609,7 @@ static void test_owns(void) {
   CHECK(!strata_owns(static_buf), "owns(static %p)", (void *)static_buf);
   CHECK(!strata_owns(static_buf + 2048), "owns(static + 2048)");
   CHECK(!strata_owns(&failures), "owns(&failures)");
-  CHECK(!strata_owns((const void *)(uintptr_t)&test_owns), "owns(code)");
+  CHECK(!strata_owns((const void *)(uintptr_t)&case_owns), "owns(code)");
   CHECK(!strata_owns(NULL), "owns(NULL)");
   CHECK(!strata_owns((void *)1), "owns(1)");
   CHECK(!strata_owns((void *)0xbadbeef), "owns(0xbadbeef)");
@@ -702,33 +638,33 @@ static void test_owns(void) {
     CHECK(strata_owns(p + sizes[i] - 1), "owns(end of malloc(%zu))", sizes[i]);
     A_free(p);
   }
+  return 0;
 }
 
-static void test_alignment_every_result(void) {
-  section = "16-byte alignment";
+static int case_alignment_every_result(void) {
   enum { M = 4000 };
   static void *v[M];
   for (int i = 0; i < M; i++) {
-    size_t n = rnd() % 1000 < 990 ? rnd() % 1025 : rnd() % (2 * MiB);
+    size_t n = rnd(&rng) % 1000 < 990 ? rnd(&rng) % 1025 : rnd(&rng) % (2 * MiB);
     v[i] = (i % 4 == 3) ? A_calloc(1, n) : A_malloc(n);
     CHECK(v[i] != NULL, "malloc(%zu) failed", n);
     CHECK(((uintptr_t)v[i] & 15) == 0, "malloc(%zu) = %p is not 16-aligned", n, v[i]);
     if (i % 5 == 4 && v[i]) {
-      void *q = A_realloc(v[i], n + 1 + rnd() % 200);
+      void *q = A_realloc(v[i], n + 1 + rnd(&rng) % 200);
       CHECK(q != NULL && ((uintptr_t)q & 15) == 0, "realloc result %p", q);
       if (q) v[i] = q;
     }
   }
   for (int i = 0; i < M; i += 2) A_free(v[i]);
   for (int i = 0; i < M; i += 2) {
-    v[i] = A_malloc(rnd() % 300);
+    v[i] = A_malloc(rnd(&rng) % 300);
     CHECK(((uintptr_t)v[i] & 15) == 0, "malloc = %p is not 16-aligned", v[i]);
   }
   for (int i = 0; i < M; i++) A_free(v[i]);
+  return 0;
 }
 
-static void test_trim(void) {
-  section = "malloc_trim";
+static int case_trim(void) {
   enum { M = 64 };
   void *v[M];
   for (int i = 0; i < M; i++) {
@@ -753,13 +689,13 @@ static void test_trim(void) {
       }
     A_free(c);
   }
+  return 0;
 }
 
 #ifdef TEST_STD_NAMES
 /* The standard names and the strata_ names are the same allocator. */
-static void test_interop(void) {
-  section = "interop";
-  void *p = malloc(opaque(100));
+static int case_interop(void) {
+  void *p = malloc(hide(100));
   CHECK(p && strata_owns(p), "malloc result %p not Strata's", p);
   strata_free(p);
   p = strata_malloc(300000);
@@ -775,6 +711,7 @@ static void test_interop(void) {
   int r = asprintf(&a, "%d-%s", 42, "x");
   CHECK(r > 0 && a && strata_owns(a), "asprintf buffer not Strata's");
   free(a);
+  return 0;
 }
 #endif
 
@@ -783,8 +720,7 @@ static void test_interop(void) {
  * secret), its second the free key; an uninitialised read must not leak
  * them. Freed blocks are reused at once, so each class is checked on a
  * block that was linked to another. */
-static void test_no_free_list_shown(void) {
-  section = "no free-list words";
+static int case_no_free_list_shown(void) {
   for (size_t n = 16; n <= 32 * KiB; n += n < 1024 ? 16 : n / 4) {
     for (int r = 0; r < 3; r++) {
       void *a = A_malloc(n), *b = A_malloc(n);
@@ -798,32 +734,30 @@ static void test_no_free_list_shown(void) {
       A_free(c);
     }
   }
+  return 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   page_size = (size_t)sysconf(_SC_PAGESIZE);
-  test_no_free_list_shown();
-  test_malloc_zero();
-  test_free_null_and_errno();
-  test_overflow();
-  test_realloc_semantics();
-  test_realloc_tiers();
-  test_posix_memalign_errors();
-  test_alignment();
-  test_valloc();
-  test_usable_size();
-  test_calloc();
-  test_free_sized();
-  test_owns();
-  test_alignment_every_result();
-  test_trim();
+  static const case_t cases[] = {
+    {"no-free-list-shown", case_no_free_list_shown, 60},
+    {"malloc-zero", case_malloc_zero, 60},
+    {"free-null-and-errno", case_free_null_and_errno, 60},
+    {"overflow", case_overflow, 60},
+    {"realloc-semantics", case_realloc_semantics, 60},
+    {"realloc-tiers", case_realloc_tiers, 120},
+    {"posix-memalign-errors", case_posix_memalign_errors, 60},
+    {"alignment", case_alignment, 120},
+    {"valloc", case_valloc, 60},
+    {"usable-size", case_usable_size, 120},
+    {"calloc", case_calloc, 120},
+    {"free-sized", case_free_sized, 120},
+    {"owns", case_owns, 60},
+    {"alignment-every-result", case_alignment_every_result, 60},
+    {"trim", case_trim, 60},
 #ifdef TEST_STD_NAMES
-  test_interop();
+    {"interop", case_interop, 60},
 #endif
-  if (failures) {
-    fprintf(stderr, NAME ": %d check(s) failed\n", failures);
-    return 1;
-  }
-  printf(NAME ": all checks passed\n");
-  return 0;
+  };
+  return cases_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

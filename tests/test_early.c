@@ -8,33 +8,11 @@
  * (strata_owns) and free() must take it back.
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
 #include "strata.h"
-
-static int failures;
-#define CHECK(cond, ...)                                                 \
-  do {                                                                   \
-    if (!(cond)) {                                                       \
-      failures++;                                                        \
-      fprintf(stderr, "test_early: %s:%d: check failed: %s: ", __FILE__, \
-              __LINE__, #cond);                                          \
-      fprintf(stderr, __VA_ARGS__);                                      \
-      fputc('\n', stderr);                                               \
-    }                                                                    \
-  } while (0)
-
-static inline size_t opaque(size_t x) {
-  __asm__ volatile("" : "+r"(x));
-  return x;
-}
+#include "testlib.h"
 
 /* Results of the constructor, checked in main. */
 static void *ctor_block;
@@ -44,14 +22,14 @@ static char *ctor_str;
 
 __attribute__((constructor(101))) static void early(void) {
   ctor_ran = 1;
-  void *p = malloc(opaque(100));
+  void *p = malloc(hide(100));
   ctor_owned = p && strata_owns(p);
   free(p);
-  unsigned char *c = calloc(opaque(300), 1);
+  unsigned char *c = calloc(hide(300), 1);
   ctor_calloc_zero = c != NULL;
   for (int i = 0; c && i < 300; i++)
     if (c[i]) ctor_calloc_zero = 0;
-  void *r = realloc(c, opaque(100000));
+  void *r = realloc(c, hide(100000));
   ctor_realloc_ok = r && strata_owns(r);
   free(r);
   void *a = NULL;
@@ -59,7 +37,7 @@ __attribute__((constructor(101))) static void early(void) {
                      strata_owns(a);
   free(a);
   /* Kept until main. */
-  ctor_block = malloc(opaque(40000));
+  ctor_block = malloc(hide(40000));
   if (ctor_block) {
     memset(ctor_block, 0x42, 40000);
     ctor_usable = malloc_usable_size(ctor_block);
@@ -71,7 +49,7 @@ __attribute__((constructor(101))) static void early(void) {
 
 __attribute__((destructor)) static void late(void) {
   /* After main returned: still usable. */
-  void *p = malloc(opaque(1000));
+  void *p = malloc(hide(1000));
   if (!p || !strata_owns(p)) {
     fprintf(stderr, "test_early: malloc in a destructor failed\n");
     _exit(3);
@@ -86,7 +64,7 @@ static void *thread_fn(void *arg) {
   if (!strata_owns(s)) return (void *)2;
   free(s);
   /* Returned to main, which frees it (a remote free). */
-  void *p = malloc(opaque(5000));
+  void *p = malloc(hide(5000));
   if (!p || !strata_owns(p)) return (void *)3;
   memset(p, 7, 5000);
   return p;
@@ -167,13 +145,8 @@ int main(void) {
   /* The strata_ names and the standard names are one allocator. */
   void *p = strata_malloc(100);
   free(p);
-  p = malloc(opaque(100));
+  p = malloc(hide(100));
   strata_free(p);
 
-  if (failures) {
-    fprintf(stderr, "test_early: %d check(s) failed\n", failures);
-    return 1;
-  }
-  printf("test_early: all checks passed\n");
-  return 0;
+  return checks_result("test_early");
 }

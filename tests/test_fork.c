@@ -10,51 +10,31 @@
  * from a single-threaded process, including a grandchild.
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
-#include <stdatomic.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "strata.h"
-
-#define KiB ((size_t)1 << 10)
-#define MiB ((size_t)1 << 20)
+#include "testlib.h"
 
 static atomic_int stop;
 static atomic_long worker_ops;
 
-static inline uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
-}
-
-/* Patterns cover the first 64 KiB and the last 4 KiB of a block (page
- * faults are what makes big blocks slow, and a child has many). */
+/* Patterns (testlib's) cover the first 64 KiB and the last 4 KiB of a block
+ * (page faults are what makes big blocks slow, and a child has many). */
 #define HEAD (64 * KiB)
 #define TAIL (4 * KiB)
 static void fill(void *p, size_t n, unsigned tag) {
   unsigned char *c = p;
   for (size_t i = 0; i < n; i++) {
     if (i == HEAD && n > HEAD + TAIL) i = n - TAIL;
-    c[i] = (unsigned char)(i * 13 + tag);
+    c[i] = pattern_byte(i, tag);
   }
 }
 static int verify(const void *p, size_t n, unsigned tag) {
   const unsigned char *c = p;
   for (size_t i = 0; i < n; i++) {
     if (i == HEAD && n > HEAD + TAIL) i = n - TAIL;
-    if (c[i] != (unsigned char)(i * 13 + tag)) return 0;
+    if (c[i] != pattern_byte(i, tag)) return 0;
   }
   return 1;
 }
@@ -69,7 +49,7 @@ static void *worker(void *arg) {
     int k = (int)(r % S);
     if (v[k]) {
       if (!verify(v[k], vn[k] < 256 ? vn[k] : 256, (unsigned)k)) {
-        fprintf(stderr, "test_fork: worker block corrupted\n");
+        failf("worker block corrupted");
         abort();
       }
       if (r & 0x100) {
@@ -86,7 +66,7 @@ static void *worker(void *arg) {
     else n = 16 * MiB + (r >> 24) % (4 * MiB);
     void *q = strata_realloc(v[k], n);
     if (!q) {
-      fprintf(stderr, "test_fork: worker realloc(%zu) failed\n", n);
+      failf("worker realloc(%zu) failed", n);
       abort();
     }
     v[k] = q;
@@ -114,7 +94,7 @@ static void *child_thread(void *arg) {
 static int child_work(void *pre, size_t pre_n, int depth) {
   alarm(30); /* a deadlocked child dies by SIGALRM */
   if (pre && !verify(pre, pre_n, 0x77)) {
-    fprintf(stderr, "test_fork: child: block from before the fork corrupted\n");
+    failf("child: block from before the fork corrupted");
     return 2;
   }
   if (pre) strata_free(pre);
@@ -130,7 +110,7 @@ static int child_work(void *pre, size_t pre_n, int depth) {
       }
       v[i] = (i % 2) ? strata_calloc(1, sizes[i]) : strata_malloc(sizes[i]);
       if (!v[i]) {
-        fprintf(stderr, "test_fork: child: malloc(%zu) failed\n", sizes[i]);
+        failf("child: malloc(%zu) failed", sizes[i]);
         return 3;
       }
       fill(v[i], sizes[i], (unsigned)i);
@@ -138,7 +118,7 @@ static int child_work(void *pre, size_t pre_n, int depth) {
     for (int i = 0; i < NS; i++) {
       if (!v[i]) continue;
       if (!verify(v[i], sizes[i], (unsigned)i)) {
-        fprintf(stderr, "test_fork: child: block of %zu bytes corrupted\n", sizes[i]);
+        failf("child: block of %zu bytes corrupted", sizes[i]);
         return 4;
       }
       void *q = strata_realloc(v[i], sizes[i] * 2);
@@ -165,21 +145,18 @@ static int child_work(void *pre, size_t pre_n, int depth) {
     strata_free(g);
     int st;
     if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-      fprintf(stderr, "test_fork: grandchild failed (status %#x)\n", st);
+      failf("grandchild failed (status %#x)", st);
       return 11;
     }
   }
   return 0;
 }
 
-static int failures;
-
 static void run_fork(int iter, int depth, int use_exit) {
   size_t pre_n = 64 + (size_t)iter * 997 % (200 * KiB);
   void *pre = strata_malloc(pre_n);
   if (!pre) {
-    fprintf(stderr, "test_fork: malloc failed\n");
-    failures++;
+    failf("malloc(%zu) failed", pre_n);
     return;
   }
   fill(pre, pre_n, 0x77);
@@ -187,8 +164,7 @@ static void run_fork(int iter, int depth, int use_exit) {
   fflush(stderr);
   pid_t pid = fork();
   if (pid < 0) {
-    fprintf(stderr, "test_fork: fork: %s\n", strerror(errno));
-    failures++;
+    failf("fork: %s", strerror(errno));
     strata_free(pre);
     return;
   }
@@ -198,27 +174,19 @@ static void run_fork(int iter, int depth, int use_exit) {
     _exit(rc);
   }
   /* The parent's copy is still its own. */
-  if (!verify(pre, pre_n, 0x77)) {
-    fprintf(stderr, "test_fork: parent block corrupted after fork\n");
-    failures++;
-  }
+  CHECK(verify(pre, pre_n, 0x77), "parent block corrupted after fork");
   strata_free(pre);
   int st;
   if (waitpid(pid, &st, 0) != pid) {
-    fprintf(stderr, "test_fork: waitpid: %s\n", strerror(errno));
-    failures++;
+    failf("waitpid: %s", strerror(errno));
     return;
   }
-  if (WIFSIGNALED(st)) {
-    fprintf(stderr, "test_fork: iteration %d: child killed by signal %d (%s)%s\n", iter,
-            WTERMSIG(st), strsignal(WTERMSIG(st)),
-            WTERMSIG(st) == SIGALRM ? " - deadlocked after fork?" : "");
-    failures++;
-  } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-    fprintf(stderr, "test_fork: iteration %d: child exited with status %d\n", iter,
-            WEXITSTATUS(st));
-    failures++;
-  }
+  if (WIFSIGNALED(st))
+    failf("iteration %d: child killed by signal %d (%s)%s", iter, WTERMSIG(st),
+          strsignal(WTERMSIG(st)), WTERMSIG(st) == SIGALRM ? " - deadlocked after fork?" : "");
+  else
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "iteration %d: child exited with status %d", iter,
+          WEXITSTATUS(st));
 }
 
 int main(int argc, char **argv) {
@@ -230,10 +198,7 @@ int main(int argc, char **argv) {
   enum { W = 3 };
   pthread_t t[W];
   for (int i = 0; i < W; i++)
-    if (pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i) != 0) {
-      fprintf(stderr, "test_fork: pthread_create failed\n");
-      return 1;
-    }
+    REQUIRE(pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i) == 0, "pthread_create failed");
   for (int i = 0; i < iters; i++) {
     /* Let the workers get going between forks. */
     long before = atomic_load(&worker_ops);
@@ -246,7 +211,7 @@ int main(int argc, char **argv) {
   /* And again single-threaded, after the threads are gone. */
   for (int i = 0; i < 5; i++) run_fork(100 + i, 1, i % 2);
 
-  printf("test_fork: %d forks (%d with threads running), %ld worker operations: %s\n",
-         iters + 10, iters, atomic_load(&worker_ops), failures ? "FAILED" : "ok");
-  return failures ? 1 : 0;
+  info("%d forks (%d with threads running), %ld worker operations", iters + 10, iters,
+       atomic_load(&worker_ops));
+  return checks_result("test_fork");
 }

@@ -16,31 +16,22 @@
  * usage: test_handoff [max_size [limit_mb [rounds]]]   (1000, 100, 150)
  */
 #include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "strata.h"
+#include "testlib.h"
 
 enum { WORKERS = 8, WINDOW = 1000, REPLACE = 4000 };
 static void *win[WORKERS][WINDOW];
-
-static unsigned long long next_rand(unsigned long long *s) {
-  *s ^= *s << 13;
-  *s ^= *s >> 7;
-  *s ^= *s << 17;
-  return *s;
-}
 
 static size_t max_size;
 
 static void *worker(void *arg) {
   long t = (long)arg;
-  unsigned long long s = (unsigned long long)t * 7919 + 1;
+  uint64_t s = (uint64_t)t * 7919 + 1;
   for (int i = 0; i < REPLACE; i++) {
-    size_t idx = next_rand(&s) % WINDOW;
+    size_t idx = rnd(&s) % WINDOW;
     strata_free(win[t][idx]);
-    size_t size = 8 + next_rand(&s) % (max_size - 7);
+    size_t size = 8 + rnd(&s) % (max_size - 7);
     char *p = strata_malloc(size);
     if (!p) abort();
     p[0] = p[size - 1] = 1;
@@ -49,22 +40,18 @@ static void *worker(void *arg) {
   return NULL;
 }
 
-static double active_mb(void) {
-  strata_stats_t st;
-  strata_stats(&st);
-  return (double)st.active / 1e6;
-}
+static double active_mb(void) { return (double)stats_now().active / 1e6; }
 
 int main(int argc, char **argv) {
   max_size = argc > 1 ? (size_t)atol(argv[1]) : 1000;
   double limit = argc > 2 ? atof(argv[2]) : 100;
   int rounds = argc > 3 ? atoi(argv[3]) : 150;
   if (max_size < 8) max_size = 8;
-  unsigned long long s = 42;
+  uint64_t s = 42;
   for (int r = 0; r < rounds; r++) {
     for (int t = 0; t < WORKERS; t++)
       for (int i = 0; i < WINDOW; i++) {
-        size_t size = 8 + next_rand(&s) % (max_size - 7);
+        size_t size = 8 + rnd(&s) % (max_size - 7);
         win[t][i] = strata_malloc(size);
         if (!win[t][i]) abort();
         memset(win[t][i], 0, size < 16 ? size : 16);
@@ -83,11 +70,7 @@ int main(int argc, char **argv) {
    * thread's span cache (grown only while it ran empty) and free page runs
    * the decay has yet to purge, plus spans for a few windows: 30-69 MB and
    * 5 MB (the first figure depends on when the purge thread runs). */
-  printf("test_handoff: %d rounds, active %.1f MB at the end (limit %.0f)\n", rounds, at_end, limit);
-  if (at_end > limit) {
-    printf("test_handoff: FAIL: active memory keeps growing\n");
-    return 1;
-  }
-  printf("test_handoff: OK\n");
-  return 0;
+  info("%d rounds, active %.1f MB at the end (limit %.0f)", rounds, at_end, limit);
+  CHECK(at_end <= limit, "active memory keeps growing: %.1f MB after %d rounds", at_end, rounds);
+  return checks_result("test_handoff");
 }

@@ -5,46 +5,10 @@
  * set, so they are read at Strata's first allocation. Uses the strata_ API
  * (it runs in every build). */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <signal.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include "strata.h"
+#include "testlib.h"
 
 #define OPTIONS "guard=1,junk=1,canary=1"
-static int failures;
-
-/* Run fn in a child; it must end by signal sig (0: exit 0), and when
- * `message` is set its stderr must contain it. */
-static void expect_death(const char *name, void (*fn)(void), int sig, const char *message) {
-  int pipefd[2];
-  if (pipe(pipefd) != 0) { perror("pipe"); exit(2); }
-  fflush(stdout);
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(pipefd[1], 2);
-    close(pipefd[0]);
-    fn();
-    _exit(0);
-  }
-  close(pipefd[1]);
-  char out[512] = "";
-  size_t n = 0;
-  ssize_t r;
-  while (n < sizeof out - 1 && (r = read(pipefd[0], out + n, sizeof out - 1 - n)) > 0) n += (size_t)r;
-  out[n] = 0;
-  close(pipefd[0]);
-  int status;
-  waitpid(pid, &status, 0);
-  int got = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-  bool ok = got == sig && (sig || WEXITSTATUS(status) == 0) && (!message || strstr(out, message));
-  printf("%s: %s (signal %d%s%s)\n", ok ? "PASS" : "FAIL", name, got, n ? ", stderr: " : "", strtok(out, "\n") ? out : "");
-  if (!ok) failures++;
-}
 
 /* The overflows flip the byte past the request: a fixed value would match
  * the canary's byte one time in 256, and go unseen. */
@@ -115,8 +79,70 @@ static void normal_use(void) {
   strata_free(h);
 }
 
+/* What the options do to live blocks. */
+static int case_live_blocks(void) {
+  char *p = strata_malloc(40);
+  CHECK(strata_malloc_usable_size(p) == 40, "usable size %zu, not the request", strata_malloc_usable_size(p));
+  for (int i = 0; i < 40; i++)
+    if ((unsigned char)p[i] != 0xaa) { failf("new block not junk-filled"); break; }
+  strata_free(p);
+  for (int i = 16; i < 40; i++)          /* the freed block: past its two link words */
+    if ((unsigned char)p[i] != 0xdf) { failf("freed block not junk-filled"); break; }
+  char *z = strata_calloc(10, 10);
+  for (int i = 0; i < 100; i++)
+    if (z[i]) { failf("calloc not zero under junk"); break; }
+  strata_free(z);
+  return 0;
+}
+
+/* Each misuse, run in a child, must end by signal `sig` (0: exit 0), and
+ * when `message` is set its stderr must contain it. */
+typedef struct {
+  const char *name;
+  void (*fn)(void);
+  int sig;
+  const char *message;
+} death_t;
+static const death_t deaths[] = {
+  /* one-byte overflow of a small block */
+  {"overflow-small", overflow_one_byte, SIGABRT, "strata: free("},
+  /* overflow found when realloc moves the block */
+  {"overflow-found-by-realloc", overflow_in_realloc, SIGABRT, "heap overflow"},
+  /* write past a huge block (guard page) */
+  {"huge-overrun", huge_overrun, SIGSEGV, NULL},
+  /* write before a huge block (guard page) */
+  {"huge-underrun", huge_underrun, SIGSEGV, NULL},
+  /* write after free of a large block */
+  {"large-use-after-free", large_use_after_free, SIGSEGV, NULL},
+  /* write past the usable pages of a large block */
+  {"large-overrun", large_overrun, SIGSEGV, NULL},
+  /* no false alarm: large blocks reused and resized */
+  {"no-false-alarm-large-reuse", large_reuse, 0, NULL},
+  /* no false alarm: normal use */
+  {"no-false-alarm-normal-use", normal_use, 0, NULL},
+};
+enum { NDEATHS = sizeof deaths / sizeof deaths[0] };
+
+static void call_death(void *arg) { ((const death_t *)arg)->fn(); }
+
+/* The case of deaths[i] (the table of cases begins with live-blocks). */
+static int case_death(void) {
+  const death_t *d = &deaths[case_index() - 1];
+  char err[512];
+  int status = run_child(call_death, (void *)d, NULL, 0, err, sizeof err, 60);
+  if (status < 0) {
+    failf("the child timed out or could not start (%d)", status);
+    return 1;
+  }
+  int got = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  bool ok = got == d->sig && (d->sig || WEXITSTATUS(status) == 0) && (!d->message || strstr(err, d->message));
+  info("signal %d%s%s", got, err[0] ? ", stderr: " : "", strtok(err, "\n") ? err : "");
+  CHECK(ok, "expected %s%s%s", d->sig ? strsignal(d->sig) : "exit status 0",
+        d->message ? " and on stderr: " : "", d->message ? d->message : "");
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  (void)argc;
   const char *have = getenv("STRATA_OPTIONS");
   if (!have || strcmp(have, OPTIONS) != 0) {
     setenv("STRATA_OPTIONS", OPTIONS, 1);
@@ -124,27 +150,7 @@ int main(int argc, char **argv) {
     perror("execv");
     return 2;
   }
-  /* What the options do to live blocks. */
-  char *p = strata_malloc(40);
-  if (strata_malloc_usable_size(p) != 40) { printf("FAIL: usable size %zu, not the request\n", strata_malloc_usable_size(p)); failures++; }
-  for (int i = 0; i < 40; i++)
-    if ((unsigned char)p[i] != 0xaa) { printf("FAIL: new block not junk-filled\n"); failures++; break; }
-  strata_free(p);
-  for (int i = 16; i < 40; i++)          /* the freed block: past its two link words */
-    if ((unsigned char)p[i] != 0xdf) { printf("FAIL: freed block not junk-filled\n"); failures++; break; }
-  char *z = strata_calloc(10, 10);
-  for (int i = 0; i < 100; i++)
-    if (z[i]) { printf("FAIL: calloc not zero under junk\n"); failures++; break; }
-  strata_free(z);
-
-  expect_death("one-byte overflow of a small block", overflow_one_byte, SIGABRT, "strata: free(");
-  expect_death("overflow found when realloc moves the block", overflow_in_realloc, SIGABRT, "heap overflow");
-  expect_death("write past a huge block (guard page)", huge_overrun, SIGSEGV, NULL);
-  expect_death("write before a huge block (guard page)", huge_underrun, SIGSEGV, NULL);
-  expect_death("write after free of a large block", large_use_after_free, SIGSEGV, NULL);
-  expect_death("write past the usable pages of a large block", large_overrun, SIGSEGV, NULL);
-  expect_death("no false alarm: large blocks reused and resized", large_reuse, 0, NULL);
-  expect_death("no false alarm: normal use", normal_use, 0, NULL);
-  printf("test_harden: %d failure(s)\n", failures);
-  return failures != 0;
+  case_t cases[1 + NDEATHS] = {{"live-blocks", case_live_blocks, 60}};
+  for (int i = 0; i < NDEATHS; i++) cases[1 + i] = (case_t){deaths[i].name, case_death, 60};
+  return cases_main(argc, argv, cases, 1 + NDEATHS);
 }

@@ -3,54 +3,44 @@
  * glibc calls malloc and free with some of its locks held, and takes some
  * of them around fork and pthread_create. Two patterns from glibc's malloc
  * tests, each under a watchdog (a hang is the failure):
- *   thread_exit  threads create and join short-lived threads in batches:
+ *   thread-exit  threads create and join short-lived threads in batches:
  *                glibc frees an exited thread's TLS with its thread-stack
  *                lock held, which pthread_create takes too, so a free must
  *                never start a thread (tst-malloc-thread-exit);
- *   fork_stdio   fork while other threads run getline (realloc with a
+ *   fork-stdio   fork while other threads run getline (realloc with a
  *                stream locked) and fflush(NULL) (the stdio list lock held,
  *                waiting for a stream): fork's locks must nest in glibc's
  *                order (tst-malloc-fork-deadlock, glibc bug 19431).
  * Through the standard names: glibc's internal calls must reach Strata.
  *
- * usage: test_libc_locks [seconds per check]   (2)
+ * usage: test_libc_locks [SECONDS] [-l | NAME... | --no-fork NAME]   (testlib.h)
+ *   SECONDS: how long each check runs (2); a hang past SECONDS + 30 fails it.
  */
+#define _GNU_SOURCE
 #include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
+
+#include "testlib.h"
 
 static atomic_bool stop;
-static const char *check = "";
+static unsigned seconds = 2;
 static char path[64];             /* fork_stdio's file */
 
+/* A hang: remove the file, then die by the alarm (the watchdog reports it). */
 static void on_alarm(int sig) {
-  (void)sig;
   if (path[0]) unlink(path);
-  const char *parts[] = {"test_libc_locks: FAIL: ", check, " hung (deadlock)\n"};
-  for (int i = 0; i < 3; i++)
-    if (write(2, parts[i], strlen(parts[i])) < 0) break;
-  _exit(1);
+  signal(sig, SIG_DFL);
+  raise(sig);
 }
 
 /* Run n threads of fn for `seconds`, then stop and join them. */
-static void run(const char *name, void *(*fn[])(void *), int n, unsigned seconds) {
-  check = name;
+static void run(void *(*fn[])(void *), int n) {
   atomic_store(&stop, false);
-  alarm(seconds + 30);
   pthread_t t[16];
   for (int i = 0; i < n; i++)
     if (pthread_create(&t[i], NULL, fn[i], NULL)) abort();
   sleep(seconds);
   atomic_store(&stop, true);
   for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
-  alarm(0);
-  printf("test_libc_locks: %s OK\n", name);
 }
 
 /* ---- thread_exit ---------------------------------------------------------- */
@@ -108,15 +98,15 @@ static void *flusher(void *arg) {
   return NULL;
 }
 
-int main(int argc, char **argv) {
-  unsigned seconds = argc > 1 ? (unsigned)atoi(argv[1]) : 2;
-  signal(SIGALRM, on_alarm);
-  setvbuf(stdout, NULL, _IONBF, 0);
-
+static int case_thread_exit(void) {
   void *(*exiting[])(void *) = {outer, outer};
-  run("thread_exit", exiting, 2, seconds);
+  run(exiting, 2);
+  return 0;
+}
 
+static int case_fork_stdio(void) {
   snprintf(path, sizeof path, "/tmp/strata_libc_locks.%d", (int)getpid());
+  signal(SIGALRM, on_alarm);
   FILE *f = fopen(path, "w");
   if (!f) abort();
   for (int i = 0; i < 50000; i++) fputc('x', f);
@@ -124,7 +114,20 @@ int main(int argc, char **argv) {
   fclose(f);
   void *(*forking[])(void *) = {forker, forker, forker, forker, reader, reader, reader,
                                 reader, reader, reader, reader, reader, flusher};
-  run("fork_stdio", forking, 13, seconds);
+  run(forking, 13);
   unlink(path);
   return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') {
+    seconds = (unsigned)atoi(argv[1]);
+    argv[1] = argv[0];
+    argc--, argv++;
+  }
+  const case_t cases[] = {
+    {"thread-exit", case_thread_exit, (int)seconds + 30},
+    {"fork-stdio", case_fork_stdio, (int)seconds + 30},
+  };
+  return cases_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

@@ -1,10 +1,11 @@
 /* test_misuse.c - misuse is detected: one line on stderr, then abort.
  *
- * Each case runs in a forked child whose stderr goes to a pipe. The child
- * sends the address it is about to misuse through a second pipe, then does
- * the bad call. The case passes when the child dies by SIGABRT and its
- * stderr holds "strata: CALL(" followed by that address (in hex). The exact
- * wording after it is not checked.
+ * Each case (testlib.h: cases_main) runs the misuse in a child of its own
+ * (run_child) whose stderr goes to a pipe. The child sends the address it is
+ * about to misuse through a second pipe, then does the bad call. The case
+ * passes when the child dies by SIGABRT and its stderr holds "strata: CALL("
+ * followed by that address (in hex). The exact wording after it is not
+ * checked.
  *
  * The last cases must not abort: copying the bytes of freed blocks (free-list
  * links, canaries, whatever the allocator keeps there) into live blocks and
@@ -14,32 +15,13 @@
  * through the remote-free path.
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "strata.h"
+#include "testlib.h"
 
-#define KiB ((size_t)1 << 10)
-#define MiB ((size_t)1 << 20)
-
-static int info_fd = -1; /* child's end of the address pipe */
-
-/* Keep the compiler from reasoning about pointers we misuse on purpose. */
-static inline void *hide(void *p) {
-  __asm__ volatile("" : "+r"(p));
-  return p;
-}
+static int info_pipe[2] = {-1, -1}; /* the address pipe */
+static int info_fd = -1;            /* its end in the child */
 
 /* Tell the parent which address the diagnostic must name. */
 static void expect_addr(const void *p) {
@@ -53,7 +35,7 @@ static char static_array[256] __attribute__((aligned(64)));
 static void c_free_badbeef(void) {
   void *p = (void *)(uintptr_t)0xbadbeef;
   expect_addr(p);
-  strata_free(hide(p));
+  strata_free(hide_ptr(p));
 }
 /* The very first allocator call of a fresh process (exec'd; see main). */
 static void c_first_call_badbeef(void) {
@@ -68,17 +50,17 @@ static void c_arena_canary(void) {
   uint64_t *arena = (uint64_t *)(((uintptr_t)p - 1) & ~(((uintptr_t)64 << 20) - 1));
   arena[0] ^= 0x5a5a;
   expect_addr(p);
-  strata_free(hide(p));
+  strata_free(hide_ptr(p));
 }
 static void c_free_stack(void) {
   char buf[256] __attribute__((aligned(64)));
   memset(buf, 0, sizeof buf);
   expect_addr(buf + 64);
-  strata_free(hide(buf + 64));
+  strata_free(hide_ptr(buf + 64));
 }
 static void c_free_static(void) {
   expect_addr(static_array);
-  strata_free(hide(static_array));
+  strata_free(hide_ptr(static_array));
 }
 static void *foreign_page(void) {
   void *m = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -89,52 +71,52 @@ static void *foreign_page(void) {
 static void c_free_mmap(void) {
   char *m = foreign_page();
   expect_addr(m + 4096);
-  strata_free(hide(m + 4096));
+  strata_free(hide_ptr(m + 4096));
 }
 static void c_free_mmap_start(void) {
   char *m = foreign_page();
   expect_addr(m);
-  strata_free(hide(m));
+  strata_free(hide_ptr(m));
 }
 static void c_realloc_foreign(void) {
   char *m = foreign_page();
   expect_addr(m + 64);
-  void *q = strata_realloc(hide(m + 64), 100);
+  void *q = strata_realloc(hide_ptr(m + 64), 100);
   (void)q;
 }
 static void c_realloc_static(void) {
   expect_addr(static_array);
-  void *q = strata_realloc(hide(static_array), 1000);
+  void *q = strata_realloc(hide_ptr(static_array), 1000);
   (void)q;
 }
 static void c_usable_foreign(void) {
   char *m = foreign_page();
   expect_addr(m + 128);
-  volatile size_t u = strata_malloc_usable_size(hide(m + 128));
+  volatile size_t u = strata_malloc_usable_size(hide_ptr(m + 128));
   (void)u;
 }
 static void c_free_interior_small(void) {
   char *p = strata_malloc(64);
   char *q = strata_malloc(64); /* keep the span busy */
   expect_addr(p + 16);
-  strata_free(hide(p + 16));
+  strata_free(hide_ptr(p + 16));
   strata_free(q);
 }
 static void c_free_interior_small2(void) {
   char *p = strata_malloc(1000);
   expect_addr(p + 512);
-  strata_free(hide(p + 512));
+  strata_free(hide_ptr(p + 512));
 }
 static void c_free_interior_large(void) {
   char *p = strata_malloc(300 * KiB);
   expect_addr(p + 64 * KiB);
-  strata_free(hide(p + 64 * KiB));
+  strata_free(hide_ptr(p + 64 * KiB));
 }
 static void c_double_free_small(void) {
   void *p = strata_malloc(48);
   strata_free(p);
   expect_addr(p);
-  strata_free(hide(p));
+  strata_free(hide_ptr(p));
 }
 /* Eight 2000-byte blocks from a new thread's first span (carved in address
  * order, two to an OS page), the first kept, the others freed, and
@@ -161,19 +143,19 @@ static void *make_purged_blocks(void *arg) {
 /* The misuses of the purged blocks, each after make_purged_blocks. */
 static void free_purged(void) {
   expect_addr(purged_blocks[4]);
-  strata_free(hide(purged_blocks[4]));
+  strata_free(hide_ptr(purged_blocks[4]));
 }
 /* realloc to a size that would keep the block in place. */
 static void realloc_purged(void) {
   expect_addr(purged_blocks[4]);
-  void *q = strata_realloc(hide(purged_blocks[4]), 1990);
+  void *q = strata_realloc(hide_ptr(purged_blocks[4]), 1990);
   (void)q;
 }
 /* A write after free into block 1, which stays on its span's free list (its
  * page holds the live block 0), found by the next purge's walk of that list. */
 static void write_after_free_purge(void) {
   expect_addr(purged_blocks[1]);
-  memset(hide(purged_blocks[1]), 0x41, 16);
+  memset(hide_ptr(purged_blocks[1]), 0x41, 16);
   strata_collect();
 }
 typedef struct { void (*misuse)(void); } purged_case_t;
@@ -203,7 +185,7 @@ static void c_double_free_small_between(void) {
   for (int i = 0; i < 10; i++) o[i] = strata_malloc((size_t)100 << i);
   for (int i = 0; i < 10; i++) strata_free(o[i]);
   expect_addr(p);
-  strata_free(hide(p));
+  strata_free(hide_ptr(p));
 }
 static void c_double_free_small_remote_list(void) {
   /* p freed, then its neighbours, so p is deep in the free list. */
@@ -212,7 +194,7 @@ static void c_double_free_small_remote_list(void) {
   void *p = v[0];
   for (int i = 0; i < 8; i++) strata_free(v[i]);
   expect_addr(p);
-  strata_free(hide(p));
+  strata_free(hide_ptr(p));
 }
 static void c_double_free_large(void) {
   void *keep = strata_malloc(300 * KiB); /* keep the arena alive */
@@ -220,7 +202,7 @@ static void c_double_free_large(void) {
   memset(p, 1, 300 * KiB);
   strata_free(p);
   expect_addr(p);
-  strata_free(hide(p));
+  strata_free(hide_ptr(p));
   strata_free(keep);
 }
 static void c_double_free_large_between(void) {
@@ -231,20 +213,20 @@ static void c_double_free_large_between(void) {
   strata_free(a);
   strata_free(b);
   expect_addr(p);
-  strata_free(hide(p));
+  strata_free(hide_ptr(p));
 }
 static void c_double_free_huge(void) {
   void *p = strata_malloc(64 * MiB);
   memset(p, 1, 4096);
   strata_free(p);
   expect_addr(p);
-  strata_free(hide(p));
+  strata_free(hide_ptr(p));
 }
 static void c_double_free_sized(void) {
   void *p = strata_malloc(200);
   strata_free_sized(p, 200);
   expect_addr(p);
-  strata_free_sized(hide(p), 200);
+  strata_free_sized(hide_ptr(p), 200);
 }
 static void c_write_after_free(void) {
   /* The freed block's second word (the free key) is overwritten; the next
@@ -252,7 +234,7 @@ static void c_write_after_free(void) {
   uint64_t *p = strata_malloc(64);
   strata_free(p);
   expect_addr(p);
-  ((volatile uint64_t *)hide(p))[1] = 0x4141414141414141ull;
+  ((volatile uint64_t *)hide_ptr(p))[1] = 0x4141414141414141ull;
   void *q = strata_malloc(64);
   strata_free(q);
 }
@@ -260,7 +242,7 @@ static void c_realloc_freed(void) {
   void *p = strata_malloc(3000);
   strata_free(p);
   expect_addr(p);
-  void *q = strata_realloc(hide(p), 6000);
+  void *q = strata_realloc(hide_ptr(p), 6000);
   (void)q;
 }
 
@@ -276,7 +258,7 @@ static void c_double_free_remote_remote(void) {
   void *p = v[3];
   free_from_thread(p);
   expect_addr(p);
-  free_from_thread(hide(p));
+  free_from_thread(hide_ptr(p));
 }
 static void c_double_free_remote_local(void) {
   void *v[16];
@@ -284,7 +266,7 @@ static void c_double_free_remote_local(void) {
   void *p = v[5];
   free_from_thread(p);
   expect_addr(p);
-  strata_free(hide(p));
+  strata_free(hide_ptr(p));
 }
 /* A thread that frees the pointers it is handed, one at a time, and stays
  * alive (so nothing its exit does can bring its frees to the owner). */
@@ -329,13 +311,13 @@ static char *freed_by_live_thread(void) {
 /* Enough mallocs of the 80-byte class for the owner to take its remote
  * frees back. */
 static void malloc_many_80(void) {
-  for (int i = 0; i < 100000; i++) hide(strata_malloc(80));
+  for (int i = 0; i < 100000; i++) hide_ptr(strata_malloc(80));
 }
 static void c_double_free_remote_local_live(void) {
   /* The other thread is still alive when the owner frees p again; at the
    * latest, the owner catches it once that thread has freed more blocks. */
   char *p = freed_by_live_thread();
-  strata_free(hide(p));
+  strata_free(hide_ptr(p));
   for (int i = 0; i < 2000; i++) freer_free(strata_malloc(80));
   malloc_many_80();
 }
@@ -343,7 +325,7 @@ static void c_write_after_remote_free(void) {
   /* The free key of a block freed by another thread is overwritten; the
    * owner catches it when it takes the remote frees back. */
   char *p = freed_by_live_thread();
-  memset(hide(p) + 8, 'A', 8);
+  memset(hide_ptr(p) + 8, 'A', 8);
   malloc_many_80();
 }
 static void c_double_free_local_remote(void) {
@@ -354,7 +336,7 @@ static void c_double_free_local_remote(void) {
   void *p = v[7];
   strata_free(p);
   expect_addr(p);
-  free_from_thread(hide(p));
+  free_from_thread(hide_ptr(p));
   for (int i = 0; i < 100000; i++) v[i % 16] = strata_malloc(80);
 }
 static void c_double_free_many_between(void) {
@@ -365,13 +347,13 @@ static void c_double_free_many_between(void) {
   void *p = v[10];
   for (int i = 0; i < N; i++) strata_free(v[i]);
   expect_addr(p);
-  strata_free(hide(p));
+  strata_free(hide_ptr(p));
 }
 static void c_free_interior_remote(void) {
   char *p = strata_malloc(128);
   char *q = strata_malloc(128);
   expect_addr(p + 32);
-  free_from_thread(hide(p + 32));
+  free_from_thread(hide_ptr(p + 32));
   strata_free(q);
 }
 static void c_double_free_large_remote(void) {
@@ -379,7 +361,7 @@ static void c_double_free_large_remote(void) {
   void *p = strata_malloc(300 * KiB);
   free_from_thread(p);
   expect_addr(p);
-  free_from_thread(hide(p));
+  free_from_thread(hide_ptr(p));
   strata_free(keep);
 }
 
@@ -434,9 +416,9 @@ static void c_no_false_alarm(void) {
       /* Read what the allocator left in the freed block (it stays mapped
        * for these tiers) and plant it in a live neighbour. */
       memcpy(copy, v[i + 1], cn);
-      safe_copy(copy, hide(dead), cn);
+      safe_copy(copy, hide_ptr(dead), cn);
       memcpy(v[i + 1], copy, cn);
-      if (n > cn) safe_copy(v[i + 1] + n - 64, (unsigned char *)hide(dead) + n - 64, 64);
+      if (n > cn) safe_copy(v[i + 1] + n - 64, (unsigned char *)hide_ptr(dead) + n - 64, 64);
     }
     for (int i = 1; i < N; i += 2) strata_free(v[i]);
     /* The allocator is still sane: allocate and free again. */
@@ -459,7 +441,7 @@ static void c_no_false_alarm_realloc(void) {
   unsigned char snap[128];
   strata_free(v[0]);
   memset(snap, 0, sizeof snap);
-  safe_copy(snap, hide(v[0]), sizeof snap);
+  safe_copy(snap, hide_ptr(v[0]), sizeof snap);
   for (int i = 1; i < N; i++) {
     memcpy(v[i], snap, sizeof snap);
     unsigned char *q = strata_realloc(v[i], (size_t)128 + (size_t)i * 1000);
@@ -474,53 +456,73 @@ static void c_no_false_alarm_realloc(void) {
   _exit(0);
 }
 
-/* ---- the harness -------------------------------------------------------- */
+/* ---- the cases ------------------------------------------------------------ */
 typedef struct {
   const char *name;
   void (*fn)(void);
   const char *call; /* expected "strata: CALL(" ; NULL = must exit 0 */
-} case_t;
+} misuse_t;
 
-static const case_t cases[] = {
-    {"selftest: fake diagnostic", c_selftest_fake, "free"},
-    {"free(0xbadbeef)", c_free_badbeef, "free"},
-    {"free(0xbadbeef) as the first call of a process", c_first_call_badbeef, "free"},
-    {"buddy arena metadata canary overwritten", c_arena_canary, "free"},
-    {"free(stack address)", c_free_stack, "free"},
-    {"free(static array)", c_free_static, "free"},
-    {"free(foreign mmap page)", c_free_mmap, "free"},
-    {"free(start of foreign mmap)", c_free_mmap_start, "free"},
-    {"realloc(foreign pointer)", c_realloc_foreign, "realloc"},
-    {"realloc(static array)", c_realloc_static, "realloc"},
-    {"malloc_usable_size(foreign pointer)", c_usable_foreign, "malloc_usable_size"},
-    {"free(interior of 64-byte block)", c_free_interior_small, "free"},
-    {"free(interior of 1000-byte block)", c_free_interior_small2, "free"},
-    {"free(interior of 300 KiB block)", c_free_interior_large, "free"},
-    {"double free (small)", c_double_free_small, "free"},
-    {"double free (small, other frees between)", c_double_free_small_between, "free"},
-    {"double free (small, deep in the free list)", c_double_free_small_remote_list, "free"},
-    {"double free (small, its page given back to the OS)", c_double_free_purged, "free"},
-    {"double free (small, page given back, owner exited)", c_double_free_purged_adopted, "free"},
-    {"realloc of a freed block whose page was given back", c_realloc_purged, "realloc"},
-    {"write after free, found by a purge of its span", c_write_after_free_purge, "purge"},
-    {"double free (large, 300 KiB)", c_double_free_large, "free"},
-    {"double free (large, other frees between)", c_double_free_large_between, "free"},
-    {"double free (huge, 64 MiB)", c_double_free_huge, "free"},
-    {"double free_sized (small)", c_double_free_sized, "free_sized|free"},
-    {"double free (small, both frees from another thread)", c_double_free_remote_remote, "free"},
-    {"double free (small, remote then local)", c_double_free_remote_local, "free"},
-    {"double free (small, remote by a thread that lives on, then local)", c_double_free_remote_local_live, "free"},
-    {"double free (small, local then from another thread)", c_double_free_local_remote, "free"},
-    {"double free (small, 5000 frees between)", c_double_free_many_between, "free"},
-    {"free(interior of small block) from another thread", c_free_interior_remote, "free"},
-    {"double free (large, from another thread)", c_double_free_large_remote, "free"},
-    {"realloc of a freed block", c_realloc_freed, "realloc"},
-    {"write after free, caught by the next malloc", c_write_after_free, "malloc"},
-    {"write after a free by another thread", c_write_after_remote_free, "free"},
-    {"no false alarm: freed bytes copied into live blocks", c_no_false_alarm, NULL},
-    {"no false alarm: freed bytes in realloc'd/aligned blocks", c_no_false_alarm_realloc, NULL},
+static const misuse_t misuses[] = {
+    /* a fake diagnostic is recognised (a self-test of the harness) */
+    {"selftest-fake-diagnostic", c_selftest_fake, "free"},
+    {"free-badbeef", c_free_badbeef, "free"},
+    /* free(0xbadbeef) as the first call of a process */
+    {"first-call-badbeef", c_first_call_badbeef, "free"},
+    /* a buddy arena's metadata canary overwritten */
+    {"arena-canary", c_arena_canary, "free"},
+    {"free-stack", c_free_stack, "free"},
+    {"free-static", c_free_static, "free"},
+    /* free of a page of a foreign mmap, and of its start */
+    {"free-mmap", c_free_mmap, "free"},
+    {"free-mmap-start", c_free_mmap_start, "free"},
+    {"realloc-foreign", c_realloc_foreign, "realloc"},
+    {"realloc-static", c_realloc_static, "realloc"},
+    {"usable-size-foreign", c_usable_foreign, "malloc_usable_size"},
+    /* free of the interior of a 64-byte, a 1000-byte and a 300 KiB block */
+    {"free-interior-small", c_free_interior_small, "free"},
+    {"free-interior-small2", c_free_interior_small2, "free"},
+    {"free-interior-large", c_free_interior_large, "free"},
+    {"double-free-small", c_double_free_small, "free"},
+    /* other frees between the two */
+    {"double-free-small-between", c_double_free_small_between, "free"},
+    /* the block deep in the free list */
+    {"double-free-small-deep", c_double_free_small_remote_list, "free"},
+    /* the block's page given back to the OS; then after its owner exited */
+    {"double-free-purged", c_double_free_purged, "free"},
+    {"double-free-purged-adopted", c_double_free_purged_adopted, "free"},
+    /* realloc of a freed block whose page was given back */
+    {"realloc-purged", c_realloc_purged, "realloc"},
+    /* write after free, found by a purge of its span */
+    {"write-after-free-purge", c_write_after_free_purge, "purge"},
+    /* large (300 KiB), also with other frees between, and huge (64 MiB) */
+    {"double-free-large", c_double_free_large, "free"},
+    {"double-free-large-between", c_double_free_large_between, "free"},
+    {"double-free-huge", c_double_free_huge, "free"},
+    {"double-free-sized", c_double_free_sized, "free_sized|free"},
+    /* small blocks through the remote path: both frees from another thread;
+     * remote then local; remote by a thread that lives on, then local; local
+     * then from another thread; 5000 frees between */
+    {"double-free-remote-remote", c_double_free_remote_remote, "free"},
+    {"double-free-remote-local", c_double_free_remote_local, "free"},
+    {"double-free-remote-local-live", c_double_free_remote_local_live, "free"},
+    {"double-free-local-remote", c_double_free_local_remote, "free"},
+    {"double-free-many-between", c_double_free_many_between, "free"},
+    /* free of the interior of a small block from another thread */
+    {"free-interior-remote", c_free_interior_remote, "free"},
+    {"double-free-large-remote", c_double_free_large_remote, "free"},
+    {"realloc-freed", c_realloc_freed, "realloc"},
+    /* write after free, caught by the next malloc */
+    {"write-after-free", c_write_after_free, "malloc"},
+    {"write-after-remote-free", c_write_after_remote_free, "free"},
+    /* no false alarm: freed bytes copied into live blocks, and into
+     * realloc'd and aligned blocks */
+    {"no-false-alarm", c_no_false_alarm, NULL},
+    {"no-false-alarm-realloc", c_no_false_alarm_realloc, NULL},
 };
+enum { NMISUSES = sizeof misuses / sizeof misuses[0] };
 
+/* ---- the harness -------------------------------------------------------- */
 /* Does `out` hold "strata: CALL(0x<addr>" with the address equal to `want`?
  * Any hex spelling (padding, case) of the address is accepted. */
 static int diagnostic_matches(const char *out, const char *calls, uintptr_t want) {
@@ -543,114 +545,78 @@ static int diagnostic_matches(const char *out, const char *calls, uintptr_t want
   return 0;
 }
 
-static int run_case(const case_t *c, int expect_pass, int verbose) {
-  int errp[2], infop[2];
-  if (pipe(errp) || pipe(infop)) {
-    perror("pipe");
-    return 0;
-  }
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  if (pid < 0) {
-    perror("fork");
-    return 0;
-  }
-  if (pid == 0) {
-    /* No core dumps, no hang. */
-    struct rlimit rl = {0, 0};
-    setrlimit(RLIMIT_CORE, &rl);
-    prctl(PR_SET_DUMPABLE, 0);
-    alarm(20);
-    close(errp[0]);
-    close(infop[0]);
-    dup2(errp[1], 2);
-    close(errp[1]);
-    info_fd = infop[1];
-    c->fn();
-    /* The bad call returned: the misuse was not detected. */
-    _exit(c->call ? 42 : 0);
-  }
-  close(errp[1]);
-  close(infop[1]);
-  /* Read everything the child writes on stderr (until it exits). */
-  size_t cap = 4096, len = 0;
-  char *out = malloc(cap);
-  for (;;) {
-    if (len + 1 >= cap) out = realloc(out, cap *= 2);
-    ssize_t r = read(errp[0], out + len, cap - len - 1);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    len += (size_t)r;
-  }
-  out[len] = 0;
-  close(errp[0]);
-  uintptr_t want = 0;
-  ssize_t got = read(infop[0], &want, sizeof want);
-  close(infop[0]);
-  int st = 0;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
-
-  char why[512] = "";
-  int ok;
-  if (c->call) {
-    if (got != (ssize_t)sizeof want) {
-      snprintf(why, sizeof why, "child did not reach the bad call");
-      ok = 0;
-    } else if (WIFEXITED(st)) {
-      snprintf(why, sizeof why, "child exited with status %d: misuse of %#lx not detected",
-               WEXITSTATUS(st), (unsigned long)want);
-      ok = 0;
-    } else if (WTERMSIG(st) != SIGABRT) {
-      snprintf(why, sizeof why, "child killed by signal %d (%s), expected SIGABRT",
-               WTERMSIG(st), strsignal(WTERMSIG(st)));
-      ok = 0;
-    } else if (!diagnostic_matches(out, c->call, want)) {
-      snprintf(why, sizeof why, "SIGABRT, but stderr lacks \"strata: %s(%#lx)\"%s", c->call,
-               (unsigned long)want, strchr(c->call, '|') ? " (either name)" : "");
-      ok = 0;
-    } else {
-      ok = 1;
-    }
-  } else {
-    if (WIFSIGNALED(st)) {
-      snprintf(why, sizeof why, "false alarm: child killed by signal %d (%s)", WTERMSIG(st),
-               strsignal(WTERMSIG(st)));
-      ok = 0;
-    } else if (WEXITSTATUS(st) != 0) {
-      snprintf(why, sizeof why, "child exited with status %d", WEXITSTATUS(st));
-      ok = 0;
-    } else if (strstr(out, "strata: ")) {
-      snprintf(why, sizeof why, "false alarm: a diagnostic was printed");
-      ok = 0;
-    } else {
-      ok = 1;
-    }
-  }
-  int pass = ok == expect_pass;
-  if (verbose || !pass) {
-    printf("%s: %s%s%s\n", pass ? "PASS" : "FAIL", c->name, why[0] ? " - " : "", why);
-    if (len) {
-      /* Show the child's stderr (with -v: what Strata printed), indented,
-       * at most a few lines. */
-      printf("    child stderr: ");
-      int lines = 0;
-      for (char *s = out; *s && lines < 6; s++) {
-        putchar(*s);
-        if (*s == '\n' && s[1]) {
-          printf("                  ");
-          lines++;
-        }
-      }
-      if (out[len - 1] != '\n') putchar('\n');
-    }
-  }
-  free(out);
-  return pass;
+/* In the child: the misuse, with the address pipe's write end. */
+static void misuse_child(void *arg) {
+  const misuse_t *m = arg;
+  close(info_pipe[0]);
+  info_fd = info_pipe[1];
+  m->fn();
+  /* The bad call returned: the misuse was not detected. */
+  _exit(m->call ? 42 : 0);
 }
 
-/* A case that exits 0 where a diagnostic is expected must be reported. */
+/* Run m in a child: did it end as it must? Its stderr in err, what went
+ * wrong in why. */
+static bool misuse_ok(const misuse_t *m, char *err, size_t errcap, char *why, size_t whycap) {
+  why[0] = 0;
+  if (pipe(info_pipe)) {
+    snprintf(why, whycap, "pipe: %s", strerror(errno));
+    return false;
+  }
+  int st = run_child(misuse_child, (void *)m, NULL, 0, err, errcap, 20);
+  close(info_pipe[1]);
+  uintptr_t want = 0;
+  ssize_t got = read(info_pipe[0], &want, sizeof want);
+  close(info_pipe[0]);
+  if (st < 0) {
+    snprintf(why, whycap, "the child timed out or could not start (%d)", st);
+    return false;
+  }
+  if (m->call) {
+    if (got != (ssize_t)sizeof want)
+      snprintf(why, whycap, "child did not reach the bad call");
+    else if (WIFEXITED(st))
+      snprintf(why, whycap, "child exited with status %d: misuse of %#lx not detected",
+               WEXITSTATUS(st), (unsigned long)want);
+    else if (WTERMSIG(st) != SIGABRT)
+      snprintf(why, whycap, "child killed by signal %d (%s), expected SIGABRT", WTERMSIG(st),
+               strsignal(WTERMSIG(st)));
+    else if (!diagnostic_matches(err, m->call, want))
+      snprintf(why, whycap, "SIGABRT, but stderr lacks \"strata: %s(%#lx)\"%s", m->call,
+               (unsigned long)want, strchr(m->call, '|') ? " (either name)" : "");
+    else
+      return true;
+  } else {
+    if (WIFSIGNALED(st))
+      snprintf(why, whycap, "false alarm: child killed by signal %d (%s)", WTERMSIG(st),
+               strsignal(WTERMSIG(st)));
+    else if (WEXITSTATUS(st) != 0)
+      snprintf(why, whycap, "child exited with status %d", WEXITSTATUS(st));
+    else if (strstr(err, "strata: "))
+      snprintf(why, whycap, "false alarm: a diagnostic was printed");
+    else
+      return true;
+  }
+  return false;
+}
+
+static char err[1 << 16];   /* the child's stderr */
+
+/* The case of misuses[i] (the table of cases begins with selftest-rejects). */
+static int case_misuse(void) {
+  const misuse_t *m = &misuses[case_index() - 1];
+  char why[512];
+  bool ok = misuse_ok(m, err, sizeof err, why, sizeof why);
+  /* What the child (Strata) printed, at most a few lines. */
+  int lines = 0;
+  for (char *line = strtok(err, "\n"); line && lines < 6; line = strtok(NULL, "\n"), lines++)
+    info("child stderr: %s", line);
+  CHECK(ok, "%s", why);
+  return 0;
+}
+
+/* The harness must reject a child that exits 0 where a diagnostic is
+ * expected, and a diagnostic that names another address. */
 static void c_selftest_silent(void) {
   expect_addr((void *)0x1000);
   _exit(0);
@@ -660,32 +626,24 @@ static void c_selftest_wrong_addr(void) {
   fprintf(stderr, "strata: free(0x2000): wrong address\n");
   abort();
 }
-
-int main(int argc, char **argv) {
-  if (argc > 1 && strcmp(argv[1], "--first-call-badbeef") == 0) {
-    strata_free(hide((void *)(uintptr_t)0xbadbeef));
-    return 0;
-  }
-  int verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
-  const char *only = argc > 1 && !verbose ? argv[1] : NULL;
-  int failed = 0, n = 0;
-
-  /* The harness must reject these two. */
-  static const case_t neg[] = {
+static int case_selftest_rejects(void) {
+  static const misuse_t neg[] = {
       {"selftest: silent child is a failure", c_selftest_silent, "free"},
       {"selftest: wrong address is a failure", c_selftest_wrong_addr, "free"},
   };
+  char why[512];
   for (size_t i = 0; i < sizeof neg / sizeof neg[0]; i++)
-    if (!run_case(&neg[i], 0, 0)) {
-      printf("FAIL: harness self-check \"%s\"\n", neg[i].name);
-      failed++;
-    }
+    CHECK(!misuse_ok(&neg[i], err, sizeof err, why, sizeof why), "harness self-check \"%s\" passed",
+          neg[i].name);
+  return 0;
+}
 
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    if (only && !strstr(cases[i].name, only)) continue;
-    n++;
-    if (!run_case(&cases[i], 1, 1)) failed++;
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--first-call-badbeef") == 0) {
+    strata_free(hide_ptr((void *)(uintptr_t)0xbadbeef));
+    return 0;
   }
-  printf("test_misuse: %d case(s), %d failed\n", n, failed);
-  return failed ? 1 : 0;
+  case_t cases[1 + NMISUSES] = {{"selftest-rejects", case_selftest_rejects, 60}};
+  for (int i = 0; i < NMISUSES; i++) cases[1 + i] = (case_t){misuses[i].name, case_misuse, 60};
+  return cases_main(argc, argv, cases, 1 + NMISUSES);
 }

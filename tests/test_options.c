@@ -4,18 +4,10 @@
  * and malloc_stats are checked in-process. Uses the standard names. */
 #define _GNU_SOURCE
 #include <dirent.h>
-#include <errno.h>
 #include <malloc.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
-#include "strata.h"
 
-static int failures;
-#define EXPECT(c, ...) do { if (!(c)) { failures++; printf("FAIL: " __VA_ARGS__); printf("\n"); } } while (0)
+#include "strata.h"
+#include "testlib.h"
 
 /* Was a block of `size` mapped on its own (huge), after one of that size
  * was freed? 1 or 0 (counts around the call: a sanitizer runtime may
@@ -61,118 +53,127 @@ static int child(void) {
   return 0;
 }
 
-/* Run this program with STRATA_OPTIONS=opts; returns its stdout, stderr in *err. */
-static void run(const char *self, const char *opts, char *out, size_t outn, char *err, size_t errn) {
-  int o[2], e[2];
-  if (pipe(o) || pipe(e)) { perror("pipe"); exit(2); }
-  fflush(stdout);
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(o[1], 1);
-    dup2(e[1], 2);
-    close(o[0]); close(e[0]);
-    setenv("STRATA_OPTIONS", opts, 1);
-    execl(self, self, "child", (char *)NULL);
-    _exit(127);
-  }
-  close(o[1]); close(e[1]);
-  size_t no = 0, ne = 0;
-  ssize_t r;
-  while (no < outn - 1 && (r = read(o[0], out + no, outn - 1 - no)) > 0) no += (size_t)r;
-  while (ne < errn - 1 && (r = read(e[0], err + ne, errn - 1 - ne)) > 0) ne += (size_t)r;
-  out[no] = err[ne] = 0;
-  close(o[0]); close(e[0]);
-  int status;
-  waitpid(pid, &status, 0);
-  EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "STRATA_OPTIONS=%s: child status %d", opts, status);
+/* Run this program in child mode with STRATA_OPTIONS=opts; its stdout in
+ * out, its stderr in err. */
+static void exec_child(void *opts) {
+  setenv("STRATA_OPTIONS", opts, 1);
+  execl("/proc/self/exe", "test_options", "child", (char *)NULL);
+  _exit(127);
+}
+static char out[4096], err[8192];
+static void run(const char *opts) {
+  int status = run_child(exec_child, (void *)opts, out, sizeof out, err, sizeof err, 60);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "STRATA_OPTIONS=%s: child status %d",
+        opts, status);
 }
 
-static void test_options(const char *self) {
-  char out[4096], err[8192];
-  run(self, "", out, sizeof out, err, sizeof err);
-  EXPECT(strstr(out, "huge=0 large=1"), "defaults: a 2 MiB block should be large: %s", out);
-  EXPECT(strstr(out, "threads=1"), "defaults: a small program got a purge thread: %s", out);
-  EXPECT(!strstr(err, "strata"), "defaults: unexpected stderr: %s", err);
-  EXPECT(strstr(out, "huge_after_free 20m=0 40m=1"),
-         "defaults: after a free, 20 MiB should come from the arenas and 40 MiB stay huge: %s", out);
-
-  run(self, "huge=16m", out, sizeof out, err, sizeof err);
-  EXPECT(strstr(out, "huge_after_free 20m=1 40m=1"), "huge=16m: the threshold moved after a free: %s", out);
-
-  run(self, "huge=1m", out, sizeof out, err, sizeof err);
-  EXPECT(strstr(out, "huge=1 large=0"), "huge=1m: a 2 MiB block should be huge: %s", out);
-
-  run(self, "sbrk=0", out, sizeof out, err, sizeof err);
-  EXPECT(strstr(out, "brk_moved=0"), "sbrk=0: the break moved: %s", out);
-
-  run(self, "bogus=1,huge=1m", out, sizeof out, err, sizeof err);
-  EXPECT(strstr(err, "unknown option 'bogus=1'"), "unknown key: no warning: %s", err);
-  EXPECT(strstr(out, "huge=1 large=0"), "unknown key: the next option was not applied: %s", out);
-
-  run(self, "huge=12q,decay=-1,bg=2,stats=yes", out, sizeof out, err, sizeof err);
-  EXPECT(strstr(err, "bad value in 'huge=12q'") && strstr(err, "bad value in 'decay=-1'") &&
-         strstr(err, "bad value in 'bg=2'") && strstr(err, "bad value in 'stats=yes'"),
-         "bad values: warnings missing: %s", err);
-  EXPECT(strstr(out, "huge=0 large=1"), "bad value: the default huge threshold changed: %s", out);
-
-  run(self, "stats=1,verbose=1,decay=0,bg=0,purge=free", out, sizeof out, err, sizeof err);
-  EXPECT(strstr(err, "strata statistics") && strstr(err, "  small "), "stats=1: no table at exit: %s", err);
+static int case_defaults(void) {
+  run("");
+  CHECK(strstr(out, "huge=0 large=1"), "defaults: a 2 MiB block should be large: %s", out);
+  CHECK(strstr(out, "threads=1"), "defaults: a small program got a purge thread: %s", out);
+  CHECK(!strstr(err, "strata"), "defaults: unexpected stderr: %s", err);
+  CHECK(strstr(out, "huge_after_free 20m=0 40m=1"),
+        "defaults: after a free, 20 MiB should come from the arenas and 40 MiB stay huge: %s", out);
+  return 0;
 }
 
-static void test_glibc_api(void) {
+static int case_huge_fixed(void) {
+  run("huge=16m");
+  CHECK(strstr(out, "huge_after_free 20m=1 40m=1"), "huge=16m: the threshold moved after a free: %s", out);
+  run("huge=1m");
+  CHECK(strstr(out, "huge=1 large=0"), "huge=1m: a 2 MiB block should be huge: %s", out);
+  return 0;
+}
+
+static int case_sbrk_off(void) {
+  run("sbrk=0");
+  CHECK(strstr(out, "brk_moved=0"), "sbrk=0: the break moved: %s", out);
+  return 0;
+}
+
+static int case_unknown_key(void) {
+  run("bogus=1,huge=1m");
+  CHECK(strstr(err, "unknown option 'bogus=1'"), "unknown key: no warning: %s", err);
+  CHECK(strstr(out, "huge=1 large=0"), "unknown key: the next option was not applied: %s", out);
+  return 0;
+}
+
+static int case_bad_values(void) {
+  run("huge=12q,decay=-1,bg=2,stats=yes");
+  CHECK(strstr(err, "bad value in 'huge=12q'") && strstr(err, "bad value in 'decay=-1'") &&
+        strstr(err, "bad value in 'bg=2'") && strstr(err, "bad value in 'stats=yes'"),
+        "bad values: warnings missing: %s", err);
+  CHECK(strstr(out, "huge=0 large=1"), "bad value: the default huge threshold changed: %s", out);
+  return 0;
+}
+
+static int case_stats_at_exit(void) {
+  run("stats=1,verbose=1,decay=0,bg=0,purge=free");
+  CHECK(strstr(err, "strata statistics") && strstr(err, "  small "), "stats=1: no table at exit: %s", err);
+  return 0;
+}
+
+static int case_glibc_api(void) {
   enum { N = 1000 };
   static void *v[N];
   struct mallinfo2 before = mallinfo2();
   for (int i = 0; i < N; i++) v[i] = malloc(1000);
   void *huge = malloc((size_t)40 << 20);
   struct mallinfo2 mi = mallinfo2();
-  EXPECT(mi.uordblks - before.uordblks == (size_t)N * 1024, "mallinfo2 uordblks grew by %zu, want %d",
-         mi.uordblks - before.uordblks, N * 1024);
-  EXPECT(mi.hblks == before.hblks + 1 && mi.hblkhd >= ((size_t)40 << 20), "mallinfo2 huge: %zu blocks, %zu bytes",
-         mi.hblks, mi.hblkhd);
-  EXPECT(mi.arena >= mi.uordblks && mi.fordblks == mi.arena - mi.uordblks, "mallinfo2 arena/fordblks inconsistent");
+  CHECK(mi.uordblks - before.uordblks == (size_t)N * 1024, "mallinfo2 uordblks grew by %zu, want %d",
+        mi.uordblks - before.uordblks, N * 1024);
+  CHECK(mi.hblks == before.hblks + 1 && mi.hblkhd >= ((size_t)40 << 20), "mallinfo2 huge: %zu blocks, %zu bytes",
+        mi.hblks, mi.hblkhd);
+  CHECK(mi.arena >= mi.uordblks && mi.fordblks == mi.arena - mi.uordblks, "mallinfo2 arena/fordblks inconsistent");
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"   /* glibc deprecates it; programs call it */
   struct mallinfo old = mallinfo();
 #pragma GCC diagnostic pop
-  EXPECT(old.uordblks == (int)mi.uordblks, "mallinfo differs from mallinfo2");
+  CHECK(old.uordblks == (int)mi.uordblks, "mallinfo differs from mallinfo2");
 
   char *xml = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&xml, &len);
-  EXPECT(malloc_info(0, f) == 0, "malloc_info failed");
+  CHECK(malloc_info(0, f) == 0, "malloc_info failed");
   fclose(f);
-  EXPECT(xml && strstr(xml, "<malloc version=") && strstr(xml, "from=\"897\" to=\"1024\""),
-         "malloc_info: no size line for 1000-byte blocks: %.300s", xml ? xml : "(null)");
+  CHECK(xml && strstr(xml, "<malloc version=") && strstr(xml, "from=\"897\" to=\"1024\""),
+        "malloc_info: no size line for 1000-byte blocks: %.300s", xml ? xml : "(null)");
   free(xml);
   errno = 0;
-  EXPECT(malloc_info(1, stdout) == -1 && errno == EINVAL, "malloc_info(1) should fail with EINVAL");
+  CHECK(malloc_info(1, stdout) == -1 && errno == EINVAL, "malloc_info(1) should fail with EINVAL");
 
-  EXPECT(mallopt(M_ARENA_MAX, 4) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 20) == 1, "mallopt refused a glibc parameter");
-  EXPECT(mallopt(12345, 1) == 0, "mallopt accepted an unknown parameter");
-  EXPECT(mallopt(M_MMAP_THRESHOLD, 1 << 20) == 1, "mallopt(M_MMAP_THRESHOLD) refused");
+  CHECK(mallopt(M_ARENA_MAX, 4) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 20) == 1, "mallopt refused a glibc parameter");
+  CHECK(mallopt(12345, 1) == 0, "mallopt accepted an unknown parameter");
+  CHECK(mallopt(M_MMAP_THRESHOLD, 1 << 20) == 1, "mallopt(M_MMAP_THRESHOLD) refused");
   strata_stats_t st;
   strata_stats(&st);
   unsigned long long huge_before = st.huge.nmalloc;
   void *two = malloc((size_t)2 << 20);              /* now above the threshold: huge */
   strata_stats(&st);
-  EXPECT(st.huge.nmalloc == huge_before + 1, "M_MMAP_THRESHOLD=1 MiB did not make 2 MiB huge");
+  CHECK(st.huge.nmalloc == huge_before + 1, "M_MMAP_THRESHOLD=1 MiB did not make 2 MiB huge");
   free(two);
-  EXPECT(huge_after_free((size_t)2 << 20) == 1, "M_MMAP_THRESHOLD=1 MiB moved after a free of 2 MiB");
-  EXPECT(mallopt(M_MMAP_THRESHOLD, 64 << 20) == 0, "M_MMAP_THRESHOLD above 32 MiB accepted");
+  CHECK(huge_after_free((size_t)2 << 20) == 1, "M_MMAP_THRESHOLD=1 MiB moved after a free of 2 MiB");
+  CHECK(mallopt(M_MMAP_THRESHOLD, 64 << 20) == 0, "M_MMAP_THRESHOLD above 32 MiB accepted");
 
   /* v[0] keeps its segment mapped, so the other spans become free runs that
    * only a purge gives back (an empty segment would be unmapped at once). */
   for (int i = 1; i < N; i++) free(v[i]);
   free(huge);
-  EXPECT(malloc_trim(0) == 1, "malloc_trim(0) returned nothing after 999 blocks were freed");
+  CHECK(malloc_trim(0) == 1, "malloc_trim(0) returned nothing after 999 blocks were freed");
   free(v[0]);
+  return 0;
 }
 
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "child") == 0) return child();
-  test_options("/proc/self/exe");
-  test_glibc_api();
-  printf("test_options: %s\n", failures ? "FAILED" : "ok");
-  return failures != 0;
+  static const case_t cases[] = {
+    {"defaults", case_defaults, 120},
+    {"huge-fixed", case_huge_fixed, 120},
+    {"sbrk-off", case_sbrk_off, 120},
+    {"unknown-key", case_unknown_key, 120},
+    {"bad-values", case_bad_values, 120},
+    {"stats-at-exit", case_stats_at_exit, 120},
+    {"glibc-api", case_glibc_api, 120},
+  };
+  return cases_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

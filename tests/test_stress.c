@@ -20,49 +20,15 @@
  * filled at the head, the tail and one word per 4 KiB page.
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdarg.h>
-#include <stdatomic.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "strata.h"
-
-#define KiB ((size_t)1 << 10)
-#define MiB ((size_t)1 << 20)
+#include "testlib.h"
 
 static const uint64_t SEED = 0x5EED5EED12345678ull;
-static atomic_int failures;
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void fail(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  flockfile(stderr);
-  fputs("test_stress: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  funlockfile(stderr);
-  va_end(ap);
-  if (atomic_fetch_add(&failures, 1) > 20) {
-    fprintf(stderr, "test_stress: too many failures, giving up\n");
-    exit(1);
-  }
-}
 
 /* ---- patterns ---------------------------------------------------------- */
-static inline uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
-}
 static inline uint64_t block_key(const void *p, size_t n) {
   return mix64((uint64_t)(uintptr_t)p ^ mix64(n + SEED));
 }
@@ -105,12 +71,8 @@ static size_t check_block_at(const void *q, const void *p_old, size_t n, size_t 
   return SIZE_MAX;
 }
 
-/* ---- random numbers ---------------------------------------------------- */
-typedef struct { uint64_t s; } rng_t;
-static inline uint64_t rnd(rng_t *r) {
-  r->s += 0x9E3779B97F4A7C15ull;
-  return mix64(r->s);
-}
+/* ---- random numbers (testlib's rnd) ------------------------------------ */
+typedef uint64_t rng_t;
 static size_t rnd_size(rng_t *r) {
   uint64_t x = rnd(r) % 10000;
   if (x < 8000) return 1 + rnd(r) % ((size_t)2 << (rnd(r) % 10)); /* 1 .. 1 KiB, skewed small */
@@ -129,7 +91,7 @@ typedef struct {
 static void check_block(const blk_t *b, const char *where) {
   size_t off = check_block_at(b->p, b->p, b->n, b->n);
   if (off != SIZE_MAX)
-    fail("%s: block %p (%zu bytes): byte %zu was overwritten (%#x)", where, b->p, b->n, off,
+    failf("%s: block %p (%zu bytes): byte %zu was overwritten (%#x)", where, b->p, b->n, off,
          ((const unsigned char *)b->p)[off]);
 }
 
@@ -147,10 +109,10 @@ static int new_block(rng_t *r, blk_t *b) {
       size_t step = n <= 4096 ? 1 : 509;
       for (size_t i = 0; i < n; i += step)
         if (c[i]) {
-          fail("calloc(1, %zu) = %p: byte %zu is %#x", n, p, i, c[i]);
+          failf("calloc(1, %zu) = %p: byte %zu is %#x", n, p, i, c[i]);
           break;
         }
-      if (c[n - 1]) fail("calloc(1, %zu) = %p: last byte is %#x", n, p, c[n - 1]);
+      if (c[n - 1]) failf("calloc(1, %zu) = %p: last byte is %#x", n, p, c[n - 1]);
     }
   } else if (how < 90) {
     align = (size_t)16 << (rnd(r) % 9);
@@ -165,15 +127,15 @@ static int new_block(rng_t *r, blk_t *b) {
     p = strata_realloc(NULL, n);
   }
   if (!p) {
-    fail("allocation of %zu bytes (variant %" PRIu64 ") failed: %s", n, how, strerror(errno));
+    failf("allocation of %zu bytes (variant %" PRIu64 ") failed: %s", n, how, strerror(errno));
     return 0;
   }
   if (align < 16) align = 16;
-  if ((uintptr_t)p & (align - 1)) fail("block %p of %zu bytes is not aligned to %zu", p, n, align);
+  if ((uintptr_t)p & (align - 1)) failf("block %p of %zu bytes is not aligned to %zu", p, n, align);
   if ((how & 15) == 0) {
     size_t u = strata_malloc_usable_size(p);
-    if (u < n) fail("usable size of %p is %zu < %zu", p, u, n);
-    if (!strata_owns(p)) fail("strata_owns(%p) is 0 for a live block", p);
+    if (u < n) failf("usable size of %p is %zu < %zu", p, u, n);
+    if (!strata_owns(p)) failf("strata_owns(%p) is 0 for a live block", p);
   }
   b->p = p;
   b->n = n;
@@ -198,13 +160,13 @@ static void realloc_block(rng_t *r, blk_t *b, const char *where) {
   else n = rnd_size(r);
   void *q = strata_realloc(b->p, n);
   if (!q) {
-    fail("%s: realloc(%p, %zu) failed: %s", where, b->p, n, strerror(errno));
+    failf("%s: realloc(%p, %zu) failed: %s", where, b->p, n, strerror(errno));
     return;
   }
-  if ((uintptr_t)q & 15) fail("realloc result %p is not 16-aligned", q);
+  if ((uintptr_t)q & 15) failf("realloc result %p is not 16-aligned", q);
   size_t off = check_block_at(q, b->p, b->n, n);
   if (off != SIZE_MAX)
-    fail("%s: realloc(%p, %zu -> %zu) = %p lost byte %zu", where, b->p, b->n, n, q, off);
+    failf("%s: realloc(%p, %zu -> %zu) = %p lost byte %zu", where, b->p, b->n, n, q, off);
   b->p = q;
   b->n = n;
   fill_block(q, n);
@@ -234,7 +196,7 @@ static pthread_barrier_t barrier;
 
 static void *worker(void *arg) {
   int id = (int)(intptr_t)arg;
-  rng_t r = {SEED ^ mix64((uint64_t)id + 1)};
+  rng_t r = SEED ^ mix64((uint64_t)id + 1);
   blk_t local[SLOTS];
   memset(local, 0, sizeof local);
   long ops = scale * 1000;
@@ -333,10 +295,7 @@ int main(int argc, char **argv) {
   pthread_barrier_init(&barrier, NULL, (unsigned)nthreads);
   for (int i = 0; i < nthreads; i++) {
     int e = pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i);
-    if (e) {
-      fprintf(stderr, "test_stress: pthread_create: %s\n", strerror(e));
-      return 1;
-    }
+    REQUIRE(e == 0, "pthread_create: %s", strerror(e));
   }
   for (int i = 0; i < nthreads; i++) pthread_join(t[i], NULL);
   pthread_barrier_destroy(&barrier);
@@ -344,18 +303,16 @@ int main(int argc, char **argv) {
 
   /* The main thread frees what is left in the exchange: more remote frees,
    * into heaps whose threads have exited. */
-  rng_t r = {SEED};
+  rng_t r = SEED;
   long left = 0;
   for (int j = 0; j < EXCH; j++)
     if (exch[j].p) {
       free_block(&r, &exch[j], "main (exchange)");
       left++;
     }
-  if (queue.count) fail("%zu blocks left in the queue", queue.count);
+  CHECK(!queue.count, "%zu blocks left in the queue", queue.count);
 
-  int f = atomic_load(&failures);
-  printf("test_stress: scale %ld, %d threads, %ld swaps, %ld remote frees, %ld freed by main: %s\n",
-         scale, nthreads, atomic_load(&swaps), atomic_load(&remote_frees), left,
-         f ? "FAILED" : "ok");
-  return f ? 1 : 0;
+  info("scale %ld, %d threads, %ld swaps, %ld remote frees, %ld freed by main", scale, nthreads,
+       atomic_load(&swaps), atomic_load(&remote_frees), left);
+  return checks_result("test_stress");
 }

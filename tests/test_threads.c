@@ -17,63 +17,15 @@
  * are skipped under ThreadSanitizer, whose shadow memory dominates RSS.
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "strata.h"
+#include "testlib.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#ifndef UNDER_TSAN
-#define UNDER_TSAN 0
-#endif
-
-#define KiB ((size_t)1 << 10)
-#define MiB ((size_t)1 << 20)
 #define WAVE 8
 
-static atomic_int failures;
-#define FAIL(...)                                                         \
-  do {                                                                    \
-    flockfile(stderr);                                                    \
-    fprintf(stderr, "test_threads: " __VA_ARGS__);                        \
-    fputc('\n', stderr);                                                  \
-    funlockfile(stderr);                                                  \
-    if (atomic_fetch_add(&failures, 1) > 20) {                            \
-      fprintf(stderr, "test_threads: too many failures, giving up\n");    \
-      exit(1);                                                            \
-    }                                                                     \
-  } while (0)
-
-static inline uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
-}
-
-static void fill(void *p, size_t n, unsigned tag) {
-  unsigned char *c = p;
-  for (size_t i = 0; i < n; i++) c[i] = (unsigned char)(i * 7 + tag);
-}
-static int verify(const void *p, size_t n, unsigned tag) {
-  const unsigned char *c = p;
-  for (size_t i = 0; i < n; i++)
-    if (c[i] != (unsigned char)(i * 7 + tag)) return 0;
-  return 1;
-}
+/* Does p[0, n) hold testlib's pattern for `tag`? */
+static int verify(const void *p, size_t n, unsigned tag) { return pattern_mismatch(p, n, tag) == n; }
 
 /* Blocks handed from one thread to another (or to main). */
 typedef struct {
@@ -97,31 +49,31 @@ static void key_dtor(void *v, pthread_key_t k) {
   uintptr_t round = (uintptr_t)v & 1;
   void *blk = (void *)((uintptr_t)v & ~(uintptr_t)1);
   if (blk && blk != (void *)(uintptr_t)0x10) {
-    if (!verify(blk, 48, 0x5a)) FAIL("key block %p corrupted", blk);
+    if (!verify(blk, 48, 0x5a)) failf("key block %p corrupted", blk);
     strata_free(blk);
   }
   for (int i = 0; i < 8; i++) {
     size_t n = (size_t)16 << i;
     char *p = strata_malloc(n);
     if (!p) {
-      FAIL("malloc(%zu) in a key destructor failed", n);
+      failf("malloc(%zu) in a key destructor failed", n);
       continue;
     }
-    fill(p, n, (unsigned)i);
-    if (!verify(p, n, (unsigned)i)) FAIL("block corrupted in a key destructor");
+    fill_pattern(p, n, (unsigned)i);
+    if (!verify(p, n, (unsigned)i)) failf("block corrupted in a key destructor");
     strata_free(p);
   }
   void *big = strata_malloc(100 * KiB);
-  if (!big) FAIL("malloc(100 KiB) in a key destructor failed");
+  if (!big) failf("malloc(100 KiB) in a key destructor failed");
   strata_free(big);
   atomic_fetch_add_explicit(&dtor_runs, 1, memory_order_relaxed);
   if (round == 0) {
     char *again = strata_malloc(48);
     if (!again) {
-      FAIL("malloc in a key destructor failed");
+      failf("malloc in a key destructor failed");
       return;
     }
-    fill(again, 48, 0x5a);
+    fill_pattern(again, 48, 0x5a);
     pthread_setspecific(k, (void *)((uintptr_t)again | 1));
   }
 }
@@ -143,12 +95,12 @@ static void *thread_main(void *arg) {
   /* First call: free (or realloc) a block of a thread that has exited. */
   if (a->first_free.p) {
     handoff_t *h = &a->first_free;
-    if (!verify(h->p, h->n, h->tag)) FAIL("thread %d: handed-off block %p corrupted", a->id, h->p);
+    if (!verify(h->p, h->n, h->tag)) failf("thread %d: handed-off block %p corrupted", a->id, h->p);
     if (kind == 1) {
       char *q = strata_realloc(h->p, h->n * 2 + 1);
-      if (!q) FAIL("thread %d: realloc of a handed-off block failed", a->id);
+      if (!q) failf("thread %d: realloc of a handed-off block failed", a->id);
       else {
-        if (!verify(q, h->n, h->tag)) FAIL("thread %d: realloc lost data", a->id);
+        if (!verify(q, h->n, h->tag)) failf("thread %d: realloc lost data", a->id);
         strata_free(q);
       }
     } else {
@@ -158,7 +110,7 @@ static void *thread_main(void *arg) {
   }
 
   char *kb = strata_malloc(48);
-  if (kb) fill(kb, 48, 0x5a);
+  if (kb) fill_pattern(kb, 48, 0x5a);
   pthread_setspecific(key_early, kb);
   pthread_setspecific(key_late, (void *)(uintptr_t)0x10);
 
@@ -175,23 +127,23 @@ static void *thread_main(void *arg) {
     v[i] = (i % 5 == 4) ? strata_calloc(n, 1) : strata_malloc(n);
     vn[i] = n;
     if (!v[i]) {
-      FAIL("thread %d: malloc(%zu) failed", a->id, n);
+      failf("thread %d: malloc(%zu) failed", a->id, n);
       continue;
     }
-    fill(v[i], n < 4096 ? n : 4096, (unsigned)i);
+    fill_pattern(v[i], n < 4096 ? n : 4096, (unsigned)i);
   }
   for (int i = 0; i < N; i += 3) {
     if (!v[i]) continue;
     void *q = strata_realloc(v[i], vn[i] + 100);
     if (q) {
-      if (!verify(q, vn[i] < 4096 ? vn[i] : 4096, (unsigned)i)) FAIL("thread %d: realloc lost data", a->id);
+      if (!verify(q, vn[i] < 4096 ? vn[i] : 4096, (unsigned)i)) failf("thread %d: realloc lost data", a->id);
       v[i] = q;
     }
   }
   for (int i = 0; i < N; i++) {
     if (!v[i]) continue;
     if (!verify(v[i], vn[i] < 4096 ? vn[i] : 4096, (unsigned)i))
-      FAIL("thread %d: block %d (%zu bytes) corrupted", a->id, i, vn[i]);
+      failf("thread %d: block %d (%zu bytes) corrupted", a->id, i, vn[i]);
     strata_free(v[i]);
   }
 
@@ -200,25 +152,11 @@ static void *thread_main(void *arg) {
     size_t n = (kind == 5) ? 70 * KiB : 16 + (size_t)(a->id % 900);
     void *p = strata_malloc(n);
     if (p) {
-      fill(p, n, (unsigned)a->id);
+      fill_pattern(p, n, (unsigned)a->id);
       a->leftover = (handoff_t){p, n, (unsigned)a->id};
     }
   }
   return NULL;
-}
-
-static long rss_kib(void) {
-  FILE *f = fopen("/proc/self/status", "r");
-  if (!f) return -1;
-  char line[256];
-  long v = -1;
-  while (fgets(line, sizeof line, f))
-    if (strncmp(line, "VmRSS:", 6) == 0) {
-      v = strtol(line + 6, NULL, 10);
-      break;
-    }
-  fclose(f);
-  return v;
 }
 
 int main(int argc, char **argv) {
@@ -234,13 +172,10 @@ int main(int argc, char **argv) {
   pthread_key_create(&key_late, dtor_late);
 
   targ_t *args = strata_calloc((size_t)total, sizeof *args);
-  if (!args) {
-    fprintf(stderr, "test_threads: calloc failed\n");
-    return 1;
-  }
+  REQUIRE(args, "calloc failed");
   handoff_t pending[WAVE];
   memset(pending, 0, sizeof pending);
-  long rss_start = rss_kib(), rss_mid = -1;
+  long rss_start = status_kib("VmRSS:"), rss_mid = -1;
   int half = (total / WAVE / 2) * WAVE;
 
   for (int base = 0; base < total; base += WAVE) {
@@ -254,15 +189,12 @@ int main(int argc, char **argv) {
         pending[i].p = NULL;
       }
       int e = pthread_create(&t[i], NULL, thread_main, a);
-      if (e) {
-        fprintf(stderr, "test_threads: pthread_create: %s\n", strerror(e));
-        return 1;
-      }
+      REQUIRE(e == 0, "pthread_create: %s", strerror(e));
     }
     for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
     for (int i = 0; i < n; i++) {
       targ_t *a = &args[base + i];
-      if (a->first_free.p) FAIL("thread %d did not free its handed-off block", a->id);
+      if (a->first_free.p) failf("thread %d did not free its handed-off block", a->id);
       if (!a->leftover.p) continue;
       handoff_t h = a->leftover;
       a->leftover.p = NULL;
@@ -271,33 +203,31 @@ int main(int argc, char **argv) {
       if (a->id % 2 == 0 && !pending[i].p) {
         pending[i] = h;
       } else {
-        if (!verify(h.p, h.n, h.tag)) FAIL("leftover of thread %d corrupted", a->id);
+        if (!verify(h.p, h.n, h.tag)) failf("leftover of thread %d corrupted", a->id);
         strata_free(h.p);
       }
     }
-    if (base + WAVE == half) rss_mid = rss_kib();
+    if (base + WAVE == half) rss_mid = status_kib("VmRSS:");
   }
   for (int i = 0; i < WAVE; i++)
     if (pending[i].p) {
-      if (!verify(pending[i].p, pending[i].n, pending[i].tag)) FAIL("pending block corrupted");
+      if (!verify(pending[i].p, pending[i].n, pending[i].tag)) failf("pending block corrupted");
       strata_free(pending[i].p);
     }
   strata_free(args);
-  long rss_end = rss_kib();
+  long rss_end = status_kib("VmRSS:");
 
   long expect_dtors = (long)total * 4; /* two keys, two rounds each */
   long runs = atomic_load(&dtor_runs);
   if (runs != expect_dtors)
-    FAIL("key destructors ran %ld times, expected %ld", runs, expect_dtors);
+    failf("key destructors ran %ld times, expected %ld", runs, expect_dtors);
 
-  printf("test_threads: %d threads, RSS start %ld KiB, middle %ld KiB, end %ld KiB%s\n", total,
-         rss_start, rss_mid, rss_end, UNDER_TSAN ? " (not checked under TSan)" : "");
+  info("%d threads, RSS start %ld KiB, middle %ld KiB, end %ld KiB%s", total, rss_start, rss_mid,
+       rss_end, UNDER_TSAN ? " (not checked under TSan)" : "");
   if (!UNDER_TSAN && rss_end > 0) {
-    if (rss_end > 200 * 1024) FAIL("RSS at the end is %ld KiB > 200 MiB", rss_end);
+    if (rss_end > 200 * 1024) failf("RSS at the end is %ld KiB > 200 MiB", rss_end);
     if (rss_mid > 0 && rss_end - rss_mid > 32 * 1024)
-      FAIL("RSS grew by %ld KiB between the middle and the end (> 32 MiB)", rss_end - rss_mid);
+      failf("RSS grew by %ld KiB between the middle and the end (> 32 MiB)", rss_end - rss_mid);
   }
-  int f = atomic_load(&failures);
-  if (f) fprintf(stderr, "test_threads: %d failure(s)\n", f);
-  return f ? 1 : 0;
+  return checks_result("test_threads");
 }

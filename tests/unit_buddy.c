@@ -1,30 +1,13 @@
 /* unit_buddy.c - the buddy core and the standalone strata_buddy_* API.
  *
- * A standalone program: exit 0 when everything passes, else 1 with a message.
- * Regions are carved from a static buffer. The random test keeps a model of
- * the region (which minimum block belongs to which live block) and checks
- * every answer of the allocator against it.
+ * Each check ends its case at the first failure (REQUIRE). Regions are
+ * carved from a static buffer. The random tests keep a model of the region
+ * (which minimum block belongs to which live block) and check every answer
+ * of the allocator against it.
  */
-#include <errno.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "buddy.h"
 #include "strata.h"
-
-#define REQUIRE(cond, ...)                                              \
-  do {                                                                  \
-    if (!(cond)) {                                                      \
-      fflush(stdout);                                                   \
-      fprintf(stderr, "unit_buddy: %s:%d: failed: %s: ", __FILE__,      \
-              __LINE__, #cond);                                         \
-      fprintf(stderr, __VA_ARGS__);                                     \
-      fputc('\n', stderr);                                              \
-      exit(1);                                                          \
-    }                                                                   \
-  } while (0)
+#include "testlib.h"
 
 #define ARENA_BYTES ((size_t)1 << 20)
 #define POISON      0xA5
@@ -33,13 +16,8 @@
 static _Alignas(4096) unsigned char arena[ARENA_BYTES];
 static unsigned char other[256];
 
-static uint64_t rng_state = 0x243F6A8885A308D3ull;
-static uint64_t rnd(void) { /* xorshift64* */
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * 0x2545F4914F6CDD1Dull;
-}
+/* A fixed-seed random stream (each case starts from the seed). */
+static uint64_t rng = 0x243F6A8885A308D3ull;
 
 static size_t rup(size_t x, size_t a) { return (x + a - 1) / a * a; }
 static unsigned floor_log2(uint64_t x) { return 63 - (unsigned)__builtin_clzll(x); }
@@ -124,7 +102,7 @@ static void check_layout(strata_buddy *b, unsigned char *base, size_t size,
 }
 
 /* ---- init ---------------------------------------------------------------- */
-static void test_init(void) {
+static int case_init(void) {
   static const size_t sizes[] = {4096, 65536, 65536 + 48, 100000, 300007,
                                  ARENA_BYTES - 16, ARENA_BYTES};
   static const size_t prefixes[] = {0, 1, 15, 16, 100, 4096, 5000, 70000};
@@ -192,6 +170,7 @@ static void test_init(void) {
     seen_no |= !b, seen_yes |= !!b;
   }
   REQUIRE(seen_no && seen_yes, "boundary not crossed");
+  return 0;
 }
 
 /* ---- the random test ----------------------------------------------------- */
@@ -262,9 +241,9 @@ static size_t block_for(size_t mb, size_t n) {
 }
 
 static size_t random_size(int maxbits) {
-  unsigned bits = (unsigned)(rnd() % (unsigned)(maxbits + 1));
-  if (rnd() % 64 == 0) return 0;
-  return (size_t)(rnd() % ((uint64_t)1 << bits)) + 1;
+  unsigned bits = (unsigned)(rnd(&rng) % (unsigned)(maxbits + 1));
+  if (rnd(&rng) % 64 == 0) return 0;
+  return (size_t)(rnd(&rng) % ((uint64_t)1 << bits)) + 1;
 }
 
 static void random_test(size_t off, size_t size, size_t prefix, size_t mb, long steps,
@@ -283,8 +262,8 @@ static void random_test(size_t off, size_t size, size_t prefix, size_t mb, long 
   long counts[8] = {0}, fails = 0;
 
   for (long step = 0; step < steps; step++) {
-    unsigned op = (unsigned)(rnd() % 100);
-    int slot = m.nlive ? (int)(rnd() % (unsigned)m.nlive) : -1;
+    unsigned op = (unsigned)(rnd(&rng) % 100);
+    int slot = m.nlive ? (int)(rnd(&rng) % (unsigned)m.nlive) : -1;
     if (m.nlive == MAX_LIVE) op = 40; /* full: free */
     if (op < 35 || slot < 0) { /* alloc */
       size_t n = random_size(maxbits);
@@ -362,7 +341,7 @@ static void random_test(size_t off, size_t size, size_t prefix, size_t mb, long 
       counts[2]++;
     } else if (op < 90) { /* grow in place by one or two orders */
       struct live L = live[slot];
-      unsigned cur = floor_log2(L.size / mb), want = cur + 1 + (unsigned)(rnd() % 2);
+      unsigned cur = floor_log2(L.size / mb), want = cur + 1 + (unsigned)(rnd(&rng) % 2);
       size_t i = idx(&m, L.p);
       int can = want <= buddy_max_order(b);
       for (unsigned k = cur; can && k < want; k++)
@@ -381,7 +360,7 @@ static void random_test(size_t off, size_t size, size_t prefix, size_t mb, long 
       counts[3]++;
     } else if (op < 99) { /* shrink */
       struct live L = live[slot];
-      unsigned cur = floor_log2(L.size / mb), want = (unsigned)(rnd() % (cur + 1));
+      unsigned cur = floor_log2(L.size / mb), want = (unsigned)(rnd(&rng) % (cur + 1));
       buddy_shrink(b, L.p, want);
       REQUIRE(holds(L.p, mb << want, (uintptr_t)L.p), "shrink lost the contents");
       model_drop_range(&m, L.p + (mb << want), L.size - (mb << want));
@@ -413,10 +392,10 @@ static void random_test(size_t off, size_t size, size_t prefix, size_t mb, long 
   REQUIRE(strata_buddy_free_bytes(b) == initial, "free bytes after freeing all");
   REQUIRE(all_bytes(m.base, prefix, PREFIX_FILL), "prefix changed");
   check_layout(b, m.base, size, prefix, mb);
-  printf("  random(size %zu, prefix %zu, min %zu): %ld steps: alloc %ld free %ld realloc %ld "
-         "grow %ld shrink %ld bad-ptr %ld, %ld NULL answers, all checked against the model\n",
-         size, prefix, mb, steps, counts[0], counts[1], counts[2], counts[3], counts[4],
-         counts[5], fails);
+  info("random(size %zu, prefix %zu, min %zu): %ld steps: alloc %ld free %ld realloc %ld "
+       "grow %ld shrink %ld bad-ptr %ld, %ld NULL answers, all checked against the model",
+       size, prefix, mb, steps, counts[0], counts[1], counts[2], counts[3], counts[4], counts[5],
+       fails);
 }
 
 /* ---- targeted tests ------------------------------------------------------ */
@@ -427,7 +406,7 @@ static strata_buddy *fresh(size_t size, size_t prefix, size_t mb) {
   return b;
 }
 
-static void test_sizes_and_alignment(void) {
+static int case_sizes_and_alignment(void) {
   strata_buddy *b = fresh(ARENA_BYTES, 100, 32);
   REQUIRE(strata_buddy_size(b, strata_buddy_alloc(b, 0)) == 32, "alloc(0) gets min_block");
   REQUIRE(strata_buddy_size(b, strata_buddy_alloc(b, 1)) == 32, "alloc(1)");
@@ -459,9 +438,10 @@ static void test_sizes_and_alignment(void) {
   REQUIRE(strata_buddy_alloc(NULL, 16) == NULL && strata_buddy_free_bytes(NULL) == 0 &&
               strata_buddy_size(NULL, p) == 0,
           "NULL handle");
+  return 0;
 }
 
-static void test_bad_pointers(void) {
+static int case_bad_pointers(void) {
   const size_t size = 65536, mb = 64;
   strata_buddy *b = fresh(size, 100, mb);
   size_t fb = strata_buddy_free_bytes(b);
@@ -494,9 +474,10 @@ static void test_bad_pointers(void) {
   REQUIRE(strata_buddy_free(b, NULL) == 0, "free(NULL)");
   REQUIRE(strata_buddy_free(NULL, p) == EINVAL, "free with a NULL handle");
   REQUIRE(strata_buddy_free_bytes(b) == fb && buddy_check(b), "all back");
+  return 0;
 }
 
-static void test_grow_shrink_realloc(void) {
+static int case_grow_shrink_realloc(void) {
   const size_t mb = 64;
   strata_buddy *b = fresh(ARENA_BYTES, 0, mb);
   /* Take a 64 KiB block, shrink it to one minimum block: its right buddies at
@@ -544,11 +525,12 @@ static void test_grow_shrink_realloc(void) {
   REQUIRE(r && strata_buddy_size(b, r) == 512, "realloc(NULL, n)");
   REQUIRE(strata_buddy_realloc(b, r, 0) == NULL && strata_buddy_size(b, r) == 0, "realloc(p, 0)");
   REQUIRE(buddy_check(b), "check");
+  return 0;
 }
 
 /* buddy_alloc_in takes any aligned block out of a chosen free block, and
  * the free-list walk sees every free block of an order, newest first. */
-static void test_alloc_in(void) {
+static int case_alloc_in(void) {
   const size_t mb = 64;
   strata_buddy *b = fresh(ARENA_BYTES, 0, mb);
   size_t initial = strata_buddy_free_bytes(b);
@@ -579,9 +561,10 @@ static void test_alloc_in(void) {
   REQUIRE(strata_buddy_free(b, p) == 0 && strata_buddy_free(b, q) == 0, "free");
   REQUIRE(buddy_check(b) && strata_buddy_free_bytes(b) == initial, "all back, merged");
   REQUIRE(buddy_first_free(b, buddy_max_order(b) + 1) == NULL, "no list past max order");
+  return 0;
 }
 
-static void test_exhaustion(void) {
+static int case_exhaustion(void) {
   const size_t size = 300007, prefix = 4000, mb = 32;
   strata_buddy *b = fresh(size, prefix, mb);
   size_t initial = strata_buddy_free_bytes(b), count = initial / mb, got = 0;
@@ -595,7 +578,7 @@ static void test_exhaustion(void) {
   REQUIRE(!strata_buddy_realloc(b, ptrs[0], 2 * mb) && strata_buddy_size(b, ptrs[0]) == mb,
           "realloc in a full region");
   for (size_t j = got; j > 1; j--) { /* free in a random order */
-    size_t k = (size_t)(rnd() % j);
+    size_t k = (size_t)(rnd(&rng) % j);
     void *t = ptrs[k];
     ptrs[k] = ptrs[j - 1], ptrs[j - 1] = t;
   }
@@ -605,9 +588,10 @@ static void test_exhaustion(void) {
   }
   REQUIRE(strata_buddy_free_bytes(b) == initial && buddy_check(b), "all back");
   check_layout(b, arena, size, prefix, mb);
+  return 0;
 }
 
-static void test_canaries(void) {
+static int case_canaries(void) {
   const size_t size = 65536, prefix = 96, mb = 64;
   strata_buddy *b = fresh(size, prefix, mb);
   unsigned char *lo = (unsigned char *)b;
@@ -630,26 +614,41 @@ static void test_canaries(void) {
   strata_buddy *b2 = fresh(size, prefix, mb);
   REQUIRE(b2 == b && buddy_check(b2), "re-init");
   REQUIRE(buddy_check(b), "fresh again");
+  return 0;
 }
 
-int main(void) {
-  test_init();
-  printf("  init: sizes, prefixes, min blocks, invalid arguments: ok\n");
-  test_sizes_and_alignment();
-  printf("  sizes, alignment, SIZE_MAX: ok\n");
-  test_bad_pointers();
-  printf("  double free, interior, foreign, prefix pointers: ok\n");
-  test_grow_shrink_realloc();
-  printf("  grow in place, shrink, realloc: ok\n");
-  test_alloc_in();
-  printf("  allocation inside a chosen free block, free-list walk: ok\n");
-  test_exhaustion();
-  printf("  exhaustion and full recovery: ok\n");
-  test_canaries();
-  printf("  canaries: ok\n");
+static int case_random_min32(void) {
   random_test(0, 300007, 100, 32, 200000, 4000, 64, 13);
-  random_test(4096, ARENA_BYTES - 4096 * 3 + 100, 4104, 4096, 30000, 30000, 1, 18);
-  random_test(16, ARENA_BYTES - 16, 0, 16, 20000, 2000, 256, 12);
-  printf("unit_buddy: all passed\n");
   return 0;
+}
+static int case_random_min4096(void) {
+  random_test(4096, ARENA_BYTES - 4096 * 3 + 100, 4104, 4096, 30000, 30000, 1, 18);
+  return 0;
+}
+static int case_random_min16(void) {
+  random_test(16, ARENA_BYTES - 16, 0, 16, 20000, 2000, 256, 12);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  static const case_t cases[] = {
+    /* sizes, prefixes, min blocks, invalid arguments */
+    {"init", case_init, 120},
+    /* sizes, alignment, SIZE_MAX */
+    {"sizes-and-alignment", case_sizes_and_alignment, 60},
+    /* double free, interior, foreign, prefix pointers */
+    {"bad-pointers", case_bad_pointers, 60},
+    /* grow in place, shrink, realloc */
+    {"grow-shrink-realloc", case_grow_shrink_realloc, 60},
+    /* allocation inside a chosen free block, free-list walk */
+    {"alloc-in", case_alloc_in, 60},
+    /* exhaustion and full recovery */
+    {"exhaustion", case_exhaustion, 60},
+    {"canaries", case_canaries, 60},
+    /* random operations checked against a model of the region */
+    {"random-min32", case_random_min32, 240},
+    {"random-min4096", case_random_min4096, 240},
+    {"random-min16", case_random_min16, 240},
+  };
+  return cases_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

@@ -18,23 +18,7 @@
 
 #include <strata.h>
 
-static int failures;
-#define CHECK(cond, ...)                                                   \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      failures++;                                                          \
-      fprintf(stderr, "install_prog: %s:%d: check failed: %s: ", __FILE__, \
-              __LINE__, #cond);                                            \
-      fprintf(stderr, __VA_ARGS__);                                        \
-      fputc('\n', stderr);                                                 \
-    }                                                                      \
-  } while (0)
-
-/* Hide the size from the compiler so it cannot fold malloc/free away. */
-static size_t opaque(size_t x) {
-  __asm__ volatile("" : "+r"(x));
-  return x;
-}
+#include "../testlib.h"   /* next to this file: test_install.sh compiles it in place */
 
 int main(int argc, char **argv) {
   if (argc < 2 || (strcmp(argv[1], "dynamic") && strcmp(argv[1], "static"))) {
@@ -44,12 +28,12 @@ int main(int argc, char **argv) {
   int dynamic = !strcmp(argv[1], "dynamic");
 
   /* The malloc family, through the standard names. */
-  void *p = malloc(opaque(10));
+  void *p = malloc(hide(10));
   CHECK(p && strata_owns(p) == 1, "malloc(10) = %p is not Strata's", p);
-  char *c = calloc(opaque(100), 3);
+  char *c = calloc(hide(100), 3);
   CHECK(c && strata_owns(c) == 1, "calloc = %p is not Strata's", (void *)c);
   for (int i = 0; c && i < 300; i++) CHECK(c[i] == 0, "calloc byte %d not zero", i);
-  char *r = realloc(c, opaque(200000));
+  char *r = realloc(c, hide(200000));
   CHECK(r && strata_owns(r) == 1, "realloc = %p is not Strata's", (void *)r);
   free(r);
   free(p);
@@ -62,25 +46,20 @@ int main(int argc, char **argv) {
 
   if (dynamic) {
     /* Which file provides malloc? dladdr on the symbol the program uses. */
-    Dl_info info;
+    Dl_info dl;
     void *sym = dlsym(RTLD_DEFAULT, "malloc");
-    CHECK(sym && dladdr(sym, &info) && info.dli_fname, "dladdr(malloc) failed");
-    if (sym && dladdr(sym, &info) && info.dli_fname) {
+    CHECK(sym && dladdr(sym, &dl) && dl.dli_fname, "dladdr(malloc) failed");
+    if (sym && dladdr(sym, &dl) && dl.dli_fname) {
       char real[PATH_MAX], root[PATH_MAX];
-      const char *file = realpath(info.dli_fname, real) ? real : info.dli_fname;
-      printf("install_prog: dynamic: malloc is in %s\n", file);
+      const char *file = realpath(dl.dli_fname, real) ? real : dl.dli_fname;
+      info("dynamic: malloc is in %s", file);
       CHECK(strstr(file, "libstrata") != NULL, "malloc is in %s, not libstrata", file);
       if (argc > 2 && realpath(argv[2], root))
         CHECK(!strncmp(file, root, strlen(root)),
               "malloc comes from %s, not from the installed copy under %s", file, root);
     }
   } else {
-    printf("install_prog: static: malloc(10) is Strata's (strata_owns = 1)\n");
+    info("static: malloc(10) is Strata's (strata_owns = 1)");
   }
-  if (failures) {
-    fprintf(stderr, "install_prog: %s: %d check(s) failed\n", argv[1], failures);
-    return 1;
-  }
-  printf("install_prog: %s: OK\n", argv[1]);
-  return 0;
+  return checks_result(dynamic ? "install_prog: dynamic" : "install_prog: static");
 }

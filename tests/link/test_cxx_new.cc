@@ -31,12 +31,6 @@
 
 namespace {
 
-// Hide a value from the optimiser (no folding of sizes, no elision).
-size_t opaque(size_t x) {
-  __asm__ volatile("" : "+r"(x));
-  return x;
-}
-
 // A block from some form of new: not null, Strata's, aligned, writable.
 void check_block(const char *what, void *p, size_t n, size_t align) {
   CHECK(p != nullptr, "%s(%zu, align %zu) returned nullptr", what, n, align);
@@ -75,19 +69,19 @@ void test_forms() {
   Plain *pl = new Plain;
   check_block("new Plain", pl, sizeof *pl, alignof(Plain));
   delete pl;   // sized delete: operator delete(void *, size_t)
-  WithDtor *wd = new WithDtor[opaque(100)];
+  WithDtor *wd = new WithDtor[hide(100)];
   check_block("new WithDtor[100]", wd, 100 * sizeof *wd, alignof(WithDtor));
   delete[] wd;   // sized array delete, with the element-count cookie
-  char *ca = new char[opaque(5000)];
+  char *ca = new char[hide(5000)];
   check_block("new char[5000]", ca, 5000, 1);
   delete[] ca;
   Aligned64 *a64 = new Aligned64;
   check_block("new Aligned64", a64, sizeof *a64, 64);
   delete a64;
-  AlignedPage *ap = new AlignedPage[opaque(3)];
+  AlignedPage *ap = new AlignedPage[hide(3)];
   check_block("new AlignedPage[3]", ap, 3 * sizeof *ap, 4096);
   delete[] ap;
-  int *nt = new (std::nothrow) int[opaque(1000)];
+  int *nt = new (std::nothrow) int[hide(1000)];
   check_block("new (nothrow) int[1000]", nt, 1000 * sizeof(int), alignof(int));
   delete[] nt;
   {
@@ -182,7 +176,7 @@ void test_failure(bool with_handler) {
     bool threw = false;
     void *p = nullptr;
     try {
-      p = huge_new((Form)f, opaque(kHuge));
+      p = huge_new((Form)f, hide(kHuge));
     } catch (const std::bad_alloc &) {
       threw = true;
     }
@@ -202,14 +196,14 @@ void test_failure(bool with_handler) {
   // A new-expression of an array too large for memory.
   bool threw = false;
   try {
-    char *p = new char[opaque(kHuge)];
+    char *p = new char[hide(kHuge)];
     LINK_ESCAPE(p);
     delete[] p;
   } catch (const std::bad_alloc &) {
     threw = true;
   }
   CHECK(threw, "new char[SIZE_MAX/2] did not throw");
-  char *q = new (std::nothrow) char[opaque(kHuge)];
+  char *q = new (std::nothrow) char[hide(kHuge)];
   CHECK(q == nullptr, "new (nothrow) char[SIZE_MAX/2] returned %p", (void *)q);
 }
 
@@ -232,7 +226,7 @@ void release_reserve() {
 int reserve_child() {
   // Allow the current address space plus 1 GiB: the 640 MiB reserve fits,
   // a second 640 MiB block beside it does not.
-  long vm_kib = link_status_kib("VmSize");
+  long vm_kib = status_kib("VmSize:");
   if (vm_kib <= 0) link_die("cannot read VmSize");
   struct rlimit rl;
   rl.rlim_cur = rl.rlim_max = (rlim_t)vm_kib * 1024 + (1u << 30);
@@ -240,13 +234,13 @@ int reserve_child() {
 
   for (int f : {PLAIN, NT, ALIGNED}) {
     const char *name = kFormNames[f];
-    reserve = malloc(opaque(kReserve));
+    reserve = malloc(hide(kReserve));
     if (!reserve) link_die("the %zu MiB reserve could not be allocated", kReserve >> 20);
     reserve_calls = 0;
     std::set_new_handler(release_reserve);
     void *p = nullptr;
     try {
-      p = huge_new((Form)f, opaque(kReserve));
+      p = huge_new((Form)f, hide(kReserve));
     } catch (const std::bad_alloc &) {
       CHECK(false, "%s(640 MiB) threw std::bad_alloc after %d handler call(s)", name,
             reserve_calls);
@@ -267,7 +261,7 @@ int reserve_child() {
     free(reserve);   // when the handler was not called
     reserve = nullptr;
   }
-  return link_failures;
+  return failures;
 }
 
 }  // namespace
@@ -275,11 +269,10 @@ int reserve_child() {
 int main() {
   link_setup("test_cxx_new");
   test_forms();
-  printf("test_cxx_new: every form of new/delete reaches Strata%s\n",
-         link_failures ? " (with failures)" : "");
+  info("every form of new/delete reaches Strata%s", failures ? " (with failures)" : "");
   test_failure(false);
   test_failure(true);
-  printf("test_cxx_new: failing new: bad_alloc, nullptr and the new-handler checked\n");
+  info("failing new: bad_alloc, nullptr and the new-handler checked");
 
   fflush(stdout);
   pid_t pid = fork();
@@ -290,12 +283,7 @@ int main() {
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
         "the reserve-handler child failed (status %#x)", status);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-    printf("test_cxx_new: a handler freeing a 640 MiB reserve let the retry succeed\n");
+    info("a handler freeing a 640 MiB reserve let the retry succeed");
 
-  if (link_failures) {
-    fprintf(stderr, "test_cxx_new: %d check(s) failed\n", link_failures);
-    return 1;
-  }
-  printf("test_cxx_new: OK\n");
-  return 0;
+  return checks_result("test_cxx_new");
 }

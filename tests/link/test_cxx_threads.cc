@@ -161,12 +161,6 @@ std::atomic<uint64_t> final_sum{0};
 
 void worker(int self, long per_thread, long total) {
   uint64_t rng = 0x1234567ULL + (uint64_t)self;
-  auto next_rand = [&rng] {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-  };
   // Keep the group's blob between messages of one group (so a blob is
   // shared by messages that end up on all threads).
   std::shared_ptr<Blob> blob;
@@ -181,7 +175,7 @@ void worker(int self, long per_thread, long total) {
       if (id % 16 == 0 || !blob) blob = make_blob(id);
       m->blob = blob;
       m->checksum = checksum_of(*m);
-      queues[next_rand() % kThreads].push(std::move(m));
+      queues[rnd(&rng) % kThreads].push(std::move(m));
     }
     // Handle what arrived (wait for more only when there is nothing left
     // to create).
@@ -189,7 +183,7 @@ void worker(int self, long per_thread, long total) {
       std::unique_ptr<Message> m = queues[self].pop(created == per_thread);
       if (!m) break;
       if (checksum_of(*m) != m->checksum) damaged++;
-      if ((next_rand() & 63) == 0) {   // sample the blocks behind the containers
+      if ((rnd(&rng) & 63) == 0) {   // sample the blocks behind the containers
         expect_strata(m.get());
         expect_strata(m->values.data());
         if (m->text.size() > 15) expect_strata(m->text.data());
@@ -201,7 +195,7 @@ void worker(int self, long per_thread, long total) {
         retired++;
       } else {
         apply_hop(*m);
-        queues[next_rand() % kThreads].push(std::move(m));
+        queues[rnd(&rng) % kThreads].push(std::move(m));
       }
     }
   }
@@ -236,7 +230,7 @@ int main(int argc, char **argv) {
   for (auto &t : threads) t.join();
 
   long made = blobs_made.load() - blobs_before;
-  printf("test_cxx_threads: %d threads, %ld messages x %d hops, %ld shared blobs\n", kThreads,
+  info("%d threads, %ld messages x %d hops, %ld shared blobs", kThreads,
          total, kHops, made);
   CHECK(retired.load() == total, "%ld messages retired, expected %ld", retired.load(), total);
   for (int t = 0; t < kThreads; t++)
@@ -248,10 +242,5 @@ int main(int argc, char **argv) {
   CHECK(blobs_alive.load() == 0 && blobs_destroyed.load() == blobs_made.load(),
         "blobs: %ld made, %ld destroyed, %ld alive", blobs_made.load(), blobs_destroyed.load(),
         blobs_alive.load());
-  if (link_failures) {
-    fprintf(stderr, "test_cxx_threads: %d check(s) failed\n", link_failures);
-    return 1;
-  }
-  printf("test_cxx_threads: OK\n");
-  return 0;
+  return checks_result("test_cxx_threads");
 }

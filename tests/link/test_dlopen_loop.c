@@ -53,19 +53,19 @@ int main(int argc, char **argv) {
     CHECK(again == NULL, "iteration %d: the module is still loaded after dlclose", it);
     if (again) dlclose(again);
 
-    if (link_failures > 20) link_die("too many failures, stopping");
+    if (failures > 20) link_die("too many failures, stopping");
     if (it == 4) {   /* after a few rounds every tier has been warmed up */
-      rss_warm = link_status_kib("VmRSS");
-      vm_warm = link_status_kib("VmSize");
-      maps_warm = link_count_maps();
+      rss_warm = status_kib("VmRSS:");
+      vm_warm = status_kib("VmSize:");
+      maps_warm = map_count();
     }
   }
 
-  long rss_end = link_status_kib("VmRSS"), vm_end = link_status_kib("VmSize");
-  long maps_end = link_count_maps();
-  printf("test_dlopen_loop: %d iterations; after iteration 5 -> at the end: RSS %ld -> %ld KiB, "
-         "address space %ld -> %ld KiB, mappings %ld -> %ld\n",
-         iterations, rss_warm, rss_end, vm_warm, vm_end, maps_warm, maps_end);
+  long rss_end = status_kib("VmRSS:"), vm_end = status_kib("VmSize:");
+  long maps_end = map_count();
+  info("%d iterations; after iteration 5 -> at the end: RSS %ld -> %ld KiB, "
+       "address space %ld -> %ld KiB, mappings %ld -> %ld",
+       iterations, rss_warm, rss_end, vm_warm, vm_end, maps_warm, maps_end);
   if (iterations > 5) {
     /* One load holds about 70 MiB of address space (only sampled pages are
      * touched, so a leak shows in VmSize more than in VmRSS); keeping even
@@ -75,10 +75,5 @@ int main(int argc, char **argv) {
     CHECK(vm_end - vm_warm < 256 * 1024, "address space grew by %ld KiB", vm_end - vm_warm);
     CHECK(maps_end - maps_warm < 50, "mappings grew by %ld", maps_end - maps_warm);
   }
-  if (link_failures) {
-    fprintf(stderr, "test_dlopen_loop: %d check(s) failed\n", link_failures);
-    return 1;
-  }
-  printf("test_dlopen_loop: OK\n");
-  return 0;
+  return checks_result("test_dlopen_loop");
 }

@@ -84,21 +84,20 @@ static void put_block(struct block *b) {
 }
 
 /* dl_iterate_phdr callback: print the PT_TLS segment of libstrata. */
-static int print_tls(struct dl_phdr_info *info, size_t size, void *data) {
+static int print_tls(struct dl_phdr_info *dl, size_t size, void *data) {
   (void)size;
   const char *want = data;
   char real[PATH_MAX];
-  if (!info->dlpi_name || !realpath(info->dlpi_name, real) || strcmp(real, want)) return 0;
+  if (!dl->dlpi_name || !realpath(dl->dlpi_name, real) || strcmp(real, want)) return 0;
   int found = 0;
-  for (int i = 0; i < info->dlpi_phnum; i++)
-    if (info->dlpi_phdr[i].p_type == PT_TLS) {
-      printf("test_dlopen_strata: libstrata.so PT_TLS: %zu bytes of static TLS "
-             "(%zu initialised, alignment %zu)\n",
-             (size_t)info->dlpi_phdr[i].p_memsz, (size_t)info->dlpi_phdr[i].p_filesz,
-             (size_t)info->dlpi_phdr[i].p_align);
+  for (int i = 0; i < dl->dlpi_phnum; i++)
+    if (dl->dlpi_phdr[i].p_type == PT_TLS) {
+      info("libstrata.so PT_TLS: %zu bytes of static TLS (%zu initialised, alignment %zu)",
+           (size_t)dl->dlpi_phdr[i].p_memsz, (size_t)dl->dlpi_phdr[i].p_filesz,
+           (size_t)dl->dlpi_phdr[i].p_align);
       found = 1;
     }
-  if (!found) printf("test_dlopen_strata: libstrata.so has no PT_TLS segment\n");
+  if (!found) info("libstrata.so has no PT_TLS segment");
   return 1;
 }
 
@@ -111,15 +110,15 @@ static pthread_barrier_t barrier;
 
 static void *thread_main(void *arg) {
   int self = (int)(intptr_t)arg;
-  link_rng rng = {0x9e3779b9u * (unsigned)(self + 1)};
-  int failures = 0;
+  uint64_t rng = 0x9e3779b9u * (unsigned)(self + 1);
+  int bad = 0;
   for (int i = 0; i < PER_THREAD; i++) {
-    size_t n = 1 + link_rand(&rng) % (i % 50 == 0 ? 300000 : 2000);
+    size_t n = 1 + rnd(&rng) % (i % 50 == 0 ? 300000 : 2000);
     unsigned char *s = s_malloc(n), *g = malloc(n);
-    if (!s || !g || s_owns(s) != 1 || s_owns(g) != 0) failures++;
+    if (!s || !g || s_owns(s) != 1 || s_owns(g) != 0) bad++;
     if (s) memset(s, self, n);
     if (g) memset(g, self + 100, n);
-    if (s && (s[0] != self || s[n - 1] != self)) failures++;
+    if (s && (s[0] != self || s[n - 1] != self)) bad++;
     free(g);
     if (i % 4 == 0)
       handoff[self][i / 4] = s;   /* freed by another thread */
@@ -131,14 +130,13 @@ static void *thread_main(void *arg) {
   int from = (self + THREADS - 1) % THREADS;
   for (int i = 0; i < PER_THREAD / 4; i++) {
     unsigned char *s = handoff[from][i];
-    if (!s || s[0] != from) failures++;
+    if (!s || s[0] != from) bad++;
     s_free(s);
   }
-  return (void *)(intptr_t)failures;
+  return (void *)(intptr_t)bad;
 }
 
 int main(int argc, char **argv) {
-  link_test_name = "test_dlopen_strata";
   if (argc < 2) link_die("usage: %s PATH/TO/libstrata.so [local|global]", argv[0]);
   int global = argc > 2 && !strcmp(argv[2], "global");
 
@@ -146,12 +144,12 @@ int main(int argc, char **argv) {
   const char *m = link_provider("malloc");
   if (strstr(m, "libstrata"))
     link_die("malloc already comes from %s: run without LD_PRELOAD", m);
-  link_rng rng = {12345};
+  uint64_t rng = 12345;
   enum { GLIBC_EARLY = 2000 };
   static struct block early[GLIBC_EARLY];
   for (int i = 0; i < GLIBC_EARLY; i++) {
     /* Mostly small (from the break), every 100th 200 KiB (mmapped). */
-    size_t n = i % 100 == 0 ? 200000 : 1 + link_rand(&rng) % 4000;
+    size_t n = i % 100 == 0 ? 200000 : 1 + rnd(&rng) % 4000;
     early[i] = get_block(0, n, (unsigned char)i);
   }
 
@@ -160,8 +158,8 @@ int main(int argc, char **argv) {
   if (!realpath(argv[1], path)) link_die("%s: no such file", argv[1]);
   void *h = dlopen(path, RTLD_NOW | (global ? RTLD_GLOBAL : RTLD_LOCAL));
   if (!h) link_die("dlopen(%s) failed: %s", path, dlerror());
-  printf("test_dlopen_strata: dlopen(libstrata.so, RTLD_NOW|%s) succeeded after %d glibc "
-         "allocations\n", global ? "RTLD_GLOBAL" : "RTLD_LOCAL", GLIBC_EARLY);
+  info("dlopen(libstrata.so, RTLD_NOW|%s) succeeded after %d glibc allocations",
+       global ? "RTLD_GLOBAL" : "RTLD_LOCAL", GLIBC_EARLY);
   dl_iterate_phdr(print_tls, path);
 
   /* ---- 2. resolve ---------------------------------------------------------------- */
@@ -201,11 +199,11 @@ int main(int argc, char **argv) {
   for (int i = 0; i < MIXED; i++) {
     /* glibc's small and medium blocks come from the break; Strata's
      * segments do too while the break is contiguous with its heap. */
-    size_t n = i % 200 == 0 ? 100000 + link_rand(&rng) % 100000 : 16 + link_rand(&rng) % 8000;
+    size_t n = i % 200 == 0 ? 100000 + rnd(&rng) % 100000 : 16 + rnd(&rng) % 8000;
     mixed[i] = get_block(i & 1, n, (unsigned char)(i * 3));
     /* Free a random earlier one now and then (holes on both sides). */
-    if (i > 10 && link_rand(&rng) % 3 == 0) {
-      int k = (int)(link_rand(&rng) % (unsigned)i);
+    if (i > 10 && rnd(&rng) % 3 == 0) {
+      int k = (int)(rnd(&rng) % (unsigned)i);
       if (mixed[k].p) put_block(&mixed[k]);
     }
   }
@@ -220,8 +218,8 @@ int main(int argc, char **argv) {
       if ((void *)mixed[i].p >= brk_before && (void *)mixed[i].p < brk_mid)
         (mixed[i].strata ? &strata_in_break : &glibc_in_break)[0]++;
     }
-  printf("test_dlopen_strata: live interleaved blocks in the break grown meanwhile: "
-         "%d from Strata, %d from glibc\n", strata_in_break, glibc_in_break);
+  info("live interleaved blocks in the break grown meanwhile: %d from Strata, %d from glibc",
+       strata_in_break, glibc_in_break);
   CHECK(bad == 0, "%d interleaved blocks damaged or attributed to the wrong allocator", bad);
   /* Free everything and let both trim their heaps (each may lower the
    * break only if the top of the break is its own). */
@@ -229,8 +227,8 @@ int main(int argc, char **argv) {
     if (mixed[i].p) put_block(&mixed[i]);
   malloc_trim(0);
   s_trim(0);
-  printf("test_dlopen_strata: program break %p -> %p (interleaved) -> %p (after both trims)\n",
-         brk_before, brk_mid, sbrk(0));
+  info("program break %p -> %p (interleaved) -> %p (after both trims)", brk_before, brk_mid,
+       sbrk(0));
   /* Both still work after the trims. */
   for (int i = 0; i < 200; i++) {
     struct block a = get_block(0, 1000 + (size_t)i * 300, 1), b = get_block(1, 1000 + (size_t)i * 300, 2);
@@ -262,10 +260,5 @@ int main(int argc, char **argv) {
   free(g);
   for (int i = 0; i < GLIBC_EARLY; i++) put_block(&early[i]);   /* glibc free */
 
-  if (link_failures) {
-    fprintf(stderr, "test_dlopen_strata: %d check(s) failed\n", link_failures);
-    return 1;
-  }
-  printf("test_dlopen_strata: OK\n");
-  return 0;
+  return checks_result("test_dlopen_strata");
 }

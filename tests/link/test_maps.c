@@ -31,17 +31,17 @@ struct block {
 /* A size between 16 B and 32 MiB: mostly small, as in real programs, but
  * every tier is used: 80% 16 B-1 KiB, 15% 1-256 KiB, 4.5% 256 KiB-4 MiB,
  * 0.5% 4-32 MiB (log-uniform inside each range). */
-static size_t random_size(link_rng *r) {
-  unsigned pick = (unsigned)(link_rand(r) % 1000);
+static size_t random_size(uint64_t *r) {
+  unsigned pick = (unsigned)(rnd(r) % 1000);
   unsigned lo, hi;   /* as powers of two */
   if (pick < 800) lo = 4, hi = 10;
   else if (pick < 950) lo = 10, hi = 18;
   else if (pick < 995) lo = 18, hi = 22;
   else lo = 22, hi = 25;
   /* 2^lo .. 2^hi, log-uniform: a random exponent, then a random mantissa. */
-  unsigned e = lo + (unsigned)(link_rand(r) % (hi - lo));
+  unsigned e = lo + (unsigned)(rnd(r) % (hi - lo));
   size_t base = (size_t)1 << e;
-  return base + (size_t)(link_rand(r) % base);
+  return base + (size_t)(rnd(r) % base);
 }
 
 /* Tag a block: the first and last 8 bytes and one byte every 64 KiB. */
@@ -64,10 +64,10 @@ static int intact(const struct block *b, size_t index) {
 int main(int argc, char **argv) {
   link_setup("test_maps");
   size_t target = (size_t)(argc > 1 ? atol(argv[1]) : 1024) << 20;
-  link_rng rng = {(unsigned long long)(argc > 2 ? atol(argv[2]) : 42)};
-  if (!target || !rng.s) link_die("usage: %s [MIB] [SEED]", argv[0]);
+  uint64_t rng = (uint64_t)(argc > 2 ? atol(argv[2]) : 42);
+  if (!target || !rng) link_die("usage: %s [MIB] [SEED]", argv[0]);
 
-  long maps_before = link_count_maps();
+  long maps_before = map_count();
 
   /* The block table grows as needed (it is allocated with malloc too). */
   size_t cap = 1 << 16, count = 0, live_bytes = 0, max_live = 0;
@@ -88,8 +88,8 @@ int main(int argc, char **argv) {
     blocks[count++] = b;
     live_bytes += b.n;
     /* Free a random earlier block one time in three. */
-    if (link_rand(&rng) % 3 == 0) {
-      size_t k = link_rand(&rng) % count;
+    if (rnd(&rng) % 3 == 0) {
+      size_t k = rnd(&rng) % count;
       if (blocks[k].p) {
         CHECK(intact(&blocks[k], k), "block %zu damaged", k);
         free(blocks[k].p);
@@ -99,19 +99,19 @@ int main(int argc, char **argv) {
     }
     if (live_bytes > max_live) max_live = live_bytes;
   }
-  long maps_full = link_count_maps();
-  long rss_full = link_status_kib("VmRSS");
+  long maps_full = map_count();
+  long rss_full = status_kib("VmRSS:");
 
   /* Free about half, in random order, checking each block. */
   for (size_t done = 0; done < count / 2; done++) {
-    size_t k = link_rand(&rng) % count;
+    size_t k = rnd(&rng) % count;
     if (!blocks[k].p) continue;
     CHECK(intact(&blocks[k], k), "block %zu damaged", k);
     free(blocks[k].p);
     blocks[k].p = NULL;
     live_bytes -= blocks[k].n;
   }
-  long maps_half = link_count_maps();
+  long maps_half = map_count();
 
   size_t live_blocks = 0;
   for (size_t k = 0; k < count; k++)
@@ -122,22 +122,17 @@ int main(int argc, char **argv) {
     }
   free(blocks);
   malloc_trim(0);
-  long maps_empty = link_count_maps();
+  long maps_empty = map_count();
 
-  printf("test_maps: %zu allocations, %zu MiB live at most (RSS %ld MiB); /proc/self/maps "
-         "lines: %ld before, %ld with the heap, %ld after freeing half, %ld after freeing "
-         "everything and malloc_trim\n",
-         count, max_live >> 20, rss_full >> 10, maps_before, maps_full, maps_half, maps_empty);
+  info("%zu allocations, %zu MiB live at most (RSS %ld MiB); /proc/self/maps "
+       "lines: %ld before, %ld with the heap, %ld after freeing half, %ld after freeing "
+       "everything and malloc_trim",
+       count, max_live >> 20, rss_full >> 10, maps_before, maps_full, maps_half, maps_empty);
   CHECK(maps_full <= MAX_MAPPINGS, "%ld mappings with the heap (limit %d)", maps_full,
         MAX_MAPPINGS);
   CHECK(maps_half <= MAX_MAPPINGS, "%ld mappings after freeing half (limit %d)", maps_half,
         MAX_MAPPINGS);
   CHECK(maps_empty <= MAX_MAPPINGS, "%ld mappings after freeing all (limit %d)", maps_empty,
         MAX_MAPPINGS);
-  if (link_failures) {
-    fprintf(stderr, "test_maps: %d check(s) failed\n", link_failures);
-    return 1;
-  }
-  printf("test_maps: OK\n");
-  return 0;
+  return checks_result("test_maps");
 }

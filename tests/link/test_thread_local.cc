@@ -130,14 +130,11 @@ long expected_objects;
 void at_exit_check() {
   long c = constructed.load(), d = destroyed.load();
   if (c != expected_objects || d != expected_objects || bad.load() || not_strata.load()) {
-    fprintf(stderr,
-            "test_thread_local: at exit: %ld constructed, %ld destroyed (expected %ld), "
-            "%ld damaged, %ld not Strata's\n",
-            c, d, expected_objects, bad.load(), not_strata.load());
-    fflush(stdout);
-    _exit(1);
+    failf("at exit: %ld constructed, %ld destroyed (expected %ld), %ld damaged, %ld not Strata's",
+          c, d, expected_objects, bad.load(), not_strata.load());
+    give_up();
   }
-  printf("test_thread_local: at exit: all %ld thread_local objects destroyed cleanly\n", d);
+  info("at exit: all %ld thread_local objects destroyed cleanly", d);
 }
 
 }  // namespace
@@ -162,13 +159,13 @@ int main(int argc, char **argv) {
       if (err) link_die("pthread_create: %s", strerror(err));
     }
     for (int t = 0; t < nthreads; t++) pthread_join(tids[t], nullptr);
-    if (r == 0) rss_first = link_status_kib("VmRSS");
+    if (r == 0) rss_first = status_kib("VmRSS:");
   }
   long threads = (long)rounds * nthreads;
-  long rss_last = link_status_kib("VmRSS");
-  printf("test_thread_local: %ld threads x %d thread_local objects = %ld objects; "
-         "RSS after round 1: %ld KiB, after round %d: %ld KiB\n",
-         threads, kSlots, threads * kSlots, rss_first, rounds, rss_last);
+  long rss_last = status_kib("VmRSS:");
+  info("%ld threads x %d thread_local objects = %ld objects; "
+       "RSS after round 1: %ld KiB, after round %d: %ld KiB",
+       threads, kSlots, threads * kSlots, rss_first, rounds, rss_last);
 
   CHECK(constructed.load() == threads * kSlots, "%ld objects constructed, expected %ld",
         constructed.load(), threads * kSlots);
@@ -187,11 +184,7 @@ int main(int argc, char **argv) {
   expected_objects = (threads + 1) * kSlots;
   atexit(at_exit_check);
 
-  if (link_failures) {
-    fprintf(stderr, "test_thread_local: %d check(s) failed\n", link_failures);
-    fflush(stdout);
-    _exit(1);   // skip the exit-time check: it would only repeat the news
-  }
-  printf("test_thread_local: threads OK; exiting\n");
+  // On a failure, skip the exit-time check: it would only repeat the news.
+  if (checks_result("test_thread_local")) _exit(1);
   return 0;
 }
