@@ -1,6 +1,5 @@
 /* glibc.c - glibc's extended malloc API filled from Strata's own figures:
  * mallinfo2, mallinfo, malloc_stats, malloc_info and mallopt. */
-#include "stats.h"
 #include "arena.h"
 #include "init.h"
 #include "options.h"
@@ -45,21 +44,21 @@ API void malloc_stats(void) {
   int cancel = os_cancel_off();
   strata_stats_t st;
   strata_stats(&st);
-  stats_line_t l = { .n = 0, .fd = 2 };
-  stats_put(&l, "Total (incl. mmap):");
-  stats_flush(&l);
-  stats_put(&l, "system bytes     = ");
-  stats_put_num(&l, st.mapped, 10, false);
-  stats_flush(&l);
-  stats_put(&l, "in use bytes     = ");
-  stats_put_num(&l, st.allocated, 10, false);
-  stats_flush(&l);
-  stats_put(&l, "max mmap regions = ");
-  stats_put_num(&l, st.huge.nmalloc - st.huge.nfree, 10, false);
-  stats_flush(&l);
-  stats_put(&l, "max mmap bytes   = ");
-  stats_put_num(&l, st.huge.active, 10, false);
-  stats_flush(&l);
+  line_t l = LINE_INIT(2);
+  line_put(&l, "Total (incl. mmap):");
+  os_write_line(&l);
+  line_put(&l, "system bytes     = ");
+  line_put_num(&l, st.mapped, 10, false);
+  os_write_line(&l);
+  line_put(&l, "in use bytes     = ");
+  line_put_num(&l, st.allocated, 10, false);
+  os_write_line(&l);
+  line_put(&l, "max mmap regions = ");
+  line_put_num(&l, st.huge.nmalloc - st.huge.nfree, 10, false);
+  os_write_line(&l);
+  line_put(&l, "max mmap bytes   = ");
+  line_put_num(&l, st.huge.active, 10, false);
+  os_write_line(&l);
   strata_stats_print(2);
   os_cancel_restore(cancel);
 }

@@ -42,24 +42,6 @@ static const option_t option_table[] = {
 #undef FIELD
 enum { OPTION_COUNT = sizeof option_table / sizeof option_table[0] };
 
-/* A line for stderr built in a stack buffer: no allocation. */
-typedef struct { char buf[320]; size_t n; } line_t;
-static void put(line_t *l, const char *s, size_t len) {
-  for (size_t i = 0; i < len && s[i] && l->n < sizeof l->buf - 2; i++) l->buf[l->n++] = s[i];
-}
-static void puts_(line_t *l, const char *s) { put(l, s, SIZE_MAX); }
-static void put_num(line_t *l, size_t v) {
-  char d[24];
-  int n = 0;
-  do d[n++] = (char)('0' + v % 10); while (v /= 10);
-  while (n) put(l, &d[--n], 1);
-}
-static void flush(line_t *l, int fd) {
-  l->buf[l->n++] = '\n';
-  os_write_all(fd, l->buf, l->n);
-  l->n = 0;
-}
-
 /* A decimal number with an optional k/m/g suffix; false when malformed. */
 static bool parse_size(const char *s, size_t len, size_t *out) {
   size_t v = 0, i = 0;
@@ -109,13 +91,13 @@ static bool option_set(const option_t *o, const char *val, size_t len) {
 }
 
 static void warn(const char *what, const char *entry, size_t len) {
-  line_t l = { .n = 0 };
-  puts_(&l, "strata: STRATA_OPTIONS: ");
-  puts_(&l, what);
-  puts_(&l, " '");
-  put(&l, entry, len);
-  puts_(&l, "'");
-  flush(&l, 2);
+  line_t l = LINE_INIT(2);
+  line_put(&l, "strata: STRATA_OPTIONS: ");
+  line_put(&l, what);
+  line_put(&l, " '");
+  line_put_n(&l, entry, len);
+  line_put(&l, "'");
+  os_write_line(&l);
 }
 
 void options_parse(void) {
@@ -138,20 +120,20 @@ void options_parse(void) {
 }
 
 void options_print(int fd) {
-  line_t l = { .n = 0 };
-  puts_(&l, "strata: options:");
+  line_t l = LINE_INIT(fd);
+  line_put(&l, "strata: options:");
   for (unsigned i = 0; i < OPTION_COUNT; i++) {
     const option_t *o = &option_table[i];
     const char *field = (const char *)&options + o->offset;
-    puts_(&l, " ");
-    puts_(&l, o->key);
-    puts_(&l, "=");
+    line_put(&l, " ");
+    line_put(&l, o->key);
+    line_put(&l, "=");
     switch (o->kind) {
-    case OPT_NAMED: puts_(&l, o->names[*(const bool *)field]); break;
-    case OPT_FLAG: put_num(&l, *(const bool *)field); break;
-    case OPT_MS: put_num(&l, *(const uint32_t *)field); break;
-    case OPT_SIZE: put_num(&l, options_huge_threshold()); break;
+    case OPT_NAMED: line_put(&l, o->names[*(const bool *)field]); break;
+    case OPT_FLAG: line_put_num(&l, *(const bool *)field, 0, false); break;
+    case OPT_MS: line_put_num(&l, *(const uint32_t *)field, 0, false); break;
+    case OPT_SIZE: line_put_num(&l, options_huge_threshold(), 0, false); break;
     }
   }
-  flush(&l, fd);
+  os_write_line(&l);
 }

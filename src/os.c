@@ -188,6 +188,12 @@ void os_write_all(int fd, const char *buf, size_t len) {
   errno = saved;
 }
 
+void os_write_line(line_t *l) {
+  l->buf[l->n++] = '\n';               /* line_put keeps room for it */
+  os_write_all(l->fd, l->buf, l->n);
+  l->n = 0;
+}
+
 bool os_remap(void *p, size_t old, size_t size, void *to) {
   ASSERT((uintptr_t)p % OS_PAGE == 0 && (uintptr_t)to % OS_PAGE == 0 && old % OS_PAGE == 0 && size % OS_PAGE == 0);
   int saved = errno;
@@ -235,28 +241,16 @@ uint64_t os_random_secret(void) {
   return s | 1;
 }
 
-/* "strata: CALL(0xADDR): WHAT\n", built in a stack buffer: no allocation. */
+/* "strata: CALL(0xADDR): WHAT", built on the stack: no allocation. */
 void fatal(const char *call, const void *addr, const char *what) {
-  char buf[256];
-  size_t n = 0;
-#define PUT(s) for (const char *q_ = (s); *q_ && n < sizeof buf - 2; q_++) buf[n++] = *q_
-  PUT("strata: ");
-  PUT(call);
-  PUT("(");
-  char hex[19] = "0x";
-  uintptr_t v = (uintptr_t)addr;
-  int digits = 0;
-  for (uintptr_t t = v; t; t >>= 4) digits++;
-  if (!digits) digits = 1;
-  for (int i = 0; i < digits; i++) hex[2 + i] = "0123456789abcdef"[(v >> (4 * (digits - 1 - i))) & 15];
-  hex[2 + digits] = 0;
-  PUT(hex);
-  PUT("): ");
-  PUT(what);
-#undef PUT
-  buf[n++] = '\n';
-  ssize_t w = write(STDERR_FILENO, buf, n);
-  (void)w;
+  line_t l = LINE_INIT(STDERR_FILENO);
+  line_put(&l, "strata: ");
+  line_put(&l, call);
+  line_put(&l, "(");
+  line_put_hex(&l, (uintptr_t)addr);
+  line_put(&l, "): ");
+  line_put(&l, what);
+  os_write_line(&l);
   abort();
 }
 

@@ -5,6 +5,7 @@
 #define STRATA_OS_H
 
 #include "internal.h"
+#include "line.h"
 
 /* A fresh, zeroed, readable and writable mapping of `size` bytes whose
  * address a satisfies (a + shift) % align == 0 (align a power of two, at
@@ -41,6 +42,8 @@ void os_sleep_ms(uint32_t ms);
 /* write(2) all of buf, retrying; errno is kept. Never a cancellation point
  * (the allocator's calls are not), see os_cancel_off. */
 void os_write_all(int fd, const char *buf, size_t len);
+/* End l with a newline, write it to its fd (os_write_all) and empty it. */
+void os_write_line(line_t *l);
 /* Disable thread cancellation, returning the caller's state for
  * os_cancel_restore: write(2) and stdio are cancellation points, and glibc's
  * printers (malloc_stats, malloc_info) write all of their output even in a

@@ -6,7 +6,6 @@
  * resident bytes are asked of the kernel (mincore) over Strata's mappings.
  * The small tier's row is the heaps' counts and the page heap's pages.
  */
-#include "stats.h"
 #include "heap.h"
 #include "huge.h"
 #include "init.h"
@@ -47,58 +46,25 @@ API int strata_stats(strata_stats_t *out) {
   return 0;
 }
 
-/* ---- the printer: a line buffer and number formatting, no allocation ---- */
-void stats_put(stats_line_t *l, const char *s) {
-  while (*s && l->n < sizeof l->buf - 1) l->buf[l->n++] = *s++;
-}
-/* v right-aligned in width columns; with `unit`, as bytes scaled to K/M/G. */
-void stats_put_num(stats_line_t *l, unsigned long long v, int width, bool unit) {
-  char d[32];
-  int n = 0;
-  const char *suffix = "";
-  unsigned long long frac = 0;
-  if (unit) {
-    const char *units[] = { " B", " K", " M", " G", " T" };
-    int u = 0;
-    while (v >= 10240 && u < 4) { frac = (v % 1024) * 10 / 1024; v /= 1024; u++; }
-    suffix = units[u];
-    if (u == 0) frac = 0;
-    else { d[n++] = (char)('0' + frac); d[n++] = '.'; }
-  }
-  do { d[n++] = (char)('0' + v % 10); v /= 10; } while (v);
-  int len = n + (int)strlen(suffix);
-  for (int i = len; i < width; i++) stats_put(l, " ");
-  char out[34];
-  for (int i = 0; i < n; i++) out[i] = d[n - 1 - i];
-  out[n] = 0;
-  stats_put(l, out);
-  stats_put(l, suffix);
-}
-void stats_flush(stats_line_t *l) {
-  stats_put(l, "\n");
-  os_write_all(l->fd, l->buf, l->n);
-  l->n = 0;
-}
-
-static void print_tier(stats_line_t *l, const char *name, const strata_tier_stats_t *t) {
-  stats_put(l, name);
-  stats_put_num(l, t->nmalloc, 14, false);
-  stats_put_num(l, t->nfree, 14, false);
-  stats_put_num(l, t->allocated, 12, true);
-  stats_put_num(l, t->active, 12, true);
-  stats_put_num(l, t->resident, 12, true);
-  stats_flush(l);
+static void print_tier(line_t *l, const char *name, const strata_tier_stats_t *t) {
+  line_put(l, name);
+  line_put_num(l, t->nmalloc, 14, false);
+  line_put_num(l, t->nfree, 14, false);
+  line_put_num(l, t->allocated, 12, true);
+  line_put_num(l, t->active, 12, true);
+  line_put_num(l, t->resident, 12, true);
+  os_write_line(l);
 }
 
 API void strata_stats_print(int fd) {
   int cancel = os_cancel_off();      /* the whole table, as glibc's printers */
   strata_stats_t st;
   strata_stats(&st);
-  stats_line_t l = { .n = 0, .fd = fd };
-  stats_put(&l, "strata statistics");
-  stats_flush(&l);
-  stats_put(&l, "  tier        nmalloc         nfree   allocated      active    resident");
-  stats_flush(&l);
+  line_t l = LINE_INIT(fd);
+  line_put(&l, "strata statistics");
+  os_write_line(&l);
+  line_put(&l, "  tier        nmalloc         nfree   allocated      active    resident");
+  os_write_line(&l);
   print_tier(&l, "  small ", &st.small);
   print_tier(&l, "  large ", &st.large);
   print_tier(&l, "  huge  ", &st.huge);
@@ -106,25 +72,25 @@ API void strata_stats_print(int fd) {
                                  st.small.nfree + st.large.nfree + st.huge.nfree,
                                  st.allocated, st.active, st.resident };
   print_tier(&l, "  total ", &total);
-  stats_put(&l, "  mapped");
-  stats_put_num(&l, st.mapped, 12, true);
-  stats_put(&l, ", returned to the OS");
-  stats_put_num(&l, st.returned, 12, true);
-  stats_put(&l, ", free not yet returned");
-  stats_put_num(&l, st.dirty, 12, true);
-  stats_flush(&l);
-  stats_put(&l, "  class      size       nmalloc         nfree          live  live bytes");
-  stats_flush(&l);
+  line_put(&l, "  mapped");
+  line_put_num(&l, st.mapped, 12, true);
+  line_put(&l, ", returned to the OS");
+  line_put_num(&l, st.returned, 12, true);
+  line_put(&l, ", free not yet returned");
+  line_put_num(&l, st.dirty, 12, true);
+  os_write_line(&l);
+  line_put(&l, "  class      size       nmalloc         nfree          live  live bytes");
+  os_write_line(&l);
   for (unsigned c = 0; c < STRATA_CLASSES; c++) {
     const strata_class_stats_t *cs = &st.classes[c];
     if (!cs->nmalloc) continue;
-    stats_put_num(&l, c, 7, false);
-    stats_put_num(&l, cs->size, 10, false);
-    stats_put_num(&l, cs->nmalloc, 14, false);
-    stats_put_num(&l, cs->nfree, 14, false);
-    stats_put_num(&l, cs->live, 14, false);
-    stats_put_num(&l, (unsigned long long)cs->live * cs->size, 12, true);
-    stats_flush(&l);
+    line_put_num(&l, c, 7, false);
+    line_put_num(&l, cs->size, 10, false);
+    line_put_num(&l, cs->nmalloc, 14, false);
+    line_put_num(&l, cs->nfree, 14, false);
+    line_put_num(&l, cs->live, 14, false);
+    line_put_num(&l, (unsigned long long)cs->live * cs->size, 12, true);
+    os_write_line(&l);
   }
   os_cancel_restore(cancel);
 }
