@@ -113,6 +113,49 @@ static int case_stats_at_exit(void) {
   return 0;
 }
 
+/* A README default as the listing prints it: sizes with a k/m/g suffix in
+ * bytes, anything else as written. */
+static void readme_value(const char *v, char *to, size_t cap) {
+  char *end;
+  unsigned long long n = strtoull(v, &end, 10);
+  int shift = *end == 'k' ? 10 : *end == 'm' ? 20 : *end == 'g' ? 30 : -1;
+  if (end != v && shift >= 0 && end[1] == 0) snprintf(to, cap, "%llu", n << shift);
+  else snprintf(to, cap, "%s", v);
+}
+
+/* The README's options table (STRATA_README names it) has a row for each
+ * key the library knows, with the default the library prints under
+ * verbose=1 (the only key set), and no other row. */
+static int case_readme_table(void) {
+  const char *path = getenv("STRATA_README");
+  if (!path) return skip("STRATA_README is not set (meson sets it)");
+  FILE *f = fopen(path, "r");
+  REQUIRE(f, "cannot open %s", path);
+  run("verbose=1");
+  const char *listing = strstr(err, "strata: options:");
+  REQUIRE(listing, "verbose=1 printed no options: %s", err);
+  char printed[512];
+  snprintf(printed, sizeof printed, "%.*s ", (int)strcspn(listing + 16, "\n"), listing + 16);
+  char line[4096];
+  bool in_section = false;
+  int rows = 0;
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "## ", 3) == 0) in_section = strncmp(line, "## Options", 10) == 0;
+    char key[64], def[64], want[96], value[80];
+    if (!in_section || sscanf(line, "| `%63[^`]` | `%63[^`]` |", key, def) != 2) continue;
+    rows++;
+    readme_value(def, value, sizeof value);
+    if (strcmp(key, "verbose") == 0) snprintf(value, sizeof value, "1");   /* set to list */
+    snprintf(want, sizeof want, " %s=%s ", key, value);
+    CHECK(strstr(printed, want), "README: `%s` defaults to `%s`, the library prints:%s", key, def, printed);
+  }
+  fclose(f);
+  int keys = 0;
+  for (const char *q = printed; (q = strchr(q, '=')); q++) keys++;
+  CHECK(rows == keys, "the README's table has %d rows, the library %d options:%s", rows, keys, printed);
+  return 0;
+}
+
 static int case_glibc_api(void) {
   enum { N = 1000 };
   static void *v[N];
@@ -173,6 +216,7 @@ int main(int argc, char **argv) {
     {"unknown-key", case_unknown_key, 120},
     {"bad-values", case_bad_values, 120},
     {"stats-at-exit", case_stats_at_exit, 120},
+    {"readme-table", case_readme_table, 120},
     {"glibc-api", case_glibc_api, 120},
   };
   return cases_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
