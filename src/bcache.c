@@ -19,6 +19,10 @@
 #define BCACHE_EXTRA_TOTAL ((size_t)32 * MiB)
 static _Atomic size_t bcache_extra_total;
 
+/* Its caches are empty with no room: a malloc or a free there takes the
+ * slow path, which gives the thread a heap. */
+heap_t heap_empty;
+
 void bcache_init(heap_t *h) {
   for (unsigned c = 0; c < CLASS_COUNT; c++) h->room[c] = h->free_bound[c] = class_info[c].cache;
 }

@@ -18,7 +18,6 @@
 #include "sparse.h"
 
 __thread heap_t *heap_tls __attribute__((tls_model("initial-exec"))) = &heap_empty;
-heap_t heap_empty;
 
 /* A thread's heap: none yet, live, or torn down by the thread-exit key's
  * destructor: the thread then allocates from the orphan heap under a lock,

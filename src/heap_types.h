@@ -87,7 +87,8 @@ typedef struct heap {
 } heap_t;
 _Static_assert(CLASS_COUNT <= 64, "overflowed, refilled: one bit per class");
 
-/* The heap of a thread with none: all bins empty, room 0. */
+/* The heap of a thread with none: all bins empty, room 0 (bcache.c: the
+ * fast paths see only its caches). */
 extern heap_t heap_empty;
 
 #endif
