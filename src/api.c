@@ -104,7 +104,7 @@ static NOINLINE void *malloc_refill(size_t size) {
 }
 
 /* Fast path: one table lookup (a clz above 1 KiB), one pop from the
- * thread's bin. */
+ * thread's block cache. */
 API void *strata_malloc(size_t size) {
   unsigned cls;
   if (likely(size <= CLASS_FAST_MAX)) cls = class_of_small[size];
@@ -275,10 +275,10 @@ API void *strata_reallocarray(void *p, size_t n, size_t size) {
 
 /* ---- aligned ------------------------------------------------------------------ */
 /* A small block aligned to align (a power of two): a pop from the thread's
- * bin of the first class whose block size is a multiple of align (blocks of
- * such a class are aligned: spans start on a page), or a refill of that
- * bin. NULL sends the request to the general path (always in checked mode,
- * where the bins stay empty). */
+ * block cache of the first class whose block size is a multiple of align
+ * (blocks of such a class are aligned: spans start on a page), or a refill
+ * of that cache. NULL sends the request to the general path (always in
+ * checked mode, where the caches stay empty). */
 static void *aligned_small(size_t align, size_t size) {
   if (size > SMALL_MAX || align > PAGE_SIZE) return NULL;
   unsigned cls = class_of(size);
@@ -342,6 +342,7 @@ static bool collect(void) {
   bool returned = false;
   for (unsigned i = 0; i < init_tier_count; i++)
     if (init_tiers[i]->trim) returned |= init_tiers[i]->trim();
+  EXPENSIVE_ASSERT(tiers_valid(init_tiers, init_tier_count));
   return returned;
 }
 
