@@ -383,6 +383,8 @@ static void heap_fork_child(void) {
   backlog_threads_reset(heap_tls != &heap_empty);
 }
 
+static bool heap_tier_valid(void) { return heap_tls == &heap_empty || heap_valid(heap_tls); }
+
 const tier_t heap_tier = {
   .name = "heap",
   .decay = heap_decay,
@@ -391,6 +393,7 @@ const tier_t heap_tier = {
   .fork_parent = heap_fork_parent,
   .fork_child = heap_fork_child,
   .stats = heap_stats,
+  .valid = heap_tier_valid,
 };
 
 /* ---- validity --------------------------------------------------------------------- */

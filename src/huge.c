@@ -342,4 +342,5 @@ const tier_t huge_tier = {
   .fork_parent = huge_fork_parent,
   .fork_child = huge_fork_child,
   .stats = huge_stats,
+  .valid = huge_valid,
 };

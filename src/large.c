@@ -176,10 +176,7 @@ bool large_resize(void *p, size_t size) { return arena_resize(arena_of(p, CALL_R
 /* ---- the tier ------------------------------------------------------------------ */
 static void large_decay(uint32_t now, uint32_t age, bool *younger) {
   unsigned n = atomic_load_acquire(&large_count);
-  for (unsigned k = 0; k < n; k++) {
-    arena_decay(large_arenas[k], now, age, younger);
-    EXPENSIVE_ASSERT(arena_valid(large_arenas[k]));
-  }
+  for (unsigned k = 0; k < n; k++) arena_decay(large_arenas[k], now, age, younger);
 }
 
 static bool large_trim(void) {
@@ -216,6 +213,13 @@ static void large_fork_child(void) {
   lock_reinit(&large_grow_lock);
 }
 
+static bool large_valid(void) {
+  unsigned n = atomic_load_acquire(&large_count);
+  for (unsigned k = 0; k < n; k++)
+    if (!arena_valid(large_arenas[k])) return false;
+  return true;
+}
+
 const tier_t large_tier = {
   .name = "large",
   .decay = large_decay,
@@ -224,4 +228,5 @@ const tier_t large_tier = {
   .fork_parent = large_fork_parent,
   .fork_child = large_fork_child,
   .stats = large_stats,
+  .valid = large_valid,
 };

@@ -457,6 +457,7 @@ const tier_t pageheap_tier = {
   .fork_parent = pageheap_unlock,
   .fork_child = pageheap_reinit_lock,
   .stats = pageheap_stats,
+  .valid = pageheap_valid,
 };
 
 /* ---- validity --------------------------------------------------------------------- */

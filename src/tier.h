@@ -34,6 +34,17 @@ typedef struct {
   void (*fork_child)(void);
   /* Add the tier's figures (the small tier is the heaps and the page heap). */
   void (*stats)(tier_stats_t *st);
+  /* Expensive walk of the tier's invariants (the heap tier: the calling
+   * thread's heap); takes the tier's locks. */
+  bool (*valid)(void);
 } tier_t;
+
+/* Every tier of the list valid: what the decay passes and collect assert
+ * (EXPENSIVE_ASSERT) when they end. */
+static inline bool tiers_valid(const tier_t *const *tiers, unsigned n) {
+  for (unsigned i = 0; i < n; i++)
+    if (tiers[i]->valid && !tiers[i]->valid()) return false;
+  return true;
+}
 
 #endif
