@@ -86,27 +86,28 @@ static int case_calloc_and_trim(void) {
   return 0;
 }
 
-/* In place: a block grows into its free buddy and shrinks back; its usable
- * size follows the request, rounded to pages. */
+/* In place: a block shrinks, its dropped pages purged, and grows back into
+ * the buddy it gave up; its usable size follows the request, rounded to
+ * pages. Large blocks are above SMALL_MAX (32 KiB: 8 pages). */
 static int case_resize(void) {
   arena_t *a = arena_new();
   REQUIRE(a, "no arena");
-  char *p = take(a, 2, 3, NULL);
+  char *p = take(a, 5, 32, NULL);
   REQUIRE(p, "no block");
-  CHECK(arena_usable(a, p, "usable") == 3 * OS_PAGE, "usable %zu, not 3 pages", arena_usable(a, p, "usable"));
-  memset(p, 9, 3 * OS_PAGE);
-  CHECK(arena_resize(a, p, 7 * OS_PAGE + 1), "could not grow into the free buddy");
-  CHECK(arena_usable(a, p, "usable") == 8 * OS_PAGE, "usable %zu after growing, not 8 pages",
+  memset(p, 9, 32 * OS_PAGE);
+  /* To 9 pages: the block halves to 16 pages, and its pages 9 to 15 are
+   * purged at once (the half given back is the decay's). */
+  CHECK(arena_resize(a, p, 9 * OS_PAGE), "could not shrink");
+  CHECK(arena_usable(a, p, "usable") == 9 * OS_PAGE, "usable %zu after shrinking, not 9 pages",
         arena_usable(a, p, "usable"));
-  CHECK(p[3 * OS_PAGE - 1] == 9, "growing lost the bytes");
-  memset(p, 9, 8 * OS_PAGE);
-  CHECK(arena_valid(a), "invalid after growing");
-  /* To 3 pages: the block halves to 4 pages, and its fourth, dropped, is
-   * purged at once (the halves given back are the decay's). */
-  CHECK(arena_resize(a, p, 3 * OS_PAGE), "could not shrink");
-  CHECK(arena_usable(a, p, "usable") == 3 * OS_PAGE, "usable %zu after shrinking", arena_usable(a, p, "usable"));
-  CHECK(os_resident(p + 3 * OS_PAGE, OS_PAGE) == 0, "the dropped page inside the block stays resident");
+  CHECK(os_resident(p + 9 * OS_PAGE, 7 * OS_PAGE) == 0, "the dropped pages inside the block stay resident");
+  CHECK(p[9 * OS_PAGE - 1] == 9, "shrinking lost the bytes it kept");
   CHECK(arena_valid(a), "invalid after shrinking");
+  CHECK(arena_resize(a, p, 31 * OS_PAGE + 1), "could not grow back into the free buddy");
+  CHECK(arena_usable(a, p, "usable") == 32 * OS_PAGE, "usable %zu after growing, not 32 pages",
+        arena_usable(a, p, "usable"));
+  CHECK(p[0] == 9 && p[9 * OS_PAGE - 1] == 9, "growing lost the bytes");
+  CHECK(arena_valid(a), "invalid after growing");
   arena_free(a, p, "free");
   CHECK(arena_valid(a), "invalid after the free");
   return 0;
