@@ -105,9 +105,11 @@ void large_run_free(void *p, const char *call) {
 }
 
 void *large_alloc(size_t size, size_t align, bool zero) {
-  ASSERT(size > 0 && is_pow2(align) && align <= LARGE_MAX);
+  ASSERT(is_pow2(align) && align <= LARGE_MAX);
   uint64_t dirty_buf[LARGE_MAX / OS_PAGE / 64], *dirty = zero ? dirty_buf : NULL;
-  size_t pages = (size + OS_PAGE - 1) / OS_PAGE;
+  /* Size 0 (memalign with a big alignment): one usable page, a block of
+   * its own as for any malloc(0). */
+  size_t pages = size ? (size + OS_PAGE - 1) / OS_PAGE : 1;
   size_t bytes = pages * OS_PAGE > align ? pages * OS_PAGE : align;
   unsigned order = log2_ceil(bytes / OS_PAGE);
   if (((size_t)OS_PAGE << order) > LARGE_MAX) return NULL;

@@ -106,6 +106,16 @@ static int case_malloc_zero(void) {
   p = A_calloc(1, hide(0));
   CHECK(p != NULL, "calloc(1, 0) returned NULL");
   A_free(p);
+  /* Size 0 at every alignment, small to huge: distinct aligned blocks. */
+  for (size_t align = 16; align <= ((size_t)64 << 20); align <<= 1) {
+    void *a = NULL, *b = A_memalign(align, hide(0));
+    int r = A_posix_memalign(&a, align, hide(0));
+    CHECK(r == 0 && a && b && a != b, "size 0 at alignment %zu: %p and %p (%d)", align, a, b, r);
+    CHECK(((uintptr_t)a | (uintptr_t)b) % align == 0, "size 0: %p, %p not aligned to %zu", a, b, align);
+    if (a) memset(a, 1, A_usable(a));
+    A_free(a);
+    A_free(b);
+  }
   return 0;
 }
 
