@@ -60,7 +60,23 @@ enum { SPAN_NONE = 0, SPAN_FREE_RUN, SPAN_SMALL, SPAN_PURGING, SPAN_LARGE };
 enum { XF_FULL = 1, XF_QUEUED = 2, XF_TAGS = 3 };
 static inline block_t *xf_list(uintptr_t x) { return (block_t *)(x & ~(uintptr_t)XF_TAGS); }
 
+/* The fields the owner's free reads (owner, start, div_magic, fast_limit,
+ * cls) come first, together: spans sit 112 bytes apart in a segment's
+ * header, and 40 bytes cross a cache line less often than fields spread
+ * over the whole struct. */
 typedef struct span {
+  struct heap *_Atomic owner;       /* NULL: abandoned or not small */
+  char *start;                      /* first page */
+  uint64_t div_magic;               /* floor(2^64 / block_size) + 1, see
+                                       span_within_block_start */
+  uint64_t fast_limit;              /* span_block_limit; 0 in checked mode
+                                       and while a block is purged, which
+                                       fails the fast path's test */
+  uint32_t used;                    /* owner: see the invariant above */
+  uint16_t carved;                  /* owner: blocks cut from the span so far */
+  uint8_t cls;                      /* size class */
+  uint8_t kind;                     /* SPAN_* */
+  _Atomic uintptr_t xfree;          /* remote frees, pushed with CAS | XF_* */
   union {
     struct {                        /* a small span */
       block_t *local_free;          /* owner: blocks its cache gave back */
@@ -68,12 +84,6 @@ typedef struct span {
     };
     LIST_LINK(struct span) fifo;    /* a dirty free run: the page heap's FIFO */
   };
-  uint32_t used;                    /* owner: see the invariant above */
-  uint16_t carved;                  /* owner: blocks cut from the span so far */
-  uint8_t cls;                      /* size class */
-  uint8_t kind;                     /* SPAN_* */
-  struct heap *_Atomic owner;       /* NULL: abandoned or not small */
-  _Atomic uintptr_t xfree;          /* remote frees, pushed with CAS | XF_* */
   uint32_t npages;                  /* length in PAGE_SIZE pages */
   uint32_t block_size;
   uint16_t count;                   /* blocks that fit */
@@ -81,17 +91,11 @@ typedef struct span {
   bool dirty;                       /* page heap: pages may be resident */
   uint32_t dirty_ms;                /* free run: dirty since (os_now_ms);
                                        a spare span: cached since */
-  uint64_t div_magic;               /* floor(2^64 / block_size) + 1, see
-                                       span_within_block_start */
-  uint64_t fast_limit;              /* span_block_limit; 0 in checked mode
-                                       and while a block is purged, which
-                                       fails the fast path's test */
   uint32_t sparse_ms;               /* owner: sparse since (odd), or sparse
                                        and not yet seen (1), or 0 (not
                                        sparse, emptied, or purged since);
                                        see sparse.c */
   uint64_t purged;                  /* owner: purged blocks, bit i: block i */
-  char *start;                      /* first page */
   LIST_LINK(struct span) link;      /* a bin's list, a spare list, the
                                        abandoned list, a free run's length list */
 } span_t;
