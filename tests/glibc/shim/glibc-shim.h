@@ -15,13 +15,6 @@
 /* Scale factor for the test driver's timeouts (glibc's config.h).  */
 #ifndef TIMEOUTFACTOR
 # define TIMEOUTFACTOR 1
-/* glibc's own sources are compiled with _LIBC; the installed headers
-   refuse it (gnu/stubs.h), so a file that needs it asks for it with
-   -DSTRATA_SHIM_LIBC and gets it here, after <features.h> has been read.  */
-#ifdef STRATA_SHIM_LIBC
-# define _LIBC 1
-#endif
-
 #endif
 
 /* We are never "inside" a glibc module.  */
