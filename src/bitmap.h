@@ -24,9 +24,6 @@ static inline uint64_t bitmap_mask(size_t from, size_t to, size_t *end) {
 static inline void bitmap_set_range(uint64_t *map, size_t from, size_t to) {
   for (size_t end; from < to; from = end) map[from / 64] |= bitmap_mask(from, to, &end);
 }
-static inline void bitmap_clear_range(uint64_t *map, size_t from, size_t to) {
-  for (size_t end; from < to; from = end) map[from / 64] &= ~bitmap_mask(from, to, &end);
-}
 static inline bool bitmap_any(const uint64_t *map, size_t from, size_t to) {
   for (size_t end; from < to; from = end)
     if (map[from / 64] & bitmap_mask(from, to, &end)) return true;

@@ -197,7 +197,6 @@ static void large_stats(tier_stats_t *st) {
   for (unsigned k = 0; k < n; k++) arena_stats(large_arenas[k], st);
 }
 
-unsigned large_arena_count(void) { return atomic_load_acquire(&large_count); }
 
 static void large_fork_prepare(void) {
   lock_acquire_fork(&large_grow_lock);

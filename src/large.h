@@ -23,7 +23,6 @@ void large_run_free(void *p, const char *call);
 size_t large_run_usable(const void *p, const char *call);
 /* Resize in place (grow by absorbing free buddies); false: must move. */
 bool large_resize(void *p, size_t size);
-unsigned large_arena_count(void);
 
 /* decay, trim: the arenas' free dirty pages; stats: arenas and runs. */
 extern const tier_t large_tier;

@@ -61,13 +61,4 @@
     else (q)->tail = (e)->f.prev;                                        \
   } while (0)
 
-/* Does the list from head hold e? At most max steps (a walk for asserts). */
-#define LIST_HOLDS(head, e, f, max, out) do {                            \
-    (out) = false;                                                       \
-    size_t list_n_ = 0;                                                  \
-    for (__typeof__(head) list_x_ = (head); list_x_ && list_n_ < (max);  \
-         list_x_ = list_x_->f.next, list_n_++)                           \
-      if (list_x_ == (e)) { (out) = true; break; }                       \
-  } while (0)
-
 #endif

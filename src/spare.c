@@ -76,8 +76,3 @@ void spare_decay(heap_t *h, uint32_t now, uint32_t age, bool *younger) {
   lock_release(&h->spare_lock);
 }
 
-bool spare_holds(heap_t *h, const span_t *s) {
-  bool found;
-  LIST_HOLDS(h->spare[s->cls], s, link, (size_t)SPARE_PAGES << SPARE_SHIFT_MAX, found);
-  return found;
-}

@@ -17,8 +17,5 @@ void spare_put(heap_t *h, span_t *s);
 span_t *spare_take(heap_t *h, unsigned cls);
 /* Give back h's spare spans that are at least `age` ms old at `now`. */
 void spare_decay(heap_t *h, uint32_t now, uint32_t age, bool *younger);
-/* Is s one of h's spare spans? (A walk, for the validity checks; under
- * spare_lock.) */
-bool spare_holds(heap_t *h, const span_t *s);
 
 #endif
