@@ -60,10 +60,13 @@ static void huge_set_size(huge_hdr_t *h, size_t size) {
   lock_release(&huge_lock);
 }
 
+/* Take h off the live list; `gone` (freed, not moving): its magic goes
+ * with it, under the lock, so a listed mapping always carries it. */
 static void huge_unlink(huge_hdr_t *h, bool gone) {
   lock_acquire(&huge_lock);
   LIST_REMOVE(&huge_list, h, link);
   huge_nfree += gone;
+  if (gone) h->magic = 0;
   lock_release(&huge_lock);
 }
 
@@ -223,7 +226,6 @@ static size_t huge_hdr_usable(const huge_hdr_t *h) { return h->size - h->offset 
 size_t huge_free(void *p, const char *call) {
   huge_hdr_t *h = huge_header(p, call);
   size_t usable = huge_hdr_usable(h);
-  h->magic = 0;
   huge_unlink(h, true);
   segmap_clear(h, huge_segs(h->size), SEG_HUGE);   /* before the range is free */
   huge_cache_put(h);
@@ -249,10 +251,12 @@ void *huge_realloc(void *p, size_t size) {
   if (size > PTRDIFF_MAX - h->offset - OS_PAGE) return NULL;
   size_t total = align_up(h->offset + size, OS_PAGE);
   if (total <= h->size) {                      /* shrink: unmap the tail */
-    if (total < h->size) os_unmap((char *)h + total, h->size - total);
-    if (huge_segs(total) < huge_segs(h->size))
-      segmap_clear((char *)h + huge_segs(total), huge_segs(h->size) - huge_segs(total), SEG_HUGE);
+    /* The size first: a listed mapping's segments are all marked. */
+    size_t old = h->size;
+    if (total < old) os_unmap((char *)h + total, old - total);
     huge_set_size(h, total);
+    if (huge_segs(total) < huge_segs(old))
+      segmap_clear((char *)h + huge_segs(total), huge_segs(old) - huge_segs(total), SEG_HUGE);
     return p;
   }
   if (os_remap(h, h->size, total, h)) {        /* grew in place */
@@ -330,17 +334,11 @@ bool huge_valid(void) {
   return ok && cached <= HUGE_CACHE_BYTES;
 }
 
-static void huge_fork_prepare(void) { lock_acquire_fork(&huge_lock); }
-static void huge_fork_parent(void) { lock_release_fork(&huge_lock); }
-static void huge_fork_child(void) { lock_reinit(&huge_lock); }
-
 const tier_t huge_tier = {
   .name = "huge",
   .decay = huge_decay,
   .trim = huge_trim,
-  .fork_prepare = huge_fork_prepare,
-  .fork_parent = huge_fork_parent,
-  .fork_child = huge_fork_child,
+  .locks = { &huge_lock },
   .stats = huge_stats,
   .valid = huge_valid,
 };
