@@ -13,7 +13,7 @@
 #include "pageheap.h"
 #include "sparse.h"
 
-static lock_t abandoned_lock = LOCK_INIT(RANK_ABANDONED);
+lock_t abandoned_lock = LOCK_INIT(RANK_ABANDONED);
 static span_t *abandoned[CLASS_COUNT];     /* link; span.abandoned */
 
 /* Under abandoned_lock. */
@@ -88,6 +88,3 @@ bool abandon_sweep(uint32_t now) {
   return waiting;
 }
 
-void abandon_fork_prepare(void) { lock_acquire_fork(&abandoned_lock); }
-void abandon_fork_parent(void) { lock_release_fork(&abandoned_lock); }
-void abandon_fork_child(void) { lock_reinit(&abandoned_lock); }

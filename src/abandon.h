@@ -22,9 +22,7 @@ bool abandon_adopt_span(heap_t *h, span_t *s);
  * pages of those sparse for the decay time; true while some are sparse and
  * not yet due. */
 bool abandon_sweep(uint32_t now);
-
-void abandon_fork_prepare(void);
-void abandon_fork_parent(void);
-void abandon_fork_child(void);
+/* Guards the abandoned lists; the heap tier takes it around fork. */
+extern lock_t abandoned_lock;
 
 #endif

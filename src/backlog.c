@@ -151,12 +151,9 @@ void backlog_pass_end(bool more) {
   atomic_store(&backlog_poll_needed, true);
 }
 
-static void backlog_fork_prepare(void) { lock_acquire_fork(&backlog_lock); }
-static void backlog_fork_parent(void) { lock_release_fork(&backlog_lock); }
 /* The thread is gone in the child, which has one thread: its slow paths
  * run the decay until it starts a second one. */
 static void backlog_fork_child(void) {
-  lock_reinit(&backlog_lock);
   pthread_cond_init(&backlog_cond, NULL);
   if (atomic_load_relaxed(&backlog_purger) == PURGER_NONE) return;
   atomic_store_relaxed(&backlog_purger, PURGER_NONE);
@@ -166,7 +163,6 @@ static void backlog_fork_child(void) {
 
 const tier_t backlog_tier = {
   .name = "backlog",
-  .fork_prepare = backlog_fork_prepare,
-  .fork_parent = backlog_fork_parent,
+  .locks = { &backlog_lock },
   .fork_child = backlog_fork_child,
 };

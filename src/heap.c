@@ -355,19 +355,13 @@ static void heap_stats(tier_stats_t *st) {
 }
 
 /* Every heap's spare lock too (the purge thread may hold one), in the order
- * of heap_all, after the pool lock (no heap is added meanwhile). */
+ * of heap_all, after the tier's locks (no heap is added meanwhile). */
 static void heap_fork_prepare(void) {
-  lock_acquire_fork(&heap_orphan_lock);
-  lock_acquire_fork(&heap_pool_lock);
-  abandon_fork_prepare();
   for (heap_t *h = atomic_load_acquire(&heap_all); h; h = h->next_all) lock_acquire_fork(&h->spare_lock);
 }
 
 static void heap_fork_parent(void) {
   for (heap_t *h = atomic_load_acquire(&heap_all); h; h = h->next_all) lock_release_fork(&h->spare_lock);
-  abandon_fork_parent();
-  lock_release_fork(&heap_pool_lock);
-  lock_release_fork(&heap_orphan_lock);
 }
 
 /* The other threads are gone in the child. Their heaps are left as they
@@ -377,9 +371,6 @@ static void heap_fork_parent(void) {
 static void heap_fork_child(void) {
   for (heap_t *h = atomic_load_acquire(&heap_all); h; h = h->next_all) lock_reinit(&h->spare_lock);
   bcache_fork_child(heap_tls);
-  abandon_fork_child();
-  lock_reinit(&heap_pool_lock);
-  lock_reinit(&heap_orphan_lock);
   backlog_threads_reset(heap_tls != &heap_empty);
 }
 
@@ -389,6 +380,7 @@ const tier_t heap_tier = {
   .name = "heap",
   .decay = heap_decay,
   .trim = heap_trim,
+  .locks = { &heap_orphan_lock, &heap_pool_lock, &abandoned_lock },
   .fork_prepare = heap_fork_prepare,
   .fork_parent = heap_fork_parent,
   .fork_child = heap_fork_child,

@@ -58,8 +58,16 @@ static void fork_prepare(void) {
   }
   if (_IO_list_lock) _IO_list_lock();
   lock_acquire_fork(&init_lock);
-  for (unsigned i = 0; i < init_tier_count; i++)
-    if (init_tiers[i]->fork_prepare) init_tiers[i]->fork_prepare();
+  lock_rank_t last = RANK_INIT;       /* the tiers' locks come in rank order */
+  for (unsigned i = 0; i < init_tier_count; i++) {
+    const tier_t *t = init_tiers[i];
+    for (unsigned k = 0; k < TIER_LOCKS && t->locks[k]; k++) {
+      ASSERT(t->locks[k]->rank > last);
+      last = t->locks[k]->rank;
+      lock_acquire_fork(t->locks[k]);
+    }
+    if (t->fork_prepare) t->fork_prepare();
+  }
 }
 
 static void fork_parent(void) {
@@ -68,8 +76,12 @@ static void fork_parent(void) {
     fork_unlocked--;
     return;
   }
-  for (unsigned i = init_tier_count; i-- > 0;)
-    if (init_tiers[i]->fork_parent) init_tiers[i]->fork_parent();
+  for (unsigned i = init_tier_count; i-- > 0;) {
+    const tier_t *t = init_tiers[i];
+    if (t->fork_parent) t->fork_parent();
+    for (unsigned k = TIER_LOCKS; k-- > 0;)
+      if (t->locks[k]) lock_release_fork(t->locks[k]);
+  }
   lock_release_fork(&init_lock);
   if (_IO_list_unlock) _IO_list_unlock();
 }
@@ -82,8 +94,11 @@ static void fork_child(void) {
     lock_fork_child();
     if (_IO_list_resetlock) _IO_list_resetlock();
   }
-  for (unsigned i = init_tier_count; i-- > 0;)
-    if (init_tiers[i]->fork_child) init_tiers[i]->fork_child();
+  for (unsigned i = init_tier_count; i-- > 0;) {
+    const tier_t *t = init_tiers[i];
+    for (unsigned k = 0; k < TIER_LOCKS && t->locks[k]; k++) lock_reinit(t->locks[k]);
+    if (t->fork_child) t->fork_child();
+  }
   lock_reinit(&init_lock);
 }
 

@@ -198,20 +198,18 @@ static void large_stats(tier_stats_t *st) {
 }
 
 
+/* The arenas' locks, after the grow lock (in `locks`). */
 static void large_fork_prepare(void) {
-  lock_acquire_fork(&large_grow_lock);
   unsigned n = atomic_load_acquire(&large_count);
   for (unsigned k = 0; k < n; k++) lock_acquire_fork(arena_lock(large_arenas[k]));
 }
 static void large_fork_parent(void) {
   unsigned n = atomic_load_acquire(&large_count);
   for (unsigned k = n; k-- > 0;) lock_release_fork(arena_lock(large_arenas[k]));
-  lock_release_fork(&large_grow_lock);
 }
 static void large_fork_child(void) {
   unsigned n = atomic_load_acquire(&large_count);
   for (unsigned k = 0; k < n; k++) lock_reinit(arena_lock(large_arenas[k]));
-  lock_reinit(&large_grow_lock);
 }
 
 static bool large_valid(void) {
@@ -225,6 +223,7 @@ const tier_t large_tier = {
   .name = "large",
   .decay = large_decay,
   .trim = large_trim,
+  .locks = { &large_grow_lock },
   .fork_prepare = large_fork_prepare,
   .fork_parent = large_fork_parent,
   .fork_child = large_fork_child,

@@ -44,9 +44,6 @@ static uint32_t ph_first(void) { return SEG_HEADER_PAGES + ph_guard(); }
 static size_t ph_mapped;                            /* segments' mapped bytes */
 static size_t ph_span_pages;                        /* pages in allocated spans */
 
-static void pageheap_lock(void) { lock_acquire_fork(&ph_purge_lock); lock_acquire_fork(&ph_lock); }
-static void pageheap_unlock(void) { lock_release_fork(&ph_lock); lock_release_fork(&ph_purge_lock); }
-static void pageheap_reinit_lock(void) { lock_reinit(&ph_lock); lock_reinit(&ph_purge_lock); }
 
 static void run_push(span_t *s) {
   ASSERT(lock_held(RANK_PAGEHEAP) && s->kind == SPAN_FREE_RUN && s->npages >= 1 && s->npages <= SEG_PAGES);
@@ -453,9 +450,7 @@ const tier_t pageheap_tier = {
   .name = "pageheap",
   .decay = pageheap_decay,
   .trim = pageheap_trim,
-  .fork_prepare = pageheap_lock,
-  .fork_parent = pageheap_unlock,
-  .fork_child = pageheap_reinit_lock,
+  .locks = { &ph_purge_lock, &ph_lock },
   .stats = pageheap_stats,
   .valid = pageheap_valid,
 };

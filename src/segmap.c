@@ -71,13 +71,7 @@ void segmap_prepare(const void *p) {
   if (idx < SEGMAP_ENTRIES) segmap_entry(idx);
 }
 
-static void segmap_fork_prepare(void) { lock_acquire_fork(&segmap_lock); }
-static void segmap_fork_parent(void) { lock_release_fork(&segmap_lock); }
-static void segmap_fork_child(void) { lock_reinit(&segmap_lock); }
-
 const tier_t segmap_tier = {
   .name = "segmap",
-  .fork_prepare = segmap_fork_prepare,
-  .fork_parent = segmap_fork_parent,
-  .fork_child = segmap_fork_child,
+  .locks = { &segmap_lock },
 };

@@ -1,15 +1,14 @@
 /* tier.h - what every tier shares with the purge driver, the fork handlers
  * and the statistics: a table of operations each tier exports (heap_tier,
- * large_tier, huge_tier, pageheap_tier; the segment map and the backlog
- * have fork hooks only). init.c lists them in lock order (lock.h) and hands
- * the list to decay.c and to its fork handlers, so no lower layer calls up.
- * Any pointer may be NULL: the tier has no such role. */
+ * large_tier, huge_tier, pageheap_tier, and segmap_tier and backlog_tier,
+ * which have locks and little else). init.c lists them in lock order
+ * (lock.h) and hands the list to decay.c and to its fork handlers, so no
+ * lower layer calls up. Any pointer may be NULL: the tier has no such
+ * role. */
 #ifndef STRATA_TIER_H
 #define STRATA_TIER_H
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "lock.h"
 
 typedef struct {
   unsigned long long nmalloc, nfree;
@@ -20,6 +19,8 @@ typedef struct {
   size_t dirty;         /* free bytes not yet returned (the decay's backlog) */
 } tier_stats_t;
 
+#define TIER_LOCKS 3
+
 typedef struct {
   const char *name;
   /* Return to the OS what has been free for at least `age` ms at `now`;
@@ -27,8 +28,13 @@ typedef struct {
   void (*decay)(uint32_t now, uint32_t age, bool *younger);
   /* Return everything free at once (malloc_trim); true when something went. */
   bool (*trim)(void);
-  /* Take the tier's locks in order; release them; re-initialise them in
-   * the child (the parent's other threads are gone there). */
+  /* The tier's own locks in rank order (NULL after the last): around fork
+   * they are taken in this order, released in the reverse one, and
+   * re-initialised in the child (the parent's other threads are gone
+   * there). */
+  lock_t *locks[TIER_LOCKS];
+  /* What fork needs beyond `locks`: prepare runs after they are taken,
+   * parent before they are released, child after they are re-initialised. */
   void (*fork_prepare)(void);
   void (*fork_parent)(void);
   void (*fork_child)(void);
