@@ -251,12 +251,14 @@ void *huge_realloc(void *p, size_t size) {
   if (size > PTRDIFF_MAX - h->offset - OS_PAGE) return NULL;
   size_t total = align_up(h->offset + size, OS_PAGE);
   if (total <= h->size) {                      /* shrink: unmap the tail */
-    /* The size first: a listed mapping's segments are all marked. */
+    /* The size first (a listed mapping's segments are all marked), then
+     * the marks, then the pages: once unmapped, the range may be mapped
+     * and marked by another thread at once. */
     size_t old = h->size;
-    if (total < old) os_unmap((char *)h + total, old - total);
     huge_set_size(h, total);
     if (huge_segs(total) < huge_segs(old))
       segmap_clear((char *)h + huge_segs(total), huge_segs(old) - huge_segs(total), SEG_HUGE);
+    if (total < old) os_unmap((char *)h + total, old - total);
     return p;
   }
   if (os_remap(h, h->size, total, h)) {        /* grew in place */
