@@ -28,7 +28,7 @@ static bool collect(void);
  * free block of a bigger class, then a mapping of its own: a small class
  * needs a span, and a new segment 72 KiB at least. */
 static void *alloc_tier(size_t size, size_t align, bool zero, bool fit) {
-  ASSERT(is_pow2(align) && align >= ALIGNMENT && lock_depth == 0);
+  ASSERT(is_pow2(align) && align >= ALIGNMENT && lock_none_but_init());
   size_t room = options.canary ? CHECKED_CANARY_ROOM : 0;
   if (size + room <= SMALL_MAX && align <= PAGE_SIZE) {
     unsigned cls = align <= ALIGNMENT ? class_of(size + room) : class_of_aligned(size + room, align);

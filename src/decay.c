@@ -18,7 +18,7 @@ void decay_init(const tier_t *const *tiers, unsigned n) {
 }
 
 bool decay_run(uint32_t now) {
-  ASSERT(decay_tiers != NULL && lock_depth == 0);
+  ASSERT(decay_tiers != NULL && lock_none_but_init());
   bool younger = false;
   for (unsigned i = 0; i < decay_ntiers; i++)
     if (decay_tiers[i]->decay) decay_tiers[i]->decay(now, options.decay_ms, &younger);

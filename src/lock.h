@@ -79,6 +79,12 @@ static inline void lock_release(lock_t *l) {
   lock_depth--;
   lock_rank_drop(l);
 }
+/* Does the calling thread hold no lock but, maybe, the init lock? Only
+ * then may it allocate or run a decay pass; initialisation allocates with
+ * the init lock held (pthread_atfork). (Debug builds; true else.) */
+static inline bool lock_none_but_init(void) {
+  return STRATA_DEBUG < 2 || (lock_ranks & ~((uint32_t)1 << RANK_INIT)) == 0;
+}
 /* Does the calling thread hold a lock of rank r? (Debug builds; true else.) */
 static inline bool lock_held(lock_rank_t r) {
   return STRATA_DEBUG < 2 || (lock_ranks >> r & 1);
