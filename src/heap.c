@@ -253,9 +253,7 @@ static void heap_thread_exit(heap_t *h) {
   ASSERT(h != &heap_empty && h != &heap_orphan && heap_tls != h);
   heap_flush(h);
   ready_take(h, READY_ALL);                 /* may give spans to the spares */
-  bool younger = false;
-  spare_decay(h, 0, 0, &younger);           /* all of them */
-  h->spare_shift = 0;
+  spare_release(h);
   for (unsigned c = 0; c < CLASS_COUNT; c++) {
     bin_t *bin = &h->bins[c];
     span_t *lists[2] = { bin->spans, bin->full };

@@ -71,7 +71,7 @@ typedef struct heap {
   uint64_t nmalloc[CLASS_COUNT];  /* blocks handed out (STAT_INC) */
   uint64_t nfree[CLASS_COUNT];    /* blocks freed by this thread */
   bin_t bins[CLASS_COUNT];
-  lock_t spare_lock;      /* guards spare and spare_pages (spare.c) */
+  lock_t spare_lock;      /* guards the spare_ fields (spare.c) */
   span_t *spare[CLASS_COUNT]; /* empty spans kept for reuse, per class */
   uint32_t spare_pages;
   uint8_t spare_shift;    /* the spare spans take up to SPARE_PAGES <<

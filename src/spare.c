@@ -61,9 +61,9 @@ span_t *spare_take(heap_t *h, unsigned cls) {
 }
 
 void spare_decay(heap_t *h, uint32_t now, uint32_t age, bool *younger) {
-  ASSERT(h->spare_shift <= SPARE_SHIFT_MAX);
   bool gave = false;
   lock_acquire(&h->spare_lock);
+  ASSERT(h->spare_shift <= SPARE_SHIFT_MAX);
   for (unsigned c = 0; c < CLASS_COUNT; c++)
     for (span_t *s = h->spare[c], *next; s; s = next) {
       next = s->link.next;
@@ -73,6 +73,15 @@ void spare_decay(heap_t *h, uint32_t now, uint32_t age, bool *younger) {
       gave = true;
     }
   if (gave && h->spare_shift) h->spare_shift--;
+  lock_release(&h->spare_lock);
+}
+
+void spare_release(heap_t *h) {
+  bool younger = false;
+  spare_decay(h, 0, 0, &younger);
+  lock_acquire(&h->spare_lock);       /* the purge thread may be in spare_decay */
+  h->spare_shift = 0;
+  h->spare_overflowed = false;
   lock_release(&h->spare_lock);
 }
 

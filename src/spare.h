@@ -17,5 +17,8 @@ void spare_put(heap_t *h, span_t *s);
 span_t *spare_take(heap_t *h, unsigned cls);
 /* Give back h's spare spans that are at least `age` ms old at `now`. */
 void spare_decay(heap_t *h, uint32_t now, uint32_t age, bool *younger);
+/* Thread exit: every spare span of h back, and its bound back to the
+ * start. */
+void spare_release(heap_t *h);
 
 #endif
