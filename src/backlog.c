@@ -98,6 +98,9 @@ void backlog_start_done(bool ok) {
   }
   bool first = atomic_exchange(&backlog_failed_ms, os_now_ms() | 1) == 0;
   atomic_store(&backlog_purger, PURGER_NONE);
+  /* A note that came while the thread was starting set pending and left
+   * the work to it: the slow paths take it now. */
+  atomic_store(&backlog_poll_needed, true);
   if (first && options.verbose)
     os_write_all(2, "strata: purge thread not started; decay runs inline\n", 52);
 }
