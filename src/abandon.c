@@ -67,7 +67,7 @@ bool abandon_adopt_span(heap_t *h, span_t *s) {
   return true;
 }
 
-bool abandon_sweep(uint32_t now) {
+bool abandon_sweep(uint32_t now, uint32_t age) {
   bool waiting = false;
   lock_acquire(&abandoned_lock);
   for (unsigned c = 0; c < CLASS_COUNT; c++)
@@ -81,7 +81,7 @@ bool abandon_sweep(uint32_t now) {
         continue;
       }
       if (drained && sparse_is(s) && !s->sparse_ms) sparse_mark(s);
-      if (sparse_due(s, now)) span_purge_free_pages(s);   /* the exited owner's last blocks */
+      if (sparse_due(s, now, age)) span_purge_free_pages(s);   /* the exited owner's last blocks */
       waiting |= s->sparse_ms != 0;
     }
   lock_release(&abandoned_lock);

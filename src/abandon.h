@@ -19,9 +19,9 @@ span_t *abandon_adopt(heap_t *h, unsigned cls);
  * longer) abandoned. */
 bool abandon_adopt_span(heap_t *h, span_t *s);
 /* Give back every abandoned span that has become empty, and purge the free
- * pages of those sparse for the decay time; true while some are sparse and
- * not yet due. */
-bool abandon_sweep(uint32_t now);
+ * pages of those sparse for `age` ms at `now` (0: every marked one); true
+ * while some are sparse and not yet due. */
+bool abandon_sweep(uint32_t now, uint32_t age);
 /* Guards the abandoned lists; the heap tier takes it around fork. */
 extern lock_t abandoned_lock;
 

@@ -298,7 +298,7 @@ static void heap_decay(uint32_t now, uint32_t age, bool *younger) {
   lock_acquire(&heap_pool_lock);
   for (heap_t *h = heap_pool; h; h = h->next_free) ready_take(h, READY_ALL);
   lock_release(&heap_pool_lock);
-  if (abandon_sweep(now)) *younger = true;
+  if (abandon_sweep(now, age)) *younger = true;
   for (heap_t *h = atomic_load_acquire(&heap_all); h; h = h->next_all) spare_decay(h, now, age, younger);
 }
 
@@ -328,7 +328,7 @@ static bool heap_trim(void) {
     EXPENSIVE_ASSERT(heap_valid(h));
   }
   bool younger = false;
-  heap_decay(0, 0, &younger);
+  heap_decay(os_now_ms(), 0, &younger);
   return false;                             /* the page heap gives back */
 }
 

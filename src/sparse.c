@@ -32,7 +32,7 @@ bool sparse_mark(span_t *s) {
   return true;
 }
 
-bool sparse_due(span_t *s, uint32_t now) {
+bool sparse_due(span_t *s, uint32_t now, uint32_t age) {
   ASSERT(s->kind == SPAN_SMALL);
   if (!s->sparse_ms) return false;
   if (!sparse_is(s)) {
@@ -40,7 +40,7 @@ bool sparse_due(span_t *s, uint32_t now) {
     return false;
   }
   if (s->sparse_ms == SPARSE_NEW) s->sparse_ms = (now - 1) | 1;   /* odd, not after now */
-  if (now - s->sparse_ms < options.decay_ms) return false;
+  if (now - s->sparse_ms < age) return false;
   s->sparse_ms = 0;
   return true;
 }
@@ -56,7 +56,7 @@ void sparse_purge(heap_t *h, sparse_which_t which) {
       if (sparse_never(s)) break;           /* the whole class */
       h->sparse_walked++;
       bool marked = which == SPARSE_MARKED && s->sparse_ms && sparse_is(s);
-      if (sparse_due(s, now) || marked || which == SPARSE_ALL) {
+      if (sparse_due(s, now, options.decay_ms) || marked || which == SPARSE_ALL) {
         s->sparse_ms = 0;
         span_purge_free_pages(s);
       }

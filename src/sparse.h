@@ -11,10 +11,10 @@ static inline bool sparse_is(const span_t *s) { return s->used <= s->count / 4u;
 /* s just became sparse: mark it for its owner's next look (or the sweep's,
  * for an abandoned span); false when its class is never purged. */
 bool sparse_mark(span_t *s);
-/* Has s (whose owner we are) been sparse for the decay time? Starts its
+/* Has s (whose owner we are) been sparse for `age` ms at `now`? Starts its
  * clock when it was marked, stops it when s is not sparse any more, and
  * when it is due (true, once). */
-bool sparse_due(span_t *s, uint32_t now);
+bool sparse_due(span_t *s, uint32_t now, uint32_t age);
 
 /* Which spans of a heap sparse_purge purges: those sparse for the decay
  * time (the heap's tick), every marked sparse one whatever its age (the

@@ -160,9 +160,31 @@ static int case_sparse_spans_purged(void) {
   return 0;
 }
 
+/* strata_collect gives back the free pages of an exited thread's sparse
+ * spans at once, young as they are (the decay would wait its time). */
+static int case_exited_then_collect(void) {
+  strata_free(strata_malloc(64));
+  pthread_t t;
+  double t0 = now_s();
+  pthread_create(&t, NULL, sparse_exit_thread, NULL);
+  pthread_join(t, NULL);
+  strata_collect();
+  double took = now_s() - t0;
+  size_t resident = stats_now().small.resident;
+  info("sparse spans of an exited thread: small resident %zu, then %zu after strata_collect (%.0f ms)",
+       sparse_before, resident, took * 1000);
+  if (took > 0.2) return skip("the thread took %.0f ms: the decay may have purged first", took * 1000);
+  CHECK(resident <= sparse_before / 2, "strata_collect left %zu of %zu of an exited thread's sparse spans",
+        resident, sparse_before);
+  CHECK(sparse_kept_bad() == 0, "kept blocks of an exited thread changed");
+  sparse_free(0, 8);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   static const case_t cases[] = {
     {"sparse-spans-purged", case_sparse_spans_purged, 240},
+    {"exited-then-collect", case_exited_then_collect, 60},
   };
   return cases_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
