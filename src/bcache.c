@@ -14,6 +14,7 @@
 #include "bcache.h"
 #include "bin.h"
 #include "pageheap.h"
+#include "segmap.h"
 
 #define BCACHE_EXTRA_MAX   ((uint32_t)4 * MiB)
 #define BCACHE_EXTRA_TOTAL ((size_t)32 * MiB)
@@ -25,6 +26,20 @@ heap_t heap_empty;
 
 void bcache_init(heap_t *h) {
   for (unsigned c = 0; c < CLASS_COUNT; c++) h->room[c] = h->free_bound[c] = class_info[c].cache;
+}
+
+bool bcache_valid(const heap_t *h, unsigned c) {
+  const class_info_t *ci = &class_info[c];
+  if (h->free_bound[c] < ci->cache || h->free_bound[c] > ci->cache_max) return false;
+  uint32_t n = 0, max = bcache_max(h, c);
+  for (block_t *b = h->free[c]; b; b = block_decode(b, h->secret)) {
+    if (++n > max || segmap_kind(b) != SEG_SMALL) return false;
+    span_t *s = span_of(b);
+    if (s->kind != SPAN_SMALL || s->cls != c || !span_is_block_start(s, b) ||
+        atomic_load_relaxed(&s->owner) != h || !block_looks_free(b, h->free_key))
+      return false;
+  }
+  return (intptr_t)h->free_bound[c] - h->room[c] == (intptr_t)n;
 }
 
 void bcache_fork_child(const heap_t *h) { atomic_store_relaxed(&bcache_extra_total, h->free_extra); }

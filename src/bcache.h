@@ -60,6 +60,11 @@ static inline uint32_t bcache_max(const heap_t *h, unsigned c) {
   return (uint32_t)h->free_bound[c] + class_info[c].count;
 }
 
+/* Expensive walk of the cache of c: its bound within the class's range,
+ * its blocks free block starts of h's spans of class c, as many as its
+ * room says. */
+bool bcache_valid(const heap_t *h, unsigned c);
+
 /* First bounds and rooms (a new heap). */
 void bcache_init(heap_t *h);
 /* The cache of c ran empty and is refilled: its bound may grow. */

@@ -83,7 +83,9 @@ static bool heap_refill(heap_t *h, unsigned cls, bool grow) {
     if (list) {
       h->free[cls] = list;
       h->room[cls] -= (int32_t)n;
-      EXPENSIVE_ASSERT(heap_valid(h));
+      /* What the refill touched; the whole heap is walked at exit, at
+       * collect and by the decay passes (a walk per refill is quadratic). */
+      EXPENSIVE_ASSERT(span_valid(s) && bcache_valid(h, cls));
       return true;
     }
     bin_park(bin, s);
@@ -390,19 +392,8 @@ const tier_t heap_tier = {
 bool heap_valid(heap_t *h) {
   uint32_t extra = 0;
   for (unsigned c = 0; c < CLASS_COUNT; c++) {
-    const class_info_t *ci = &class_info[c];
-    if (h->free_bound[c] < ci->cache || h->free_bound[c] > ci->cache_max) return false;
-    extra += (uint32_t)(h->free_bound[c] - ci->cache) * ci->size;
-    /* the cache: block starts of h's spans of class c, as many as counted */
-    uint32_t n = 0, max = bcache_max(h, c);
-    for (block_t *b = h->free[c]; b; b = block_decode(b, h->secret)) {
-      if (++n > max || segmap_kind(b) != SEG_SMALL) return false;
-      span_t *s = span_of(b);
-      if (s->kind != SPAN_SMALL || s->cls != c || !span_is_block_start(s, b) ||
-          atomic_load_relaxed(&s->owner) != h || !block_looks_free(b, h->free_key))
-        return false;
-    }
-    if ((intptr_t)h->free_bound[c] - h->room[c] != (intptr_t)n) return false;
+    if (!bcache_valid(h, c)) return false;
+    extra += (uint32_t)(h->free_bound[c] - class_info[c].cache) * class_info[c].size;
     /* the bin: spans of class c that h owns; parked ones tagged */
     for (int l = 0; l < 2; l++)
       for (span_t *s = l ? h->bins[c].full : h->bins[c].spans; s; s = s->link.next)
