@@ -42,7 +42,7 @@ static char *ph_sbrk_top;                           /* end of our break heap */
 static uint32_t ph_guard(void) { return options.guard; }
 static uint32_t ph_first(void) { return SEG_HEADER_PAGES + ph_guard(); }
 static size_t ph_mapped;                            /* segments' mapped bytes */
-static size_t ph_span_pages;                        /* pages in allocated spans */
+static size_t ph_span_pages;        /* pages in small spans (large.c counts SPAN_LARGE runs) */
 
 
 static void run_push(span_t *s) {
@@ -313,7 +313,7 @@ span_t *pageheap_alloc_span(uint32_t npages, uint8_t kind) {
   if (!dirty) atomic_add_relaxed(&pageheap_clean_runs, 1);
   if (total > npages) run_make(seg, i + npages, total - npages, dirty, run->dirty_ms);
   seg->free_pages -= npages;
-  ph_span_pages += npages;
+  if (kind == SPAN_SMALL) ph_span_pages += npages;
   /* Under the lock: a neighbour being freed reads these entries to merge. */
   span_t *s = &seg->spans[i];
   s->kind = kind;
@@ -355,8 +355,8 @@ void pageheap_free_span(span_t *s) {
   uint32_t now = os_now_ms(), npages = s->npages;
   lock_acquire(&ph_lock);
   atomic_store_relaxed(&s->owner, NULL);
+  if (s->kind == SPAN_SMALL) ph_span_pages -= npages;
   s->kind = SPAN_FREE_RUN;
-  ph_span_pages -= npages;
   run_free(seg_of_span(s), span_index(s), npages, true, now);   /* s may be gone */
   lock_release(&ph_lock);
   backlog_note((size_t)npages * PAGE_SIZE);

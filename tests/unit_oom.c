@@ -2,6 +2,7 @@
  * answers NULL with ENOMEM, keeps the blocks it gave, and serves again once
  * the OS gives memory again. */
 #include "os.h"
+#include "segmap.h"
 #include "sizeclass.h"
 #include "strata.h"
 #include "testlib.h"
@@ -53,11 +54,39 @@ static int case_oom_tiers(void) {
   return 0;
 }
 
+/* With no arena to be had, a large block is a run of the small tier's
+ * pages; the statistics count it once, in the large tier. */
+static int case_large_run_counted_once(void) {
+  strata_free(strata_malloc(64));         /* a small segment with free pages */
+  strata_stats_t a, b;
+  strata_stats(&a);
+  atomic_store(&os_fail_after, 0);
+  void *p = strata_malloc(100 * KiB);
+  atomic_store(&os_fail_after, -1);
+  REQUIRE(p, "no large block out of the small tier's pages");
+  if (segmap_kind(p) != SEG_SMALL) {
+    strata_free(p);
+    return skip("the block came from an arena, not a run");
+  }
+  strata_stats(&b);
+  size_t run = align_up(100 * KiB, PAGE_SIZE);
+  CHECK(b.small.active == a.small.active, "small active grew by %zu for a large run",
+        b.small.active - a.small.active);
+  CHECK(b.large.active - a.large.active == run && b.active - a.active == run,
+        "a run of %zu: large active +%zu, total +%zu", run, b.large.active - a.large.active,
+        b.active - a.active);
+  strata_free(p);
+  strata_stats(&b);
+  CHECK(b.active == a.active, "active %zu after the free, %zu before", b.active, a.active);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   class_init();
   static const case_t cases[] = {
     {"huge", case_oom, 60},
     {"small-and-large", case_oom_tiers, 120},
+    {"large-run-counted-once", case_large_run_counted_once, 60},
   };
   return cases_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
