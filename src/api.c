@@ -342,7 +342,7 @@ static bool collect(void) {
   bool returned = false;
   for (unsigned i = 0; i < init_tier_count; i++)
     if (init_tiers[i]->trim) returned |= init_tiers[i]->trim();
-  EXPENSIVE_ASSERT(tiers_valid(init_tiers, init_tier_count));
+  tiers_check(init_tiers, init_tier_count);
   return returned;
 }
 

@@ -82,7 +82,7 @@ void backlog_note(size_t bytes) {
   atomic_store(&backlog_pending, true);
   int state = atomic_load(&backlog_purger);
   if (state == PURGER_ASLEEP) backlog_wake();
-  else if (state == PURGER_NONE || !options.bg) atomic_store_relaxed(&backlog_poll_needed, true);
+  else if (state == PURGER_NONE) atomic_store_relaxed(&backlog_poll_needed, true);
 }
 
 bool backlog_start_claim(void) {
@@ -105,9 +105,8 @@ void backlog_start_done(bool ok) {
     os_write_all(2, "strata: purge thread not started; decay runs inline\n", 52);
 }
 
-bool backlog_thread_runs(void) {
-  return options.bg && atomic_load_relaxed(&backlog_purger) != PURGER_NONE;
-}
+/* Is the purge thread running (started, not retired)? Never with bg=0. */
+static bool backlog_thread_runs(void) { return atomic_load_relaxed(&backlog_purger) != PURGER_NONE; }
 
 void backlog_pass_begin(void) { atomic_store_relaxed(&backlog_pending, false); }
 

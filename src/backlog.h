@@ -39,8 +39,6 @@ bool backlog_start_wanted(void);
 /* Claim the start (NONE -> STARTING); then report how it went. */
 bool backlog_start_claim(void);
 void backlog_start_done(bool ok);
-/* Is the purge thread running (started, not retired)? */
-bool backlog_thread_runs(void);
 /* The purge thread: take the pending mark before a pass. */
 void backlog_pass_begin(void);
 /* The purge thread, with nothing left to purge: sleep until a note, or

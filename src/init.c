@@ -50,7 +50,7 @@ extern void _IO_list_unlock(void) __attribute__((weak));
 extern void _IO_list_resetlock(void) __attribute__((weak));
 
 static void fork_prepare(void) {
-  ASSERT(STRATA_DEBUG < 2 || lock_depth > 0 || lock_ranks == 0);
+  ASSERT(lock_depth > 0 || lock_ranks == 0);
   if (!init_ready()) return;
   if (lock_depth > 0) {
     fork_unlocked++;

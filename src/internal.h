@@ -68,8 +68,6 @@ static inline unsigned log2_ceil(size_t x) { return x <= 1 ? 0 : 64 - (unsigned)
 #define atomic_exchange_acq_rel(p, v) atomic_exchange_explicit((p), (v), memory_order_acq_rel)
 #define atomic_cas_weak_release(p, e, v) \
   atomic_compare_exchange_weak_explicit((p), (e), (v), memory_order_release, memory_order_relaxed)
-#define atomic_cas_strong_acq_rel(p, e, v) \
-  atomic_compare_exchange_strong_explicit((p), (e), (v), memory_order_acq_rel, memory_order_acquire)
 #define atomic_add_relaxed(p, v)    atomic_fetch_add_explicit((p), (v), memory_order_relaxed)
 #define atomic_sub_relaxed(p, v)    atomic_fetch_sub_explicit((p), (v), memory_order_relaxed)
 

@@ -19,7 +19,6 @@
 #include "internal.h"
 
 typedef enum {
-  RANK_NONE = 0,
   RANK_INIT,            /* init.c: initialisation */
   RANK_ORPHAN,          /* heap.c: the orphan heap, held across its refills */
   RANK_POOL,            /* heap.c: the pool of free heaps */

@@ -22,7 +22,7 @@ typedef struct {
 #define TIER_LOCKS 3
 
 typedef struct {
-  const char *name;
+  const char *name;     /* what a failed validity walk reports */
   /* Return to the OS what has been free for at least `age` ms at `now`;
    * set *younger when some of it must wait. */
   void (*decay)(uint32_t now, uint32_t age, bool *younger);
@@ -45,12 +45,12 @@ typedef struct {
   bool (*valid)(void);
 } tier_t;
 
-/* Every tier of the list valid: what the decay passes and collect assert
- * (EXPENSIVE_ASSERT) when they end. */
-static inline bool tiers_valid(const tier_t *const *tiers, unsigned n) {
+/* At debug_level 3, walk every tier of the list and abort naming the
+ * first invalid one: what the decay passes and collect do when they end. */
+static inline void tiers_check(const tier_t *const *tiers, unsigned n) {
+  if (STRATA_DEBUG < 3) return;
   for (unsigned i = 0; i < n; i++)
-    if (tiers[i]->valid && !tiers[i]->valid()) return false;
-  return true;
+    if (tiers[i]->valid && !tiers[i]->valid()) fatal("assert", NULL, tiers[i]->name);
 }
 
 #endif
