@@ -93,6 +93,18 @@ static bool heap_refill(heap_t *h, unsigned cls, bool grow) {
 }
 
 /* ---- heaps for threads --------------------------------------------------------- */
+/* A zeroed heap made ready and listed among all heaps (for statistics and
+ * fork); the orphan heap first, at init, then new heaps under the pool
+ * lock. */
+static void heap_setup(heap_t *h) {
+  h->spare_lock = (lock_t)LOCK_INIT(RANK_SPARE);
+  bcache_init(h);
+  h->secret = span_secret;
+  h->free_key = span_free_key;
+  h->next_all = atomic_load_relaxed(&heap_all);
+  atomic_store_release(&heap_all, h);
+}
+
 static heap_t *heap_new(void) {
   lock_acquire(&heap_pool_lock);
   heap_t *h = heap_pool;
@@ -109,12 +121,7 @@ static heap_t *heap_new(void) {
     if (left) {
       h = chunk++;
       left--;
-      h->spare_lock = (lock_t)LOCK_INIT(RANK_SPARE);
-      bcache_init(h);
-      h->secret = span_secret;
-      h->free_key = span_free_key;
-      h->next_all = heap_all;
-      atomic_store_release(&heap_all, h);
+      heap_setup(h);
     }
   }
   lock_release(&heap_pool_lock);
@@ -283,11 +290,7 @@ static void heap_key_destructor(void *arg) {
 }
 
 bool heap_init(void) {
-  bcache_init(&heap_orphan);
-  heap_orphan.spare_lock = (lock_t)LOCK_INIT(RANK_SPARE);
-  heap_orphan.secret = span_secret;
-  heap_orphan.free_key = span_free_key;
-  atomic_store_release(&heap_all, &heap_orphan);
+  heap_setup(&heap_orphan);
   return pthread_key_create(&heap_key, heap_key_destructor) == 0;
 }
 

@@ -79,6 +79,14 @@ static size_t huge_offset(size_t align, size_t guard) {
   return off < OS_PAGE + guard ? OS_PAGE + guard : off;
 }
 
+/* The header of a mapping of `total` bytes (marked in the segment map)
+ * whose block starts `off` bytes in; listed live. */
+static void huge_start(huge_hdr_t *h, size_t total, size_t off, size_t align, size_t guard) {
+  *h = (huge_hdr_t){ .magic = HUGE_MAGIC ^ (uintptr_t)h, .size = total, .offset = off, .align = align,
+                     .guard = guard, .user = (char *)h + off };
+  huge_link(h, true);
+}
+
 static huge_hdr_t *huge_map(size_t size, size_t align) {
   size_t guard = options.guard ? OS_PAGE : 0;
   size_t off = huge_offset(align, guard);
@@ -96,9 +104,7 @@ static huge_hdr_t *huge_map(size_t size, size_t align) {
     os_unmap(h, total);
     return NULL;
   }
-  *h = (huge_hdr_t){ .magic = HUGE_MAGIC ^ (uintptr_t)h, .size = total, .offset = off, .align = align,
-                     .guard = guard, .user = (char *)h + off };
-  huge_link(h, true);
+  huge_start(h, total, off, align, guard);
   return h;
 }
 
@@ -137,9 +143,7 @@ void *huge_alloc(size_t size, size_t align, bool zero) {
     h = huge_map(size, align);
     return h ? h->user : NULL;
   }
-  *h = (huge_hdr_t){ .magic = HUGE_MAGIC ^ (uintptr_t)h, .size = h->size, .offset = off, .align = align,
-                     .user = (char *)h + off };
-  huge_link(h, true);
+  huge_start(h, h->size, off, align, 0);
   return h->user;
 }
 
