@@ -12,15 +12,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-options_t options = { .huge_threshold = HUGE_MIN, .sbrk = true, .decay_ms = DECAY_MS, .bg = true };
+options_t options = { .huge_threshold = HUGE_MIN, .sbrk = true, .decay_ms = DECAY_MS, .bg = true,
+                       .prof_rate = 512 << 10, .prof_out = "strata" };
 
-typedef enum { OPT_FLAG, OPT_SIZE, OPT_MS, OPT_NAMED } option_kind_t;
+typedef enum { OPT_FLAG, OPT_SIZE, OPT_MS, OPT_NAMED, OPT_TEXT } option_kind_t;
 
 typedef struct {
   const char *key;
   option_kind_t kind;
   size_t offset;              /* of the field in options_t */
-  size_t min, max;            /* OPT_SIZE, OPT_MS */
+  size_t min, max;            /* OPT_SIZE, OPT_MS; OPT_TEXT: length */
   const char *names[3];       /* OPT_NAMED: value i sets the flag to i */
   const char *meaning;
 } option_t;
@@ -38,6 +39,10 @@ static const option_t option_table[] = {
   { "guard", OPT_FLAG, FIELD(guard), 0, 1, {0}, "guard pages; freed large blocks inaccessible" },
   { "junk", OPT_FLAG, FIELD(junk), 0, 1, {0}, "fill new and freed blocks" },
   { "canary", OPT_FLAG, FIELD(canary), 0, 1, {0}, "a canary word after each small block" },
+  { "prof", OPT_FLAG, FIELD(prof), 0, 1, {0}, "sample allocations for a heap profile" },
+  { "prof_rate", OPT_SIZE, FIELD(prof_rate), 1, (size_t)1 << 40, {0}, "mean bytes between two samples" },
+  { "prof_out", OPT_TEXT, FIELD(prof_out), 1, OPTIONS_PATH_MAX - 1, {0}, "the exit profile goes to <prof_out>.<pid>.heap" },
+  { "prof_leak", OPT_FLAG, FIELD(prof_leak), 0, 1, {0}, "print the sampled blocks still live at exit, by site" },
 };
 #undef FIELD
 enum { OPTION_COUNT = sizeof option_table / sizeof option_table[0] };
@@ -84,7 +89,13 @@ static bool option_set(const option_t *o, const char *val, size_t len) {
     return true;
   case OPT_SIZE:
     if (!parse_size(val, len, &v) || v < o->min || v > o->max) return false;
-    options_huge_threshold_fix(v);        /* huge is the only size */
+    if (o->offset == offsetof(options_t, huge_threshold)) options_huge_threshold_fix(v);
+    else *(size_t *)field = v;
+    return true;
+  case OPT_TEXT:
+    if (len < o->min || len > o->max) return false;
+    memcpy(field, val, len);
+    field[len] = 0;
     return true;
   }
   return false;
@@ -132,7 +143,9 @@ void options_print(int fd) {
     case OPT_NAMED: line_put(&l, o->names[*(const bool *)field]); break;
     case OPT_FLAG: line_put_num(&l, *(const bool *)field, 0, false); break;
     case OPT_MS: line_put_num(&l, *(const uint32_t *)field, 0, false); break;
-    case OPT_SIZE: line_put_num(&l, options_huge_threshold(), 0, false); break;
+    case OPT_SIZE: line_put_num(&l, o->offset == offsetof(options_t, huge_threshold)
+                                   ? options_huge_threshold() : *(const size_t *)field, 0, false); break;
+    case OPT_TEXT: line_put(&l, field); break;
     }
   }
   os_write_line(&l);

@@ -7,6 +7,9 @@
 
 #include "internal.h"
 
+/* The longest text option value, with its terminating zero. */
+#define OPTIONS_PATH_MAX 256
+
 typedef struct {
   size_t huge_threshold;   /* huge: above this, a mapping of its own (raised
                               at run time: options_huge_threshold_raise) */
@@ -20,6 +23,10 @@ typedef struct {
   bool guard;              /* guard: guard pages, freed large blocks protected */
   bool junk;               /* junk: fill new (0xAA) and freed (0xDF) blocks */
   bool canary;             /* canary: a canary word after each small block */
+  bool prof;               /* prof: the sampling heap profiler (prof.c) */
+  bool prof_leak;          /* prof_leak: live sampled blocks by site at exit */
+  size_t prof_rate;        /* prof_rate: mean bytes between two samples */
+  char prof_out[OPTIONS_PATH_MAX]; /* prof_out: prefix of the exit profile */
 } options_t;
 extern options_t options;
 
