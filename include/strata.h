@@ -84,6 +84,13 @@ int   strata_stats(strata_stats_t *out);
 /* Write a readable table of the statistics to fd, without allocating. */
 void  strata_stats_print(int fd);
 
+/* ---- the heap profiler ---------------------------------------------------
+ * With STRATA_OPTIONS=prof=1, write the heap profile (sampled live and
+ * allocated bytes by call stack, in the format google-pprof reads) to
+ * path. Returns 0, ENOENT when the profiler is off, EINVAL when path is
+ * NULL, or the error of opening path. */
+int   strata_prof_dump(const char *path);
+
 /* ---- the standalone buddy allocator ------------------------------------
  * A power-of-two buddy allocator over a region the caller owns (a static
  * buffer, shared memory, an arena on the stack). It makes no system call and

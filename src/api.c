@@ -13,6 +13,7 @@
 #include "large.h"
 #include "options.h"
 #include "os.h"
+#include "prof.h"
 #include "segmap.h"
 
 #include <dlfcn.h>
@@ -21,6 +22,15 @@
 
 /* ---- allocation, any size and alignment ---------------------------------- */
 static bool collect(void);
+
+/* A small block whose sample is due: a block of the large tier, which its
+ * free looks up (prof.h); NULL sends it back to its class. */
+static void *alloc_sampled(size_t size, size_t align, bool zero) {
+  if (!prof_on) return NULL;
+  void *p = large_alloc(size, align, zero);
+  if (p) prof_record(p, size);
+  return p;
+}
 
 /* One try at the tier of the size (a large block falls back to a huge
  * mapping); NULL when out of memory. `fit`, once the caches have gone back
@@ -34,7 +44,12 @@ static void *alloc_tier(size_t size, size_t align, bool zero, bool fit) {
     unsigned cls = align <= ALIGNMENT ? class_of(size + room) : class_of_aligned(size + room, align);
     if (cls < CLASS_COUNT) {
       bool fresh = false;
-      void *p = heap_alloc_class(cls, zero ? &fresh : NULL);
+      void *p = heap_sample_pending(cls) ? NULL : heap_alloc_class(cls, zero ? &fresh : NULL);
+      if (!p && heap_sample_pending(cls)) {
+        heap_sample_take(cls);
+        if ((p = alloc_sampled(size, align, zero))) return p;
+        p = heap_alloc_class(cls, zero ? &fresh : NULL);
+      }
       if (!p && fit) p = heap_alloc_at_hand(cls + 1, align, &cls, zero ? &fresh : NULL);
       if (!p) return fit ? huge_alloc(size, align, zero) : NULL;
       if (zero) {
@@ -46,14 +61,15 @@ static void *alloc_tier(size_t size, size_t align, bool zero, bool fit) {
       return p;
     }
   }
+  bool sample = unlikely(prof_on) && prof_due_bytes(size);
+  void *p = NULL;
   if (size <= options_huge_threshold() && align <= LARGE_MAX) {
-    void *p = large_alloc(size, align, zero);
-    if (p) {
-      if (!zero && options.junk) checked_junk_new(p, size);
-      return p;
-    }
+    p = large_alloc(size, align, zero);
+    if (p && !zero && options.junk) checked_junk_new(p, size);
   }
-  return huge_alloc(size, align, zero);     /* with zero, fresh from the OS */
+  if (!p) p = huge_alloc(size, align, zero);     /* with zero, fresh from the OS */
+  if (p && sample) prof_record(p, size);
+  return p;
 }
 
 /* Any size and alignment. Out of memory, what the caches keep (this
@@ -118,6 +134,7 @@ API void *strata_malloc(size_t size) {
 /* ---- free ------------------------------------------------------------------ */
 /* A large block in a run of a small segment (see large.h). */
 static COLD void free_large_run(void *p, const char *call) {
+  if (prof_on) prof_forget(p, NULL);
   if (options.junk) checked_junk_freed(p, large_run_usable(p, call));
   large_run_free(p, call);
 }
@@ -134,6 +151,7 @@ static NOINLINE void free_small(void *p, const char *call) {
  * the small ones itself, with the kind it looked up). */
 static NOINLINE void free_slow(void *p, seg_kind_t kind, const char *call) {
   ASSERT(kind != SEG_SMALL);
+  if (prof_on && kind != SEG_NONE) prof_forget(p, NULL);
   if (kind == SEG_ARENA) {
     if (options.junk) checked_junk_freed(p, large_usable(p, call));
     large_free(p, call);
@@ -256,6 +274,7 @@ API void *strata_realloc(void *p, size_t size) {
   case SEG_HUGE:
     if (size > options_huge_threshold()) {
       void *q = huge_realloc(p, size);
+      if (q && prof_on && q != p) prof_forget(p, q);
       if (q) return q;
     }
     break;

@@ -25,7 +25,10 @@ static _Atomic size_t bcache_extra_total;
 heap_t heap_empty;
 
 void bcache_init(heap_t *h) {
-  for (unsigned c = 0; c < CLASS_COUNT; c++) h->room[c] = h->free_bound[c] = class_info[c].cache;
+  for (unsigned c = 0; c < CLASS_COUNT; c++) {
+    h->room[c] = h->free_bound[c] = class_info[c].cache;
+    STAT_SET(h->room_base[c], h->room[c]);
+  }
 }
 
 bool bcache_valid(const heap_t *h, unsigned c) {
@@ -52,7 +55,7 @@ void bcache_bad_block(const block_t *b) {
 
 void bcache_full(heap_t *h, span_t *s, block_t *b) {
   ASSERT(h->room[s->cls] < 0 && atomic_load_relaxed(&s->owner) == h && span_is_block_start(s, b));
-  h->room[s->cls]++;
+  bcache_room_add(h, s->cls, 1);
   h->overflowed |= (uint64_t)1 << s->cls;
   bin_give(h, s, b);
 }
@@ -69,7 +72,7 @@ static bool bcache_grow(heap_t *h, unsigned c) {
   }
   h->free_extra += bytes;
   h->free_bound[c] = (uint16_t)(bound + grow);
-  h->room[c] += (int32_t)grow;
+  bcache_room_add(h, c, (intptr_t)grow);
   return true;
 }
 
@@ -95,7 +98,8 @@ static void bcache_trim(heap_t *h, unsigned c, uint32_t keep) {
       last = next;
       n++;
     }
-    h->room[c] += (int32_t)n - 1;
+    bcache_room_add(h, c, (intptr_t)n - 1);
+    STAT_SET(h->room_base[c], h->room_base[c] + 1);     /* bcache_pop's room */
     bin_give_list(h, s, first, last, n);
   }
 }
@@ -106,7 +110,7 @@ static void bcache_lower(heap_t *h, unsigned c, uint32_t to) {
   ASSERT(to >= class_info[c].cache && to <= h->free_bound[c]);
   uint32_t less = h->free_bound[c] - to, bytes = less * class_info[c].size;
   h->free_bound[c] = (uint16_t)to;
-  h->room[c] -= (int32_t)less;
+  bcache_room_add(h, c, -(intptr_t)less);
   h->free_extra -= bytes;
   atomic_sub_relaxed(&bcache_extra_total, bytes);
   bcache_trim(h, c, to);

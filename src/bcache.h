@@ -36,6 +36,12 @@ static inline block_t *bcache_pop(heap_t *h, unsigned cls, uintptr_t *key) {
   return b;
 }
 
+/* A slow path's change of room[c], counted in room_base[c]. */
+static inline void bcache_room_add(heap_t *h, unsigned c, intptr_t d) {
+  h->room[c] += d;
+  STAT_SET(h->room_base[c], h->room_base[c] + d);
+}
+
 /* The owner's free of b (checked) found the cache of its class full (and
  * took a room it gives back): b goes to its span, and the class's bound may
  * grow at its next refill. */

@@ -12,6 +12,7 @@
 #include "backlog.h"
 #include "bin.h"
 #include "os.h"
+#include "prof.h"
 #include "ready.h"
 #include "segmap.h"
 #include "spare.h"
@@ -82,7 +83,7 @@ static bool heap_refill(heap_t *h, unsigned cls, bool grow) {
     if (!sparse_is(s)) s->sparse_ms = 0;       /* in use again */
     if (list) {
       h->free[cls] = list;
-      h->room[cls] -= (int32_t)n;
+      bcache_room_add(h, cls, -(intptr_t)n);
       /* What the refill touched; the whole heap is walked at exit, at
        * collect and by the decay passes (a walk per refill is quadratic). */
       EXPENSIVE_ASSERT(span_valid(s) && bcache_valid(h, cls));
@@ -99,6 +100,8 @@ static bool heap_refill(heap_t *h, unsigned cls, bool grow) {
 static void heap_setup(heap_t *h) {
   h->spare_lock = (lock_t)LOCK_INIT(RANK_SPARE);
   bcache_init(h);
+  for (unsigned c = 0; c < CLASS_COUNT; c++)
+    h->left[c] = h->left_synced[c] = prof_interval(class_info[c].size);
   h->secret = span_secret;
   h->free_key = span_free_key;
   h->next_all = atomic_load_relaxed(&heap_all);
@@ -146,8 +149,34 @@ static heap_t *heap_for_thread(void) {
 static void *heap_pop_or_refill(heap_t *h, unsigned cls, bool *fresh, bool grow) {
   void *p = heap_malloc_small(h, cls, fresh);
   if (!p && !h->free[cls] && heap_refill(h, cls, grow)) p = heap_malloc_small(h, cls, fresh);
-  if (!p && h->free[cls]) bcache_bad_block(h->free[cls]);
+  if (!p && h->free[cls] && h->left[cls] >= 0) bcache_bad_block(h->free[cls]);
   return p;
+}
+
+/* Allocations of class c handed out by h: the pops counted down since
+ * left[c] was last set (a pop that left its block took it below 0) and
+ * those before. */
+static uint64_t heap_nmalloc(const heap_t *h, unsigned c) {
+  intptr_t left = STAT_READ(h->left[c]);
+  return STAT_READ(h->nmalloc[c]) + (uint64_t)(STAT_READ(h->left_synced[c]) - (left < 0 ? 0 : left));
+}
+
+/* Blocks of class c freed by h: the slow paths' count, and the pushes on
+ * its cache, from room (heap_types.h invariants). */
+static uint64_t heap_nfree(const heap_t *h, unsigned c) {
+  uint64_t n = STAT_READ(h->nfree[c]);
+  if (HEAP_PUSH_COUNTED) return n;
+  return n + (uint64_t)(STAT_READ(h->room_base[c]) + (intptr_t)heap_nmalloc(h, c) -
+                        __atomic_load_n(&h->room[c], __ATOMIC_RELAXED));
+}
+
+void heap_sample_take(unsigned cls) {
+  heap_t *h = heap_tls;
+  ASSERT(h->left[cls] < 0);
+  STAT_SET(h->nmalloc[cls], heap_nmalloc(h, cls));
+  intptr_t next = prof_interval(class_info[cls].size);
+  STAT_SET(h->left_synced[cls], next);
+  STAT_SET(h->left[cls], next);
 }
 
 /* malloc's miss (api.c's cache_refill) and the general path come here: a
@@ -210,7 +239,7 @@ static void heap_free_owned(heap_t *h, span_t *s, block_t *b, const char *call) 
   ASSERT(atomic_load_relaxed(&s->owner) == h && span_is_block_start(s, b));
   unsigned c = s->cls;
   heap_check_owned_not_free(h, s, b, call);
-  STAT_INC(h->nfree[c]);
+  if (span_checked_mode || HEAP_PUSH_COUNTED) STAT_INC(h->nfree[c]);
   if (span_checked_mode) bin_give(h, s, b);
   else bcache_push(h, s, c, b);
 }
@@ -291,6 +320,9 @@ static void heap_key_destructor(void *arg) {
 
 bool heap_init(void) {
   heap_setup(&heap_orphan);
+  /* The orphan heap takes no samples: its threads' heap is heap_empty,
+   * where none is ever pending. */
+  for (unsigned c = 0; c < CLASS_COUNT; c++) heap_orphan.left[c] = heap_orphan.left_synced[c] = INTPTR_MAX / 2;
   return pthread_key_create(&heap_key, heap_key_destructor) == 0;
 }
 
@@ -341,10 +373,10 @@ void heap_class_stats(uint64_t nmalloc[CLASS_COUNT], uint64_t nfree[CLASS_COUNT]
   /* Frees first: a free counted implies its malloc is counted too. */
   for (unsigned c = 0; c < CLASS_COUNT; c++) nfree[c] = atomic_load_relaxed(&heap_nfree_homeless[c]);
   for (heap_t *h = atomic_load_acquire(&heap_all); h; h = h->next_all)
-    for (unsigned c = 0; c < CLASS_COUNT; c++) nfree[c] += STAT_READ(h->nfree[c]);
+    for (unsigned c = 0; c < CLASS_COUNT; c++) nfree[c] += heap_nfree(h, c);
   for (unsigned c = 0; c < CLASS_COUNT; c++) nmalloc[c] = 0;
   for (heap_t *h = atomic_load_acquire(&heap_all); h; h = h->next_all)
-    for (unsigned c = 0; c < CLASS_COUNT; c++) nmalloc[c] += STAT_READ(h->nmalloc[c]);
+    for (unsigned c = 0; c < CLASS_COUNT; c++) nmalloc[c] += heap_nmalloc(h, c);
 }
 
 static void heap_stats(tier_stats_t *st) {

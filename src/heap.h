@@ -27,15 +27,23 @@ extern __thread heap_t *heap_tls __attribute__((tls_model("initial-exec")));
 /* Fast paths: no lock, no atomic read-modify-write. With `fresh` (calloc),
  * tells whether the block came zeroed from the OS. */
 static inline void *heap_malloc_small(heap_t *h, unsigned cls, bool *fresh) {
+  /* One count down serves the statistics and the profiler: a pop that finds
+   * it at 0 leaves its block, and the slow path takes the sample. */
+  if (unlikely(h->free[cls] == NULL) || unlikely(COUNT_DOWN(h->left[cls]) < 0)) return NULL;
   uintptr_t key;
   block_t *b = bcache_pop(h, cls, &key);
   if (unlikely(b == NULL)) return NULL;
   if (fresh) *fresh = key == KEY_FRESH;
   b->key = 0;             /* an allocated block does not look free */
   b->next_enc = 0;        /* nor shows the program a value made with the secret */
-  STAT_INC(h->nmalloc[cls]);
   return b;
 }
+
+/* A pop of the calling thread's cache of cls left its block: the class's
+ * sample is due. */
+static inline bool heap_sample_pending(unsigned cls) { return heap_tls->left[cls] < 0; }
+/* The sample of cls is being taken: count down to the next one. */
+void heap_sample_take(unsigned cls);
 
 /* Owner fast path; false sends the free to the checked slow path (another
  * thread's span, not a block start, a block that carries the free key). */
@@ -46,13 +54,14 @@ static inline bool heap_free_small(void *p) {
   if (unlikely(atomic_load_relaxed(&s->owner) != h)) return false;
   if (unlikely(!span_fast_block_start(s, p) || block_looks_free(b, h->free_key))) return false;
   unsigned cls = s->cls;
-  STAT_INC(h->nfree[cls]);
+  if (HEAP_PUSH_COUNTED) STAT_INC(h->nfree[cls]);
   bcache_push(h, s, cls, b);
   return true;
 }
 
 /* A block of class cls for the calling thread (the slow path of the fast
- * pop, `fresh` as there); NULL when out of memory. */
+ * pop, `fresh` as there); NULL when out of memory, or when the class's
+ * sample is due (heap_sample_pending). */
 void *heap_alloc_class(unsigned cls, bool *fresh);
 /* Out of memory for cls: a block of cls or a larger class aligned to
  * `align` (a power of two <= PAGE_SIZE; its class in *got) from what the

@@ -7,6 +7,8 @@
  *   - a block cache: free[c], a list of free blocks of any span of the bin
  *     (counted as used by their spans), which the fast paths pop and push;
  *     room[c] pushes it takes before it is full, bounded by free_bound[c];
+ *   - a count down to the class's next sample (prof.h), left[c], which each
+ *     pop of an allocation counts and the statistics read;
  *   - a bin: the spans of the class the heap owns, `spans` (may have free
  *     blocks; the first is the one refills take from) or `full` (nothing to
  *     hand out when it was parked: tag XF_FULL);
@@ -19,6 +21,9 @@
  *   - room[c] == free_bound[c] - |free[c]| (negative after a refill that
  *     brought more, or after the bound shrank), and
  *     class_info[c].cache <= free_bound[c] <= class_info[c].cache_max;
+ *   - room[c] == room_base[c] + pops - pushes, where pops are the
+ *     allocations' pops (heap_nmalloc) and pushes the owner's frees onto
+ *     the cache, so the fast free counts nothing (heap_nfree);
  *   - spare_pages is the pages of the spare spans;
  *   - free_extra == sum over c of (free_bound[c] - class_info[c].cache) *
  *     class size.
@@ -47,6 +52,24 @@ typedef struct bin {
 #define STAT_INC(c) ((c)++)
 #endif
 #define STAT_READ(c) __atomic_load_n(&(c), __ATOMIC_RELAXED)
+#define STAT_SET(c, v) __atomic_store_n(&(c), (v), __ATOMIC_RELAXED)
+
+/* The pop's count down, a counter of the same kind; its new value. It is
+ * always compiled: the profiler samples with it. */
+#if defined(__SANITIZE_THREAD__)
+#define COUNT_DOWN(c) (STAT_SET(c, (c) - 1), (c))
+#else
+#define COUNT_DOWN(c) (--(c))
+#endif
+
+/* Pushes on the cache are counted from room (heap_types.h invariants), but
+ * in ThreadSanitizer builds, where the statistics must not read room (the
+ * fast paths write it plainly): the push counts them with STAT_INC. */
+#if defined(__SANITIZE_THREAD__)
+#define HEAP_PUSH_COUNTED 1
+#else
+#define HEAP_PUSH_COUNTED 0
+#endif
 
 typedef struct heap {
   block_t *free[CLASS_COUNT]; /* per class: the block cache */
@@ -68,8 +91,14 @@ typedef struct heap {
   uint32_t free_extra;    /* bytes the bounds grew by (bcache.c's budget) */
   uintptr_t secret;       /* copies of span_secret and span_free_key, one */
   uintptr_t free_key;     /* load away on the fast paths */
-  uint64_t nmalloc[CLASS_COUNT];  /* blocks handed out (STAT_INC) */
-  uint64_t nfree[CLASS_COUNT];    /* blocks freed by this thread */
+  intptr_t left[CLASS_COUNT];     /* per class: pops before the next sample;
+                                     < 0: a pop found it at 0 and left its
+                                     block (heap_sample_take is due) */
+  intptr_t left_synced[CLASS_COUNT]; /* left[c] when it was last set */
+  uint64_t nmalloc[CLASS_COUNT];  /* blocks handed out before then */
+  intptr_t room_base[CLASS_COUNT]; /* what the slow paths added to room[c] */
+  uint64_t nfree[CLASS_COUNT];    /* blocks freed by this thread but for the
+                                     pushes on its cache */
   bin_t bins[CLASS_COUNT];
   lock_t spare_lock;      /* guards the spare_ fields (spare.c) */
   span_t *spare[CLASS_COUNT]; /* empty spans kept for reuse, per class */

@@ -16,6 +16,7 @@
 #include "large.h"
 #include "options.h"
 #include "os.h"
+#include "prof.h"
 #include "segmap.h"
 
 #include <stdlib.h>
@@ -24,7 +25,7 @@ _Atomic int init_state;
 static lock_t init_lock = LOCK_INIT(RANK_INIT);
 
 const tier_t *const init_tiers[] = {
-  &heap_tier, &large_tier, &huge_tier, &pageheap_tier, &segmap_tier, &backlog_tier,
+  &heap_tier, &large_tier, &huge_tier, &pageheap_tier, &segmap_tier, &backlog_tier, &prof_tier,
 };
 const unsigned init_tier_count = sizeof init_tiers / sizeof init_tiers[0];
 
@@ -121,6 +122,7 @@ void init_slow(void) {
     segmap_prepare((const void *)&getenv);    /* mmap places ours below the C library */
     options_parse();
     span_checked_mode = options.junk || options.canary;
+    prof_init();
     if (!heap_init()) fatal("init", NULL, "pthread_key_create failed");
     decay_init(init_tiers, init_tier_count);
     pthread_atfork(fork_prepare, fork_parent, fork_child);

@@ -31,6 +31,7 @@ typedef enum {
   RANK_PAGEHEAP,        /* pageheap.c: free runs and segments */
   RANK_SEGMAP,          /* segmap.c: mapping a leaf */
   RANK_BACKLOG,         /* backlog.c: the purge thread's sleep */
+  RANK_PROF,            /* prof.c: the profile's tables (a leaf) */
   RANK_COUNT
 } lock_rank_t;
 _Static_assert(RANK_COUNT <= 32, "one bit per rank");

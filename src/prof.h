@@ -1,0 +1,46 @@
+/* prof.h - the sampling heap profiler (option prof).
+ *
+ * Allocations are sampled as a Poisson process over the bytes allocated:
+ * each byte starts a sample with probability 1/prof_rate, so an allocation
+ * of s bytes is sampled with probability 1 - exp(-s/prof_rate), and the
+ * intervals between samples are exponential (geometric in allocations of
+ * one size). The profile is the one google-pprof reads ("heap_v2"): raw
+ * sample counts, which it scales back by that probability.
+ *
+ * Small classes count down in the thread heaps (heap.h: one decrement on
+ * the pop that the statistics' allocation count needed anyway); larger
+ * blocks count down bytes here, on their slow paths. A sampled block is
+ * served by the large tier, so its free passes a slow path that looks it
+ * up (prof_free); its call stack is taken with glibc's backtrace under a
+ * per-thread guard (the unwinder's first use loads libgcc_s, which
+ * allocates), outside every lock. Two tables mapped at start hold the
+ * call stacks and the live samples; no sample is taken once one is full.
+ *
+ * Lock: prof_lock guards both tables; it is a leaf (nothing is taken or
+ * allocated while it is held) and prof_tier lists it for fork.
+ */
+#ifndef STRATA_PROF_H
+#define STRATA_PROF_H
+
+#include "tier.h"
+
+/* The profiler runs: prof=1 and its tables are mapped. */
+extern bool prof_on;
+
+/* Map the tables when prof=1 (init, before the first heap). */
+void prof_init(void);
+/* Allocations of `size` bytes, each, until the next sample: one draw of
+ * the Poisson process (a very large count when the profiler is off). */
+intptr_t prof_interval(size_t size);
+/* A block of `size` bytes above the small classes is due for a sample:
+ * counts its bytes down in the calling thread. */
+bool prof_due_bytes(size_t size);
+/* Record p (size bytes asked) as a sample with the caller's stack; false
+ * when it is not recorded (inside the profiler already, or a table full). */
+bool prof_record(void *p, size_t size);
+/* p is being freed, or moved to q (NULL: freed): drop or move its sample. */
+void prof_forget(void *p, void *q);
+
+extern const tier_t prof_tier;
+
+#endif
