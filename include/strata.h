@@ -84,6 +84,16 @@ int   strata_stats(strata_stats_t *out);
 /* Write a readable table of the statistics to fd, without allocating. */
 void  strata_stats_print(int fd);
 
+/* ---- options -------------------------------------------------------------
+ * A program sets its own defaults by defining this string, as jemalloc's
+ * programs define malloc_conf:
+ *     const char *strata_options = "decay=1000,junk=1";
+ * It is read at initialisation, before STRATA_OPTIONS, which overrides it.
+ * The library sees it when the program is linked with it (-lstrata or
+ * statically); under LD_PRELOAD only when the executable exports the
+ * symbol (linked with -rdynamic). See README.md, "Options". */
+extern const char *strata_options;
+
 /* ---- the standalone buddy allocator ------------------------------------
  * A power-of-two buddy allocator over a region the caller owns (a static
  * buffer, shared memory, an arena on the stack). It makes no system call and
