@@ -81,8 +81,12 @@ typedef struct strata_stats {
 /* Fill *out; returns 0 (EINVAL when out is NULL). Walks Strata's mappings to
  * count resident pages, so it costs about 1 ms per GiB mapped. */
 int   strata_stats(strata_stats_t *out);
-/* Write a readable table of the statistics to fd, without allocating. */
+/* Write a readable table of the statistics to fd, without allocating
+ * (README: "Returning memory and statistics"). */
 void  strata_stats_print(int fd);
+/* The same statistics as one JSON object, with the process's pid and
+ * program name and the effective options, without allocating. */
+void  strata_stats_print_json(int fd);
 
 /* ---- options -------------------------------------------------------------
  * A program sets its own defaults by defining this string, as jemalloc's

@@ -1,8 +1,8 @@
 /* options.h - key=value,... from the program's strata_options string, then
  * from STRATA_OPTIONS: one table of the options (options.c), read once at
  * initialisation without allocating. Every module reads the effective
- * values from `options`. The README's table and the verbose print at start
- * follow the same table. */
+ * values from `options`. The README's table, the verbose print at start and
+ * the statistics' JSON follow the same table. */
 #ifndef STRATA_OPTIONS_H
 #define STRATA_OPTIONS_H
 

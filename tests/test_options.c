@@ -1,6 +1,7 @@
 /* test_options.c - STRATA_OPTIONS and glibc's extended API: each option
  * case re-runs this program with the variable set, in a child, and checks
- * its stderr (warnings, the listing) and what the child reports; mallinfo2, malloc_info, mallopt and malloc_stats are
+ * its stderr (warnings, the listing, the statistics at exit) and what the
+ * child reports; mallinfo2, malloc_info, mallopt and malloc_stats are
  * checked in-process. Uses the standard names. */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -46,6 +47,7 @@ static int child(void) {
   DIR *d = opendir("/proc/self/task");
   for (struct dirent *e; d && (e = readdir(d));) threads += e->d_name[0] != '.';
   if (d) closedir(d);
+  printf("pid=%d\n", (int)getpid());
   printf("huge=%llu large=%llu brk_moved=%d threads=%d\n", st.huge.nmalloc - st0.huge.nmalloc,
          st.large.nmalloc - st0.large.nmalloc, brk_moved, threads);
   unsigned long long h20 = huge_after_free((size_t)20 << 20), h40 = huge_after_free((size_t)40 << 20);
@@ -147,9 +149,43 @@ static int case_listing_lines(void) {
   return 0;
 }
 
+/* The pid and program name of the process whose statistics these are. */
+static void want_process(const char *what, const char *fmt) {
+  int pid = 0;
+  const char *p = strstr(out, "pid=");
+  REQUIRE(p && sscanf(p, "pid=%d", &pid) == 1, "%s: the child did not say its pid: %s", what, out);
+  char want[128];
+  snprintf(want, sizeof want, fmt, pid);
+  CHECK(strstr(err, want), "%s: no '%s' in: %.300s", what, want, err);
+}
+
 static int case_stats_at_exit(void) {
   run("stats=1,verbose=1,decay=0,bg=0,purge=free");
   CHECK(strstr(err, "strata statistics") && strstr(err, "  small "), "stats=1: no table at exit: %s", err);
+  want_process("stats=1", "strata statistics: pid %d, program test_options\n");
+  return 0;
+}
+
+/* stats=json: the statistics at exit are JSON (Python reads them) that
+ * name the child, with the options it ran with. */
+static int case_stats_json_at_exit(void) {
+  run("stats=json,decay=7");
+  want_process("stats=json", "{\"pid\": %d, \"program\": \"test_options\",");
+  const char *json = strstr(err, "{\"pid\"");
+  REQUIRE(json, "stats=json: no JSON at exit: %s", err);
+  static const char check[] =
+    "import json, sys\n"
+    "d = json.load(sys.stdin)\n"
+    "assert d['program'] == 'test_options', d['program']\n"
+    "assert d['options']['stats'] == 'json' and d['options']['decay'] == 7, d['options']\n"
+    "assert d['allocated'] == sum(d[t]['allocated'] for t in ('small', 'large', 'huge'))\n"
+    "assert d['large']['nmalloc'] >= 1 and len(d['classes']) == int(sys.argv[1])\n"
+    "print('ok')\n";
+  char n[16], said[64];
+  snprintf(n, sizeof n, "%d", STRATA_CLASSES);
+  int status = run_python(check, n, json, said, sizeof said);
+  CHECK(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && strcmp(said, "ok\n") == 0,
+        "stats=json: Python rejects the JSON at exit (status %d):\n%s", status, json);
   return 0;
 }
 
@@ -289,6 +325,7 @@ int main(int argc, char **argv) {
     {"spaces-and-words", case_spaces_and_words, 120},
     {"listing-lines", case_listing_lines, 120},
     {"stats-at-exit", case_stats_at_exit, 120},
+    {"stats-json-at-exit", case_stats_json_at_exit, 120},
     {"readme-table", case_readme_table, 120},
     {"glibc-api", case_glibc_api, 120},
   };
