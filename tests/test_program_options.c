@@ -7,8 +7,10 @@
  * string ("seen"); and for LD_PRELOAD without -rdynamic, where the
  * executable keeps the symbol to itself and only STRATA_OPTIONS counts
  * ("unseen"). The README's "Options" says the same. */
-#include "strata.h"
+/* testlib.h first: its strata_ helpers would need the library, which the
+ * LD_PRELOAD builds do not link; strata.h for the declaration only. */
 #include "testlib.h"
+#include "strata.h"
 
 const char *strata_options = " decay = 1000 , junk=On,verbose=yes,bogus=1";
 
