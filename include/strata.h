@@ -81,8 +81,22 @@ typedef struct strata_stats {
 /* Fill *out; returns 0 (EINVAL when out is NULL). Walks Strata's mappings to
  * count resident pages, so it costs about 1 ms per GiB mapped. */
 int   strata_stats(strata_stats_t *out);
-/* Write a readable table of the statistics to fd, without allocating. */
+/* Write a readable table of the statistics to fd, without allocating
+ * (README: "Returning memory and statistics"). */
 void  strata_stats_print(int fd);
+/* The same statistics as one JSON object, with the process's pid and
+ * program name and the effective options, without allocating. */
+void  strata_stats_print_json(int fd);
+
+/* ---- options -------------------------------------------------------------
+ * A program sets its own defaults by defining this string, as jemalloc's
+ * programs define malloc_conf:
+ *     const char *strata_options = "decay=1000,junk=1";
+ * It is read at initialisation, before STRATA_OPTIONS, which overrides it.
+ * The library sees it when the program is linked with it (-lstrata or
+ * statically); under LD_PRELOAD only when the executable exports the
+ * symbol (linked with -rdynamic). See README.md, "Options". */
+extern const char *strata_options;
 
 /* ---- the heap profiler ---------------------------------------------------
  * With STRATA_OPTIONS=prof=1, write the heap profile (sampled live and

@@ -14,12 +14,12 @@ void line_put_num(line_t *l, unsigned long long v, int width, bool unit) {
   int n = 0;
   const char *suffix = "";
   if (unit) {
-    static const char *const units[] = { " B", " K", " M", " G", " T" };
-    unsigned long long frac = 0;
-    int u = 0;
-    while (v >= 10240 && u < 4) { frac = (v % 1024) * 10 / 1024; v /= 1024; u++; }
-    suffix = units[u];
-    if (u > 0) { d[n++] = (char)('0' + frac); d[n++] = '.'; }
+    unsigned shift = v < MiB ? 10 : 20;
+    unsigned long long tenths = (v & ((1ull << shift) - 1)) * 10 >> shift;
+    suffix = shift == 10 ? " KiB" : " MiB";
+    d[n++] = (char)('0' + tenths);
+    d[n++] = '.';
+    v >>= shift;
   }
   do { d[n++] = (char)('0' + v % 10); v /= 10; } while (v);
   for (int i = n + (int)strlen(suffix); i < width; i++) line_put(l, " ");

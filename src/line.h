@@ -17,7 +17,8 @@ void line_put(line_t *l, const char *s);
 /* At most len bytes of s (a piece of a longer string). */
 void line_put_n(line_t *l, const char *s, size_t len);
 /* v in decimal, right-aligned in `width` columns (0: as wide as it is);
- * with `unit`, as bytes scaled to K/M/G/T with one decimal. */
+ * with `unit`, v is bytes, written below 1 MiB in KiB and from 1 MiB in
+ * MiB, with one decimal (cut, so a value never reads more than it is). */
 void line_put_num(line_t *l, unsigned long long v, int width, bool unit);
 /* v as 0x and lowercase hex digits. */
 void line_put_hex(line_t *l, uintptr_t v);

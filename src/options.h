@@ -1,11 +1,15 @@
-/* options.h - STRATA_OPTIONS=key=value,... : one table of the options
- * (options.c), read once at initialisation without allocating. Every module
- * reads the effective values from `options`. The README's table and the
- * verbose print at start follow the same table. */
+/* options.h - key=value,... from the program's strata_options string, then
+ * from STRATA_OPTIONS: one table of the options (options.c), read once at
+ * initialisation without allocating. Every module reads the effective
+ * values from `options`. The README's table, the verbose print at start and
+ * the statistics' JSON follow the same table. */
 #ifndef STRATA_OPTIONS_H
 #define STRATA_OPTIONS_H
 
 #include "internal.h"
+
+/* What the statistics print at exit (option stats). */
+typedef enum { STATS_OFF, STATS_TEXT, STATS_JSON } stats_mode_t;
 
 /* The longest text option value, with its terminating zero. */
 #define OPTIONS_PATH_MAX 256
@@ -18,7 +22,7 @@ typedef struct {
   uint32_t decay_ms;       /* decay: free memory goes back after this long */
   bool bg;                 /* bg: the purge thread (else the slow paths) */
   bool purge_free;         /* purge=free: decayed pages with MADV_FREE */
-  bool stats;              /* stats: print the statistics at exit */
+  unsigned stats;          /* stats: a stats_mode_t, the print at exit */
   bool verbose;            /* verbose: the options at start, warnings */
   bool guard;              /* guard: guard pages, freed large blocks protected */
   bool junk;               /* junk: fill new (0xAA) and freed (0xDF) blocks */
@@ -30,10 +34,22 @@ typedef struct {
 } options_t;
 extern options_t options;
 
-/* Read STRATA_OPTIONS (init, once); warnings on stderr for what is wrong. */
+/* Read the program's string, then STRATA_OPTIONS (init, once); a warning
+ * on stderr for each entry that is skipped. */
 void options_parse(void);
-/* Write the effective value of every option on fd, one line. */
+/* Write the effective value of every option on fd, as many lines as it
+ * takes, each starting "strata: options:". */
 void options_print(int fd);
+
+/* An option's effective value: text (a named value, a text option) or,
+ * when text is NULL, a number. */
+typedef struct {
+  const char *key;
+  const char *text;
+  unsigned long long number;
+} option_value_t;
+/* Option i's value; false past the last option. */
+bool options_value(unsigned i, option_value_t *out);
 
 /* The huge threshold, which frees raise while the program runs (api.c);
  * relaxed atomics, as any thread may read or raise it. */

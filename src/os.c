@@ -1,5 +1,6 @@
 /* os.c - mmap/munmap/madvise/mremap/mprotect/mincore, the program break,
- * randomness, time, writes and the fatal-error path: every system call of
+ * randomness, time, the process's id and name, writes and the fatal-error
+ * path: every system call of
  * the allocator but the purge thread's own set-up (decay.c). */
 #include "os.h"
 
@@ -231,6 +232,12 @@ bool os_sbrk_shrink(void *top, void *to) {
   if (ok) atomic_sub_relaxed(&os_mapped, (size_t)((char *)top - (char *)to));
   errno = saved;
   return ok;
+}
+
+int os_pid(void) { return (int)getpid(); }
+
+const char *os_program_name(void) {
+  return program_invocation_short_name ? program_invocation_short_name : "";
 }
 
 uint64_t os_random_secret(void) {

@@ -61,6 +61,11 @@ void *os_sbrk_current(void);
 bool  os_sbrk_grow(void *expect, size_t size);
 bool  os_sbrk_shrink(void *top, void *to);
 
+/* This process: its id, and its program's name (the base name of argv[0],
+ * as the C library keeps it; "" where it keeps none). */
+int os_pid(void);
+const char *os_program_name(void);
+
 /* A random 64-bit secret from the kernel's AT_RANDOM bytes. */
 uint64_t os_random_secret(void);
 

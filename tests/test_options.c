@@ -1,7 +1,8 @@
 /* test_options.c - STRATA_OPTIONS and glibc's extended API: each option
  * case re-runs this program with the variable set, in a child, and checks
- * its stderr and what the child reports; mallinfo2, malloc_info, mallopt
- * and malloc_stats are checked in-process. Uses the standard names. */
+ * its stderr (warnings, the listing, the statistics at exit) and what the
+ * child reports; mallinfo2, malloc_info, mallopt and malloc_stats are
+ * checked in-process. Uses the standard names. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <malloc.h>
@@ -46,6 +47,7 @@ static int child(void) {
   DIR *d = opendir("/proc/self/task");
   for (struct dirent *e; d && (e = readdir(d));) threads += e->d_name[0] != '.';
   if (d) closedir(d);
+  printf("pid=%d\n", (int)getpid());
   printf("huge=%llu large=%llu brk_moved=%d threads=%d\n", st.huge.nmalloc - st0.huge.nmalloc,
          st.large.nmalloc - st0.large.nmalloc, brk_moved, threads);
   unsigned long long h20 = huge_after_free((size_t)20 << 20), h40 = huge_after_free((size_t)40 << 20);
@@ -93,23 +95,97 @@ static int case_sbrk_off(void) {
 
 static int case_unknown_key(void) {
   run("bogus=1,huge=1m");
-  CHECK(strstr(err, "unknown option 'bogus=1'"), "unknown key: no warning: %s", err);
+  CHECK(strstr(err, "strata: STRATA_OPTIONS: unknown option 'bogus=1'; keys are huge, sbrk, decay, ") &&
+        strstr(err, ", prof_leak; ignored\n"), "unknown key: no warning with the keys: %s", err);
   CHECK(strstr(out, "huge=1 large=0"), "unknown key: the next option was not applied: %s", out);
   return 0;
 }
 
 static int case_bad_values(void) {
-  run("huge=12q,decay=-1,bg=2,stats=yes");
-  CHECK(strstr(err, "bad value in 'huge=12q'") && strstr(err, "bad value in 'decay=-1'") &&
-        strstr(err, "bad value in 'bg=2'") && strstr(err, "bad value in 'stats=yes'"),
-        "bad values: warnings missing: %s", err);
+  run("huge=12q,decay=-1,bg=2,stats=maybe");
+  static const char *const want[] = {
+    "strata: STRATA_OPTIONS: bad value 'huge=12q': bytes 32769 and up; keeping 16777216\n",
+    "strata: STRATA_OPTIONS: bad value 'decay=-1': milliseconds 0-3600000; keeping 250\n",
+    "strata: STRATA_OPTIONS: bad value 'bg=2': 1/0, yes/no, true/false or on/off; keeping 1\n",
+    "strata: STRATA_OPTIONS: bad value 'stats=maybe': 1/0, yes/no, true/false, on/off or json; keeping 0\n",
+  };
+  for (unsigned i = 0; i < sizeof want / sizeof want[0]; i++)
+    CHECK(strstr(err, want[i]), "bad values: no line '%.*s': %s", (int)strlen(want[i]) - 1, want[i], err);
   CHECK(strstr(out, "huge=0 large=1"), "bad value: the default huge threshold changed: %s", out);
   return 0;
+}
+
+/* Spaces around keys and values do not count; flags take 1/0, yes/no,
+ * true/false and on/off in any case; an empty entry is nothing to warn of. */
+static int case_spaces_and_words(void) {
+  run(" huge = 1m , sbrk = Off ,bg=false,junk=TRUE, verbose= yes,canary=on , guard=no,,");
+  CHECK(strstr(out, "huge=1 large=0") && strstr(out, "brk_moved=0"), "spaces: huge= or sbrk= not applied: %s", out);
+  CHECK(strstr(err, " sbrk=0 ") && strstr(err, " bg=0 ") && strstr(err, " junk=1 ") &&
+        strstr(err, " verbose=1 ") && strstr(err, " canary=1 ") && strstr(err, " guard=0 "),
+        "flag words: the listing disagrees: %s", err);
+  CHECK(!strstr(err, "unknown option") && !strstr(err, "bad value"), "spaces: a warning: %s", err);
+  return 0;
+}
+
+/* The listing of every option goes on as many lines as it takes (a long
+ * value), each starting with its prefix, none cut. */
+static int case_listing_lines(void) {
+  char opts[300] = "verbose=1,prof_out=";
+  size_t n = strlen(opts);
+  memset(opts + n, 'x', 200);
+  opts[n + 200] = 0;
+  run(opts);
+  char want[260] = " prof_out=";
+  memset(want + 10, 'x', 200);
+  want[210] = 0;
+  const char *value = strstr(err, want);
+  CHECK(value && (value[210] == ' ' || value[210] == '\n'), "the listing cut prof_out's value: %s", err);
+  CHECK(strstr(err, " prof_leak=0\n"),
+        "the listing lost the option after a long value: %s", err);
+  for (const char *l = err; *l; l = strchr(l, '\n') + 1) {
+    CHECK(strncmp(l, "strata: options: ", 17) == 0, "a line of the listing without its prefix: %.80s", l);
+    if (!strchr(l, '\n')) break;
+  }
+  return 0;
+}
+
+/* The pid and program name of the process whose statistics these are. */
+static void want_process(const char *what, const char *fmt) {
+  int pid = 0;
+  const char *p = strstr(out, "pid=");
+  REQUIRE(p && sscanf(p, "pid=%d", &pid) == 1, "%s: the child did not say its pid: %s", what, out);
+  char want[128];
+  snprintf(want, sizeof want, fmt, pid);
+  CHECK(strstr(err, want), "%s: no '%s' in: %.300s", what, want, err);
 }
 
 static int case_stats_at_exit(void) {
   run("stats=1,verbose=1,decay=0,bg=0,purge=free");
   CHECK(strstr(err, "strata statistics") && strstr(err, "  small "), "stats=1: no table at exit: %s", err);
+  want_process("stats=1", "strata statistics: pid %d, program test_options\n");
+  return 0;
+}
+
+/* stats=json: the statistics at exit are JSON (Python reads them) that
+ * name the child, with the options it ran with. */
+static int case_stats_json_at_exit(void) {
+  run("stats=json,decay=7");
+  want_process("stats=json", "{\"pid\": %d, \"program\": \"test_options\",");
+  const char *json = strstr(err, "{\"pid\"");
+  REQUIRE(json, "stats=json: no JSON at exit: %s", err);
+  static const char check[] =
+    "import json, sys\n"
+    "d = json.load(sys.stdin)\n"
+    "assert d['program'] == 'test_options', d['program']\n"
+    "assert d['options']['stats'] == 'json' and d['options']['decay'] == 7, d['options']\n"
+    "assert d['allocated'] == sum(d[t]['allocated'] for t in ('small', 'large', 'huge'))\n"
+    "assert d['large']['nmalloc'] >= 1 and len(d['classes']) == int(sys.argv[1])\n"
+    "print('ok')\n";
+  char n[16], said[64];
+  snprintf(n, sizeof n, "%d", STRATA_CLASSES);
+  int status = run_python(check, n, json, said, sizeof said);
+  CHECK(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && strcmp(said, "ok\n") == 0,
+        "stats=json: Python rejects the JSON at exit (status %d):\n%s", status, json);
   return 0;
 }
 
@@ -123,36 +199,67 @@ static void readme_value(const char *v, char *to, size_t cap) {
   else snprintf(to, cap, "%s", v);
 }
 
+/* What the library accepts for a key, as its warning for a bad value
+ * (the empty value, which no option takes) says it. */
+static bool limits_of(const char *key, char *to, size_t cap) {
+  char head[96];
+  snprintf(head, sizeof head, "bad value '%s=': ", key);
+  const char *s = strstr(err, head);
+  if (!s) return false;
+  s += strlen(head);
+  const char *end = strstr(s, "; keeping ");
+  if (!end || memchr(s, '\n', (size_t)(end - s))) return false;
+  snprintf(to, cap, "%.*s", (int)(end - s), s);
+  return true;
+}
+
 /* The README's options table (STRATA_README names it) has a row for each
  * key the library knows, with the default the library prints under
- * verbose=1 (the only key set), and no other row. */
+ * verbose=1 (the only key set) and the values it accepts, and no other
+ * row. */
 static int case_readme_table(void) {
   const char *path = getenv("STRATA_README");
   if (!path) return skip("STRATA_README is not set (meson sets it)");
   FILE *f = fopen(path, "r");
   REQUIRE(f, "cannot open %s", path);
   run("verbose=1");
-  const char *listing = strstr(err, "strata: options:");
-  REQUIRE(listing, "verbose=1 printed no options: %s", err);
-  char printed[512];
-  snprintf(printed, sizeof printed, "%.*s ", (int)strcspn(listing + 16, "\n"), listing + 16);
+  static char printed[2048];
+  size_t plen = 0;
+  for (const char *l = err; (l = strstr(l, "strata: options:")); l += 16)   /* all its lines */
+    plen += (size_t)snprintf(printed + plen, sizeof printed - plen, "%.*s", (int)strcspn(l + 16, "\n"), l + 16);
+  REQUIRE(plen, "verbose=1 printed no options: %s", err);
+  snprintf(printed + plen, sizeof printed - plen, " ");
   char line[4096];
+  static char keys[64][64];
+  static char limits[64][256];
   bool in_section = false;
   int rows = 0;
   while (fgets(line, sizeof line, f)) {
     if (strncmp(line, "## ", 3) == 0) in_section = strncmp(line, "## Options", 10) == 0;
-    char key[64], def[64], want[96], value[80];
-    if (!in_section || sscanf(line, "| `%63[^`]` | `%63[^`]` |", key, def) != 2) continue;
-    rows++;
+    char key[64], def[64], want[96], value[80], cell[256];
+    if (!in_section || sscanf(line, "| `%63[^`]` | `%63[^`]` | %255[^|]|", key, def, cell) != 3) continue;
+    REQUIRE(rows < 64, "more than 64 rows in the README's table");
     readme_value(def, value, sizeof value);
     if (strcmp(key, "verbose") == 0) snprintf(value, sizeof value, "1");   /* set to list */
     snprintf(want, sizeof want, " %s=%s ", key, value);
     CHECK(strstr(printed, want), "README: `%s` defaults to `%s`, the library prints:%s", key, def, printed);
+    snprintf(keys[rows], sizeof keys[rows], "%s", key);
+    snprintf(limits[rows], sizeof limits[rows], "%.*s", (int)strcspn(cell, "|") - 1, cell);  /* less the space */
+    rows++;
   }
   fclose(f);
-  int keys = 0;
-  for (const char *q = printed; (q = strchr(q, '=')); q++) keys++;
-  CHECK(rows == keys, "the README's table has %d rows, the library %d options:%s", rows, keys, printed);
+  int keys_printed = 0;
+  for (const char *q = printed; (q = strchr(q, '=')); q++) keys_printed++;
+  CHECK(rows == keys_printed, "the README's table has %d rows, the library %d options:%s", rows, keys_printed, printed);
+
+  char bad[2048] = "";
+  for (int r = 0; r < rows; r++) snprintf(bad + strlen(bad), sizeof bad - strlen(bad), "%s%s=", r ? "," : "", keys[r]);
+  run(bad);
+  for (int r = 0; r < rows; r++) {
+    char said[256];
+    CHECK(limits_of(keys[r], said, sizeof said), "`%s=` (empty) got no warning with its limits: %s", keys[r], err);
+    CHECK(strcmp(said, limits[r]) == 0, "README: `%s` takes '%s', the library says '%s'", keys[r], limits[r], said);
+  }
   return 0;
 }
 
@@ -215,7 +322,10 @@ int main(int argc, char **argv) {
     {"sbrk-off", case_sbrk_off, 120},
     {"unknown-key", case_unknown_key, 120},
     {"bad-values", case_bad_values, 120},
+    {"spaces-and-words", case_spaces_and_words, 120},
+    {"listing-lines", case_listing_lines, 120},
     {"stats-at-exit", case_stats_at_exit, 120},
+    {"stats-json-at-exit", case_stats_json_at_exit, 120},
     {"readme-table", case_readme_table, 120},
     {"glibc-api", case_glibc_api, 120},
   };

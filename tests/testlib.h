@@ -15,7 +15,9 @@
  * (status fields, mappings, the thread count, resident bytes), a waitpid with
  * a deadline, run_child() (a function in a child process, its stdout and
  * stderr captured: for what must crash, or for this program re-run with
- * other options), and where strata.h was included first, stats_now().
+ * other options), run_python() (a check written in Python over text the
+ * case made, such as the statistics' JSON), and where strata.h was
+ * included first, stats_now().
  *
  * Two ways to structure a program:
  *  - a list of independent cases: cases_main() runs a table of them, each in
@@ -362,6 +364,32 @@ static TL_UNUSED int run_child(void (*fn)(void *), void *arg, char *out, size_t 
   }
   double left = end - now_s();
   return wait_or_kill(pid, left > 0 ? left : 0);
+}
+
+/* Run python3 -c `script` with one argument, `input` on its stdin (at
+ * most a pipe's 64 KiB) and its stdout in out (its stderr stays this
+ * program's, to say why it failed). The interpreter is STRATA_PYTHON
+ * (meson sets it to the one it found), else python3 on the PATH. Returns
+ * the wait status (run_child), -2 when it could not start. */
+typedef struct { const char *script, *arg; int in; } tl_python_t;
+static TL_UNUSED void tl_exec_python(void *arg) {
+  const tl_python_t *p = (const tl_python_t *)arg;
+  const char *python = getenv("STRATA_PYTHON");
+  dup2(p->in, STDIN_FILENO);
+  execlp(python ? python : "python3", "python3", "-c", p->script, p->arg, (char *)NULL);
+  _exit(127);
+}
+static TL_UNUSED int run_python(const char *script, const char *arg, const char *input, char *out,
+                                size_t outcap) {
+  int in[2];
+  if (pipe(in) != 0) return -2;
+  size_t len = strlen(input);
+  bool written = len < 65536 && write(in[1], input, len) == (ssize_t)len;
+  close(in[1]);
+  tl_python_t p = {script, arg, in[0]};
+  int status = written ? run_child(tl_exec_python, &p, out, outcap, NULL, 0, 60) : -2;
+  close(in[0]);
+  return status;
 }
 
 /* ---- over the strata_ API (for a program that includes strata.h first) ------ */
