@@ -7,7 +7,7 @@
 # 1. groff -man -ww -z: every warning groff knows, no output; any message
 #    fails the test (groff-base, which ci/test installs).
 # 2. Each function strata.h declares is named in the page, and so is each
-#    key of the README's options table.
+#    key of the README's table of STRATA_OPTIONS (its section "Options").
 # Exit 0 on success, 1 on failure, 77 (skipped) when groff is missing.
 set -euo pipefail
 
@@ -31,7 +31,7 @@ functions=$(grep -oE '\bstrata_[a-z0-9_]+ *\(' "$HEADER" | tr -d ' (' | sort -u)
 for f in $functions; do
   grep -qE "\\b$f\\b" "$PAGE" || fail "$PAGE does not name $f (declared in strata.h)"
 done
-keys=$(sed -n 's/^| `\([a-z_]*\)` |.*/\1/p' "$README")
+keys=$(sed -n '/^## Options$/,/^## /s/^| `\([a-z_]*\)` |.*/\1/p' "$README")
 [[ -n "$keys" ]] || fail "no options table found in $README"
 for k in $keys; do
   grep -qE "^\\.BR $k( |\$)" "$PAGE" || fail "$PAGE does not describe the option $k"
