@@ -15,6 +15,18 @@
 extern "C" {
 #endif
 
+/* ---- version -------------------------------------------------------------
+ * The release this header belongs to (meson.build's project version). The
+ * shared library's SONAME, libstrata.so.1, changes only with the ABI. */
+#define STRATA_VERSION_MAJOR 0
+#define STRATA_VERSION_MINOR 1
+#define STRATA_VERSION_PATCH 0
+#define STRATA_VERSION "0.1.0"
+
+/* The release of the library in use ("0.1.0"), which may be newer than the
+ * header a program was compiled with. */
+const char *strata_version(void);
+
 #if defined(__GNUC__)
 #define STRATA_MALLOC_ATTR __attribute__((malloc, warn_unused_result))
 #else

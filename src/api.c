@@ -372,6 +372,8 @@ API int strata_malloc_trim(size_t pad) {
   return collect();
 }
 
+API const char *strata_version(void) { return STRATA_VERSION; }
+
 /* ---- the standard names --------------------------------------------------------- */
 #ifndef STRATA_NO_OVERRIDE
 #pragma GCC diagnostic ignored "-Wmissing-attributes"   /* aliases need not repeat malloc attributes */

@@ -9,13 +9,22 @@
 #                   newer meson versions give a list: one argument each)
 # The C compiler is $CC (meson.build passes the one the build uses).
 #
-# 1. `meson install --destdir` into a temporary directory.
-# 2. Find strata.pc there and point pkg-config at it, relocating ${prefix}
-#    into the temporary root.
-# 3. Build install_prog.c with `pkg-config --cflags --libs strata` and run it
+# 1. `meson install --destdir` into a temporary directory; every file must
+#    be where the build's prefix and directories say: libstrata.so.1 (its
+#    SONAME), the libstrata.so link to it, libstrata.a, strata.h, strata.pc,
+#    the strata(3) man page and the `strata` command.
+# 2. Point pkg-config at the installed strata.pc, relocating ${prefix} into
+#    the temporary root.
+# 3. `strata`: --help prints the usage; the library path it preloads is the
+#    installed libstrata.so.1. A copy that preloads the staged library instead
+#    runs a program that is not linked with Strata: its malloc(16) must be
+#    Strata's, STRATA_OPTIONS must reach it (stats=1 prints the statistics),
+#    an LD_PRELOAD already set must come after Strata, and a missing program
+#    must fail with a message.
+# 4. Build install_prog.c with `pkg-config --cflags --libs strata` and run it
 #    with LD_LIBRARY_PATH on the installed libdir: malloc must come from the
-#    installed libstrata.so.
-# 4. Build it again with -static and `pkg-config --static` (libstrata.a plus
+#    installed libstrata.so.1.
+# 5. Build it again with -static and `pkg-config --static` (libstrata.a plus
 #    -lpthread) and run it: malloc must still be Strata's.
 # Exit 0 on success, 1 on failure, 77 (meson's "skipped") when pkg-config or
 # a static C library is missing.
@@ -54,21 +63,76 @@ DEST=$TMP/root
 $MESON install -C "$BUILD" --no-rebuild --quiet --destdir "$DEST" \
   >"$TMP/install.log" 2>&1 || { cat "$TMP/install.log" >&2; fail "meson install failed"; }
 
-PC=$(find "$DEST" -name strata.pc -print -quit)
-[[ -n "$PC" ]] || fail "no strata.pc under $DEST"
-[[ -n "$(find "$DEST" -name strata.h -print -quit)" ]] || fail "strata.h was not installed"
+# ---- the installed files -----------------------------------------------------
+# Where the build puts them: prefix, and bindir, libdir, ... under it.
+# shellcheck disable=SC2086
+read -r PREFIX BINDIR LIBDIR_REL INCLUDEDIR MANDIR < <($MESON introspect "$BUILD" --buildoptions |
+  python3 -c 'import json, sys
+o = {x["name"]: x["value"] for x in json.load(sys.stdin)}
+print(*(o[k] for k in ("prefix", "bindir", "libdir", "includedir", "mandir")))') \
+  || fail "meson introspect --buildoptions failed"
+at() { case $1 in /*) echo "$DEST$1" ;; *) echo "$DEST$PREFIX/$1" ;; esac; }
+LIBDIR=$(at "$LIBDIR_REL")
+SO1=$LIBDIR/libstrata.so.1
+WRAPPER=$(at "$BINDIR")/strata
+PC=$LIBDIR/pkgconfig/strata.pc
+echo "test_install: installed into $DEST (prefix $PREFIX)"
+[[ -f "$SO1" && ! -L "$SO1" ]] || fail "$SO1 was not installed"
+readelf -d "$SO1" | grep -q 'SONAME.*\[libstrata\.so\.1\]' || fail "$SO1: the SONAME is not libstrata.so.1"
+[[ -L "$LIBDIR/libstrata.so" && "$(readlink -f "$LIBDIR/libstrata.so")" == "$(readlink -f "$SO1")" ]] \
+  || fail "$LIBDIR/libstrata.so is not a link to libstrata.so.1"
+[[ -f "$LIBDIR/libstrata.a" ]] || fail "$LIBDIR/libstrata.a was not installed"
+[[ -f "$(at "$INCLUDEDIR")/strata.h" ]] || fail "$(at "$INCLUDEDIR")/strata.h was not installed"
+[[ -f "$PC" ]] || fail "$PC was not installed"
+[[ -f "$(at "$MANDIR")/man3/strata.3" ]] || fail "$(at "$MANDIR")/man3/strata.3 was not installed"
+[[ -f "$WRAPPER" && -x "$WRAPPER" ]] || fail "$WRAPPER was not installed executable"
+
 # The .pc file says prefix=/usr/local (say); the files are under $DEST/usr/local.
-PREFIX=$(sed -n 's/^prefix=//p' "$PC")
-[[ -n "$PREFIX" ]] || fail "$PC has no prefix= line"
+[[ "$(sed -n 's/^prefix=//p' "$PC")" == "$PREFIX" ]] || fail "$PC: prefix= is not $PREFIX"
 pc() {
   PKG_CONFIG_PATH=$(dirname "$PC") PKG_CONFIG_LIBDIR=$(dirname "$PC") \
     pkg-config --define-variable=prefix="$DEST$PREFIX" "$@" strata
 }
-LIBDIR=$(pc --variable=libdir)
-echo "test_install: installed into $DEST; strata.pc: $PC"
+[[ "$(pc --variable=libdir)" == "$LIBDIR" ]] || fail "strata.pc's libdir is not $LIBDIR"
 echo "test_install: pkg-config --cflags --libs strata: $(pc --cflags --libs)"
-[[ -e "$LIBDIR/libstrata.so" ]] || fail "libstrata.so is not in libdir $LIBDIR"
-[[ -e "$LIBDIR/libstrata.a" ]] || fail "libstrata.a is not in libdir $LIBDIR"
+
+# ---- the strata command ------------------------------------------------------
+"$WRAPPER" --help >"$TMP/help.out" 2>&1 || fail "strata --help exited with status $?"
+grep -q '^usage: strata PROGRAM' "$TMP/help.out" || fail "strata --help prints no usage"
+INSTALLED_SO1=${SO1#"$DEST"}
+grep -qxF "lib='$INSTALLED_SO1'" "$WRAPPER" || fail "strata does not preload $INSTALLED_SO1"
+# Run from the temporary root, the command must preload the staged library.
+sed "s|^lib='$INSTALLED_SO1'\$|lib='$SO1'|" "$WRAPPER" >"$TMP/strata"
+chmod +x "$TMP/strata"
+grep -qxF "lib='$SO1'" "$TMP/strata" || fail "cannot point a copy of strata at $SO1"
+cat >"$TMP/owns.c" <<'PROG'
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+int main(void) {
+  int (*owns)(const void *) = (int (*)(const void *))dlsym(RTLD_DEFAULT, "strata_owns");
+  void *p = malloc(16);
+  int ok = owns && p && owns(p) == 1;
+  printf("malloc(16) = %p is %s\n", p, ok ? "Strata's" : "not Strata's");
+  free(p);
+  return !ok;
+}
+PROG
+$CC -fno-builtin -o "$TMP/owns" "$TMP/owns.c" -ldl || fail "building owns.c failed"
+! "$TMP/owns" >/dev/null 2>&1 || fail "owns says malloc is Strata's without the preload"
+STRATA_OPTIONS=stats=1 "$TMP/strata" "$TMP/owns" >"$TMP/owns.out" 2>"$TMP/owns.err" \
+  || { cat "$TMP/owns.out" "$TMP/owns.err" >&2; fail "strata owns: malloc is not Strata's"; }
+grep -q '^strata statistics' "$TMP/owns.err" \
+  || { cat "$TMP/owns.err" >&2; fail "STRATA_OPTIONS=stats=1 did not reach the program"; }
+OTHER=$($CC -print-file-name=libm.so.6)
+[[ "$(LD_PRELOAD=$OTHER "$TMP/strata" printenv LD_PRELOAD)" == "$SO1 $OTHER" ]] \
+  || fail "strata does not put itself before an LD_PRELOAD already set"
+if "$TMP/strata" "$TMP/no-such-program" >"$TMP/missing.out" 2>&1; then
+  fail "strata succeeded with a missing program"
+fi
+grep -q '^strata: .*no-such-program' "$TMP/missing.out" \
+  || fail "strata with a missing program says: $(cat "$TMP/missing.out")"
+echo "test_install: strata runs $(cat "$TMP/owns.out")"
 
 # ---- dynamic -----------------------------------------------------------------
 # shellcheck disable=SC2046
@@ -79,8 +143,8 @@ $CC "${SAN_FLAGS[@]}" -o "$TMP/prog_dynamic" "$SRC" $(pc --cflags --libs) -ldl \
 if readelf -d "$TMP/prog_dynamic" | grep -qE 'R(UN)?PATH'; then
   fail "prog_dynamic has an RPATH"
 fi
-readelf -d "$TMP/prog_dynamic" | grep -q 'NEEDED.*libstrata' \
-  || fail "prog_dynamic does not depend on libstrata.so"
+readelf -d "$TMP/prog_dynamic" | grep -q 'NEEDED.*\[libstrata\.so\.1\]' \
+  || fail "prog_dynamic does not depend on libstrata.so.1"
 LD_LIBRARY_PATH=$LIBDIR "$TMP/prog_dynamic" dynamic "$DEST" \
   || fail "the dynamically linked program failed"
 
