@@ -383,7 +383,7 @@ __attribute__((destructor)) static void prof_at_exit(void) {
   line_t l = LINE_INIT(2);
   line_put(&l, options.prof_out);
   line_put(&l, ".");
-  line_put_num(&l, (unsigned long long)getpid(), 0, false);
+  line_put_num(&l, (unsigned long long)os_pid(), 0, false);
   line_put(&l, ".heap");
   memcpy(path, l.buf, l.n);
   path[l.n] = 0;
