@@ -1,10 +1,11 @@
 /* prof.c - the sampling heap profiler (prof.h): the draws of the sampling
  * process, the tables of call stacks and live samples, and the profile
  * writer (strata_prof_dump, and at exit <prof_out>.<pid>.heap and the leak
- * report of prof_leak).
+ * report of prof_leak); the call stacks' walk.
  *
- * The stack table is open-addressed by the hash of the frames, and never
- * shrinks (a site keeps its allocated totals). The live table maps a
+ * The site table (call site -> frame size) and the stack table (hashed by
+ * the frames) are open-addressed and never shrink: a call stack keeps its
+ * allocated totals. The live table maps a
  * sampled block's address to its stack and size, open-addressed with
  * linear probing and backward-shift deletion, so it needs no tombstones.
  */
@@ -15,6 +16,7 @@
 #include <errno.h>
 #include <execinfo.h>
 #include <fcntl.h>
+#include <dlfcn.h>
 #include <link.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,6 +26,8 @@
 #define PROF_STACKS     ((size_t)1 << 15)
 #define PROF_LIVE       ((size_t)1 << 19)
 #define PROF_NEVER      ((intptr_t)1 << 60)
+#define PROF_RAW        (PROF_DEPTH + 16)       /* frames taken, ours among them */
+#define PROF_SITES      ((size_t)1 << 16)       /* call sites whose frame size is known */
 
 typedef struct {
   uint64_t hash;                  /* 0: an empty slot */
@@ -48,11 +52,30 @@ static uint64_t prof_dropped;           /* samples not recorded: a table full */
 /* The executable segment of the shared object Strata is in: frames there are
  * the allocator's own and start no stack. Empty in a static link. */
 static uintptr_t prof_self_lo, prof_self_hi;
-static bool prof_self_known;
+/* The one-time set-up of the first sample: 0 not begun, 1 under way (other
+ * threads take no sample meanwhile: waiting could wait on the loader lock
+ * they hold), 2 done. */
+static _Atomic int prof_setup_state;
+
+/* libgcc's unwinder, found once glibc's backtrace has loaded it. */
+typedef int (*prof_trace_fn_t)(void *ctx, void *arg);
+static int (*prof_unwind)(prof_trace_fn_t fn, void *arg);
+static uintptr_t (*prof_unwind_ip)(void *ctx, int *before);
+static uintptr_t (*prof_unwind_cfa)(void *ctx);
+/* Call sites: ip << 16 | code, code the size of the caller's frame at ip in
+ * 8-byte words, SITE_VARIES when it was not the same each time, SITE_LAST
+ * for the outermost frame. Written under prof_lock, read without it. */
+#define SITE_VARIES 0x7fffu
+#define SITE_LAST   0x8000u
+static _Atomic uint64_t *prof_sites;
+static size_t prof_site_count;
 
 static __thread bool prof_busy __attribute__((tls_model("initial-exec")));
 static __thread uint64_t prof_rng __attribute__((tls_model("initial-exec")));
 static __thread intptr_t prof_bytes_left __attribute__((tls_model("initial-exec")));
+/* The CFA of the thread's outermost frame, from its last full unwind: the
+ * cached walk reads nothing at or above it. */
+static __thread uintptr_t prof_stack_top __attribute__((tls_model("initial-exec")));
 
 /* ---- the sampling process --------------------------------------------------- */
 static uint64_t prof_random(void) {
@@ -109,9 +132,12 @@ void prof_init(void) {
   if (!options.prof) return;
   size_t sb = align_up(PROF_STACKS * sizeof(prof_stack_t), OS_PAGE);
   size_t lb = align_up(PROF_LIVE * sizeof(prof_live_t), OS_PAGE);
+  size_t cb = PROF_SITES * sizeof(uint64_t);
   prof_stacks = os_map_aligned(sb, OS_PAGE, 0);
   prof_live = prof_stacks ? os_map_aligned(lb, OS_PAGE, 0) : NULL;
-  if (!prof_live) {
+  prof_sites = prof_live ? os_map_aligned(cb, OS_PAGE, 0) : NULL;
+  if (!prof_sites) {
+    if (prof_live) os_unmap(prof_live, lb);
     if (prof_stacks) os_unmap(prof_stacks, sb);
     line_t l = LINE_INIT(2);
     line_put(&l, "strata: prof: no memory for the profile's tables; profiling is off");
@@ -166,16 +192,146 @@ static size_t prof_stack_intern(void *const *f, unsigned n) {
   return PROF_STACKS;
 }
 
+/* ---- call stacks ------------------------------------------------------------
+ * libgcc's unwinder reads the DWARF rules of every frame: thousands of
+ * instructions a sample. But the size of a frame at a call site is the
+ * same each time (for a function with a fixed frame), so the profiler
+ * learns it from each full unwind (the CFAs of two frames in a row) and
+ * walks a stack whose every call site it knows with one load a frame: the
+ * return address at CFA - 8. A site whose size varied (alloca), frames from
+ * a signal handler's trampoline on, an unknown site or a walk that would
+ * leave the thread's stack take the full unwind instead. */
+static int prof_setup_begin(void) {
+  int state = atomic_load_acquire(&prof_setup_state), idle = 0;
+  if (state != 0 || !atomic_compare_exchange_strong(&prof_setup_state, &idle, 1)) return state;
+  dl_iterate_phdr(prof_find_self, NULL);
+  void *warm[2];
+  backtrace(warm, 2);                           /* glibc loads libgcc_s (it allocates) */
+  void *gcc = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NOLOAD);
+  if (gcc) {
+    *(void **)&prof_unwind_ip = dlsym(gcc, "_Unwind_GetIPInfo");
+    *(void **)&prof_unwind_cfa = dlsym(gcc, "_Unwind_GetCFA");
+    if (prof_unwind_ip && prof_unwind_cfa) *(void **)&prof_unwind = dlsym(gcc, "_Unwind_Backtrace");
+  }
+  atomic_store_release(&prof_setup_state, 2);
+  return 2;
+}
+
+static size_t prof_site_slot(uintptr_t ip) {
+  return (size_t)(ip * 0x9E3779B97F4A7C15ULL >> 40) & (PROF_SITES - 1);
+}
+
+/* The site's code, 0 when it is unknown. */
+static unsigned prof_site(uintptr_t ip) {
+  for (size_t i = prof_site_slot(ip), n = 0; n < PROF_SITES; i = (i + 1) & (PROF_SITES - 1), n++) {
+    uint64_t e = atomic_load_relaxed(&prof_sites[i]);
+    if (!e) return 0;
+    if (e >> 16 == ip) return (unsigned)(e & 0xffff);
+  }
+  return 0;
+}
+
+/* Learn code for ip: a second, different code makes it SITE_VARIES. Under
+ * prof_lock. */
+static void prof_site_learn(uintptr_t ip, unsigned code) {
+  if (ip >> 48) return;
+  for (size_t i = prof_site_slot(ip), n = 0; n < PROF_SITES; i = (i + 1) & (PROF_SITES - 1), n++) {
+    uint64_t e = atomic_load_relaxed(&prof_sites[i]);
+    if (e >> 16 == ip && e) {
+      if ((e & 0xffff) != code) atomic_store_relaxed(&prof_sites[i], (uint64_t)ip << 16 | SITE_VARIES);
+      return;
+    }
+    if (e) continue;
+    if (prof_site_count >= PROF_SITES * 3 / 4) return;
+    prof_site_count++;
+    atomic_store_relaxed(&prof_sites[i], (uint64_t)ip << 16 | code);
+    return;
+  }
+}
+
+typedef struct {
+  uintptr_t ip[PROF_RAW + 8], cfa[PROF_RAW + 8];
+  int n;
+  int signal;                     /* the first frame of a signal, or PROF_RAW + 8 */
+} prof_trace_t;
+
+static int prof_trace_frame(void *ctx, void *arg) {
+  prof_trace_t *t = arg;
+  if (t->n == PROF_RAW + 8) return 4;           /* _URC_NORMAL_STOP */
+  int before = 0;
+  t->ip[t->n] = prof_unwind_ip(ctx, &before);
+  t->cfa[t->n] = prof_unwind_cfa(ctx);
+  if (before && t->signal > t->n) t->signal = t->n;
+  t->n++;
+  return 0;
+}
+
+/* The size of prof_stack's own frame above the unwinder's anchor, learned
+ * at its first full unwind (0: not yet). */
+static uintptr_t prof_stack_frame;
+
+/* The return addresses of the calling thread's stack from the caller of
+ * prof_stack out, at most PROF_RAW; the number taken. Not inlined: its own
+ * frame is where the walk and the full unwind both start.
+ *
+ * In the unwinder's terms each frame has an ip and a cfa, the return
+ * address ip being stored at cfa - 8, and the next frame's cfa is this
+ * one's plus the size of the frame at the call site ip. */
+static NOINLINE int prof_stack(void **out) {
+  uintptr_t anchor = (uintptr_t)__builtin_dwarf_cfa(), top = prof_stack_top;
+  uintptr_t first = atomic_load_relaxed(&prof_stack_frame);
+  int n = 0;
+  for (uintptr_t at = anchor + first; first && top > anchor && n < PROF_RAW;) {
+    if (at > top) { n = -1; break; }
+    uintptr_t ip = *(const uintptr_t *)(at - 8);
+    unsigned code = prof_site(ip);
+    if (!code || (code & ~SITE_LAST) == SITE_VARIES) { n = -1; break; }
+    out[n++] = (void *)ip;
+    if (code & SITE_LAST) break;
+    at += (uintptr_t)code * 8;
+  }
+  if (n > 0) return n;
+  if (!prof_unwind) return backtrace(out, PROF_RAW);
+  prof_trace_t t;
+  t.n = 0;
+  t.signal = PROF_RAW + 8;
+  bool whole = prof_unwind(prof_trace_frame, &t) == 5;      /* _URC_END_OF_STACK */
+  /* The unwinder's own frames come first; prof_stack's has the anchor. The
+   * outermost frame may be a null ip, which ends the stack. */
+  int base = 0, m = t.n;
+  while (base < m && t.cfa[base] != anchor) base++;
+  if (m > 0 && t.ip[m - 1] == 0) m--;
+  if (base >= m - 1) return 0;
+  /* Nothing is learned from a signal's trampoline on. */
+  int learn = t.signal - 2 < m - 1 ? t.signal - 2 : m - 1;
+  lock_acquire(&prof_lock);
+  uintptr_t own = t.cfa[base + 1] - t.cfa[base];
+  if (!prof_stack_frame) atomic_store_relaxed(&prof_stack_frame, own);
+  for (int i = base + 1; i < learn; i++) {
+    uintptr_t size = t.cfa[i + 1] - t.cfa[i];
+    prof_site_learn(t.ip[i], t.cfa[i + 1] > t.cfa[i] && size % 8 == 0 && size / 8 < SITE_VARIES
+                                 ? (unsigned)(size / 8) : SITE_VARIES);
+  }
+  if (whole && learn == m - 1 && own == prof_stack_frame) {
+    prof_site_learn(t.ip[m - 1], SITE_LAST);
+    prof_stack_top = t.cfa[m - 1];
+  }
+  lock_release(&prof_lock);
+  n = m - 1 - base > PROF_RAW ? PROF_RAW : m - 1 - base;
+  for (int i = 0; i < n; i++) out[i] = (void *)t.ip[base + 1 + i];
+  return n;
+}
+
 bool prof_record(void *p, size_t size) {
   if (!prof_on || prof_busy) return false;
   prof_busy = true;
-  if (!prof_self_known) {
-    dl_iterate_phdr(prof_find_self, NULL);
-    prof_self_known = true;
+  if (prof_setup_begin() != 2) {
+    prof_busy = false;
+    return false;
   }
-  void *raw[PROF_DEPTH + 16];
-  int got = backtrace(raw, PROF_DEPTH + 16);
-  int skip = 1;                                 /* prof_record itself */
+  void *raw[PROF_RAW];
+  int got = prof_stack(raw);
+  int skip = 0;
   while (skip < got && (uintptr_t)raw[skip] >= prof_self_lo && (uintptr_t)raw[skip] < prof_self_hi) skip++;
   unsigned n = got - skip > PROF_DEPTH ? PROF_DEPTH : (unsigned)(got > skip ? got - skip : 0);
   bool recorded = false;

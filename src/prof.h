@@ -11,10 +11,11 @@
  * the pop that the statistics' allocation count needed anyway); larger
  * blocks count down bytes here, on their slow paths. A sampled block is
  * served by the large tier, so its free passes a slow path that looks it
- * up (prof_free); its call stack is taken with glibc's backtrace under a
- * per-thread guard (the unwinder's first use loads libgcc_s, which
- * allocates), outside every lock. Two tables mapped at start hold the
- * call stacks and the live samples; no sample is taken once one is full.
+ * up (prof_forget). Its call stack is a walk over frame sizes learned from
+ * libgcc's unwinder (prof.c), or that unwinder itself, outside every lock
+ * and under a per-thread guard (the unwinder's first use loads libgcc_s,
+ * which allocates). Tables mapped at start hold the call sites, the call
+ * stacks and the live samples; no sample is taken once one is full.
  *
  * Lock: prof_lock guards both tables; it is a leaf (nothing is taken or
  * allocated while it is held) and prof_tier lists it for fork.

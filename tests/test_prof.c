@@ -331,6 +331,36 @@ static int case_fork(void) {
   return 0;
 }
 
+/* Stacks through frames whose size changes from call to call (alloca) and
+ * through recursion of changing depth: the sampled stacks still name the
+ * sites (the walk over learned frame sizes must not take a wrong one). */
+__attribute__((noipa)) void *prof_varying(int depth, size_t pad) {
+  volatile char *room = __builtin_alloca(pad);
+  room[0] = (char)depth;
+  void *p = depth ? prof_varying(depth - 1, pad * 3 % 4000 + 16) : prof_leaky(4096);
+  return kept(p);
+}
+
+static int case_varying_frames(void) {
+  enum { N = 20000 };
+  void **keep = malloc(N * sizeof *keep);
+  for (int i = 0; i < N; i++) keep[i] = prof_varying(i % 7, (size_t)(i % 13) * 40 + 16);
+  char path[512];
+  dump_path(path, sizeof path, "varying");
+  REQUIRE(strata_prof_dump(path) == 0 && parse(path, &prof), "dump");
+  double v[4], all[4];
+  site_totals(&prof, "prof_varying", v);
+  site_totals(&prof, "prof_leaky", all);
+  CHECK(v[2] > 100 && v[2] == all[2], "%.0f live samples name prof_varying, %.0f prof_leaky: not all of them",
+        v[2], all[2]);
+  CHECK(near(v[0], (double)N * 4096, 0.25), "in use at prof_varying: %.1f MiB, not about %.1f", v[0] / MiB,
+        (double)N * 4096 / MiB);
+  for (int i = 0; i < N; i++) free(keep[i]);
+  free(keep);
+  unlink(path);
+  return 0;
+}
+
 /* Errors, with the profiler on or off. */
 static int case_dump_errors(void) {
   const char *opts = getenv("STRATA_OPTIONS");
@@ -347,6 +377,7 @@ int main(int argc, char **argv) {
     {"threads", case_threads, 300},
     {"dump-under-load", case_dump_under_load, 120},
     {"fork", case_fork, 120},
+    {"varying-frames", case_varying_frames, 120},
     {"dump-errors", case_dump_errors, 30},
   };
   return cases_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
