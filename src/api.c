@@ -27,8 +27,12 @@ static bool collect(void);
  * free looks up (prof.h); NULL sends it back to its class. */
 static void *alloc_sampled(size_t size, size_t align, bool zero) {
   if (!prof_on) return NULL;
-  void *p = large_alloc(size, align, zero);
-  if (p) prof_record(p, size);
+  void *p = prof_stash_take(size, align);
+  if (p && zero) memset(p, 0, size);
+  if (!p) p = large_alloc(size, align, zero);
+  if (!p) return NULL;
+  if (!zero && options.junk) checked_junk_new(p, size);
+  prof_record(p, size);
   return p;
 }
 
@@ -151,8 +155,15 @@ static NOINLINE void free_small(void *p, const char *call) {
  * the small ones itself, with the kind it looked up). */
 static NOINLINE void free_slow(void *p, seg_kind_t kind, const char *call) {
   ASSERT(kind != SEG_SMALL);
-  if (prof_on && kind != SEG_NONE) prof_forget(p, NULL);
+  size_t sampled = prof_on && kind != SEG_NONE ? prof_forget(p, NULL) : 0;
   if (kind == SEG_ARENA) {
+    /* A sampled small block stays for the thread's next sample (prof.h),
+     * but in checked mode and in a thread whose heap is gone. */
+    if (sampled && sampled <= SMALL_MAX && !options.junk && !options.guard &&
+        heap_tls != &heap_empty && prof_stash_put(p, large_usable(p, call))) {
+      decay_poll(false);
+      return;
+    }
     if (options.junk) checked_junk_freed(p, large_usable(p, call));
     large_free(p, call);
   } else if (kind == SEG_HUGE) {
@@ -358,6 +369,8 @@ API void *strata_pvalloc(size_t size) {
  * went back to the OS. */
 static bool collect(void) {
   if (!init_ready()) return false;
+  void *stashed = prof_stash_drop();
+  if (stashed) large_free(stashed, CALL_FREE);
   bool returned = false;
   for (unsigned i = 0; i < init_tier_count; i++)
     if (init_tiers[i]->trim) returned |= init_tiers[i]->trim();

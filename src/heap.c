@@ -11,6 +11,7 @@
 #include "abandon.h"
 #include "backlog.h"
 #include "bin.h"
+#include "large.h"
 #include "os.h"
 #include "prof.h"
 #include "ready.h"
@@ -314,6 +315,8 @@ static void heap_thread_exit(heap_t *h) {
 static void heap_key_destructor(void *arg) {
   heap_thread_state = HEAP_THREAD_DEAD;
   heap_tls = &heap_empty;
+  void *stashed = prof_stash_drop();      /* a large block (prof.h) */
+  if (stashed) large_free(stashed, CALL_FREE);
   heap_thread_exit(arg);
   backlog_thread(-1);
 }

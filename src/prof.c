@@ -373,11 +373,13 @@ static void prof_live_remove(size_t i) {
   prof_live_count--;
 }
 
-void prof_forget(void *p, void *q) {
+size_t prof_forget(void *p, void *q) {
+  size_t size = 0;
   lock_acquire(&prof_lock);
   for (size_t i = prof_live_slot((uintptr_t)p); prof_live[i].addr; i = (i + 1) & (PROF_LIVE - 1)) {
     if (prof_live[i].addr != (uintptr_t)p) continue;
     prof_live_t e = prof_live[i];
+    size = e.size;
     prof_live_remove(i);
     if (q) {                                    /* moved: the sample follows it */
       size_t k = prof_live_slot((uintptr_t)q);
@@ -392,6 +394,30 @@ void prof_forget(void *p, void *q) {
     break;
   }
   lock_release(&prof_lock);
+  return size;
+}
+
+static __thread void *prof_stash __attribute__((tls_model("initial-exec")));
+static __thread size_t prof_stash_usable __attribute__((tls_model("initial-exec")));
+
+void *prof_stash_take(size_t size, size_t align) {
+  void *p = prof_stash;
+  if (!p || prof_stash_usable < size || (uintptr_t)p % align) return NULL;
+  prof_stash = NULL;
+  return p;
+}
+
+bool prof_stash_put(void *p, size_t usable) {
+  if (prof_stash) return false;
+  prof_stash = p;
+  prof_stash_usable = usable;
+  return true;
+}
+
+void *prof_stash_drop(void) {
+  void *p = prof_stash;
+  prof_stash = NULL;
+  return p;
 }
 
 /* ---- the profile ---------------------------------------------------------- */

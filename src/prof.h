@@ -39,8 +39,20 @@ bool prof_due_bytes(size_t size);
 /* Record p (size bytes asked) as a sample with the caller's stack; false
  * when it is not recorded (inside the profiler already, or a table full). */
 bool prof_record(void *p, size_t size);
-/* p is being freed, or moved to q (NULL: freed): drop or move its sample. */
-void prof_forget(void *p, void *q);
+/* p is being freed, or moved to q (NULL: freed): drop or move its sample;
+ * the size its sample recorded, 0 when p was not sampled. */
+size_t prof_forget(void *p, void *q);
+
+/* Each thread keeps the last freed block that served a sampled small
+ * allocation (a large-tier block) for its next one, so a program that
+ * allocates and frees such blocks does not take and give back a large
+ * block per sample. The stash is a live block to the statistics. */
+/* The stashed block, if it has `size` bytes aligned to align; else NULL. */
+void *prof_stash_take(size_t size, size_t align);
+/* Keep p (usable bytes) when the stash is empty; false: the caller frees. */
+bool prof_stash_put(void *p, size_t usable);
+/* Empty the stash: its block, for the caller to free, or NULL. */
+void *prof_stash_drop(void);
 
 extern const tier_t prof_tier;
 

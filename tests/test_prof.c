@@ -213,7 +213,8 @@ static int case_realloc(void) {
 }
 
 /* Threads allocate and hand their blocks to the next thread, which frees
- * them: no sample stays live. */
+ * them: no sample stays live, and the large blocks the threads kept for
+ * their next samples (prof.h's stash) went back when they exited. */
 enum { THREADS = 4, PER_THREAD = 40000 };
 static void **handed[THREADS];
 static pthread_barrier_t barrier;
@@ -233,13 +234,22 @@ static void *worker(void *arg) {
   return NULL;
 }
 
+static unsigned long long large_live(void) {
+  strata_stats_t st;
+  strata_stats(&st);
+  return st.large.nmalloc - st.large.nfree;
+}
+
 static int case_threads(void) {
+  unsigned long long before = large_live();
   pthread_t th[THREADS];
   pthread_barrier_init(&barrier, NULL, THREADS);
   for (int t = 0; t < THREADS; t++) pthread_create(&th[t], NULL, worker, (void *)(intptr_t)t);
   for (int t = 0; t < THREADS; t++) pthread_join(th[t], NULL);
   for (int t = 0; t < THREADS; t++) free(handed[t]);
   pthread_barrier_destroy(&barrier);
+  CHECK(large_live() <= before, "%llu large blocks live after the threads exited, %llu before",
+        large_live(), before);
   char path[512];
   dump_path(path, sizeof path, "threads");
   REQUIRE(strata_prof_dump(path) == 0 && parse(path, &prof), "dump");
