@@ -268,7 +268,7 @@ static int prof_trace_frame(void *ctx, void *arg) {
 
 /* The size of prof_stack's own frame above the unwinder's anchor, learned
  * at its first full unwind (0: not yet). */
-static uintptr_t prof_stack_frame;
+static _Atomic uintptr_t prof_stack_frame;
 
 /* The return addresses of the calling thread's stack from the caller of
  * prof_stack out, at most PROF_RAW; the number taken. Not inlined: its own
@@ -306,13 +306,13 @@ static NOINLINE int prof_stack(void **out) {
   int learn = t.signal - 2 < m - 1 ? t.signal - 2 : m - 1;
   lock_acquire(&prof_lock);
   uintptr_t own = t.cfa[base + 1] - t.cfa[base];
-  if (!prof_stack_frame) atomic_store_relaxed(&prof_stack_frame, own);
+  if (!first) atomic_store_relaxed(&prof_stack_frame, first = own);
   for (int i = base + 1; i < learn; i++) {
     uintptr_t size = t.cfa[i + 1] - t.cfa[i];
     prof_site_learn(t.ip[i], t.cfa[i + 1] > t.cfa[i] && size % 8 == 0 && size / 8 < SITE_VARIES
                                  ? (unsigned)(size / 8) : SITE_VARIES);
   }
-  if (whole && learn == m - 1 && own == prof_stack_frame) {
+  if (whole && learn == m - 1 && own == first) {
     prof_site_learn(t.ip[m - 1], SITE_LAST);
     prof_stack_top = t.cfa[m - 1];
   }
