@@ -109,14 +109,6 @@ def split_name(name):
     return base, threads
 
 
-def waitstatus_to_exitcode(status):
-    if os.WIFEXITED(status):
-        return os.WEXITSTATUS(status)
-    if os.WIFSIGNALED(status):
-        return -os.WTERMSIG(status)
-    return status
-
-
 def load_bench_json(path):
     """Google Benchmark JSON; salvages the runs of a process that died."""
     try:
@@ -238,7 +230,7 @@ def run_process(cmd, env, stdout_log, known_names, progress, timeout, stall):
         p.stdout.close()
         _, status, ru = os.wait4(p.pid, 0)
         state["done"] = True
-        p.returncode = waitstatus_to_exitcode(status)
+        p.returncode = os.waitstatus_to_exitcode(status)
         if state["killed"]:
             logf.write("\n[compare.py: killed: %s]\n" % state["killed"])
     return p.returncode, time.monotonic() - t0, ru.ru_maxrss, state["killed"], seen
