@@ -26,6 +26,7 @@ See --help and docs/benchmarks.md.
 
 import argparse
 import datetime
+import functools
 import json
 import math
 import os
@@ -62,7 +63,14 @@ PROFILES = {
              "stall_timeout": 300},
 }
 
+QUICK_NOTE = ("Quick profile: rough numbers. On a loaded machine the rounds of one "
+              "cell spread 3-5x; for careful numbers use --full, or more --rounds "
+              "and a longer --min-time.")
+
 MEMORY_RE = re.compile(r"^memory(/|$)")
+# Significance level of the rank test that tells a difference from noise, as
+# in Google Benchmark's tools/compare.py.
+ALPHA = 0.05
 MAX_FAILURES = 8  # per allocator, round and process kind, before giving up
 CALLGRIND_ITERS = {"pair": 200000, "batch": 200}  # 200k pairs each
 
@@ -97,6 +105,72 @@ def fmt_num(v, digits=3):
     if v >= 100:
         return "%.0f" % v
     return "%.*g" % (digits, v)
+
+
+@functools.lru_cache(maxsize=None)
+def u_counts(m, n):
+    """How many orderings of m + n distinct values give the first sample a
+    Mann-Whitney U of u, for u = 0 .. m*n."""
+    if m == 0 or n == 0:
+        return (1,)
+    # The largest value is in the first sample (it beats all n values of the
+    # second: U grows by n) or in the second (U does not change).
+    first, second = u_counts(m - 1, n), u_counts(m, n - 1)
+    return tuple((first[u - n] if u >= n else 0) + (second[u] if u < len(second) else 0)
+                 for u in range(m * n + 1))
+
+
+def mann_whitney_p(xs, ys):
+    """Two-sided p-value of the Mann-Whitney U test of xs against ys, from
+    the exact distribution of U.  Ties get mid-ranks, which makes the
+    p-value approximate; timings rarely tie."""
+    m, n = len(xs), len(ys)
+    pooled = sorted(xs + ys)
+    rank, i = {}, 0
+    while i < len(pooled):
+        j = i
+        while j < len(pooled) and pooled[j] == pooled[i]:
+            j += 1
+        rank[pooled[i]] = (i + 1 + j) / 2.0
+        i = j
+    u = sum(rank[x] for x in xs) - m * (m + 1) / 2.0
+    u = max(u, m * n - u)
+    tail = sum(u_counts(m, n)[math.ceil(u):])
+    return min(1.0, 2.0 * tail / math.comb(m + n, m))
+
+
+def u_test_has_power(m, n):
+    """Can samples of these sizes ever differ significantly?  The smallest
+    p-value, 2 / C(m+n, m), is reached when they do not overlap at all."""
+    return 2.0 / math.comb(m + n, m) < ALPHA
+
+
+def spread(xs, mid):
+    """Largest distance of a sample from the median, relative to it."""
+    return max(abs(x - mid) for x in xs) / mid
+
+
+def fmt_spread(s):
+    return "" if s is None else " \u00b1%.0f%%" % (100 * s)
+
+
+def is_throughput(row):
+    """The memory workload's items per second time a fragmentation pattern
+    that waits on page faults, not allocation speed."""
+    return not MEMORY_RE.match(row["benchmark"])
+
+
+def throughput_geomeans(rows, allocs):
+    """Each allocator's geometric mean of its ratios to the best of the row,
+    over the throughput rows where every allocator has a number."""
+    ratios = {a: [] for a in allocs}
+    for r in filter(is_throughput, rows):
+        vals = [r["items_per_second"].get(a) for a in allocs]
+        if all(vals):
+            best = max(vals)
+            for a, v in zip(allocs, vals):
+                ratios[a].append(v / best)
+    return {a: statistics.geometric_mean(xs) if xs else None for a, xs in ratios.items()}
 
 
 def split_name(name):
@@ -441,6 +515,8 @@ def run_benchmarks(args, allocs, missing, out):
 
     log("Strata allocator comparison: %s profile, %d round(s), min_time %gs, threads %s" %
         (args.profile, args.rounds, args.min_time, args.threads))
+    if args.profile == "quick":
+        log("  " + QUICK_NOTE)
     log("  binary:     %s" % binary)
     log("  allocators: %s" % ", ".join("%s (%s)" % (n, p or "no preload") for n, p in allocs))
     for n, p, hint in missing:
@@ -559,7 +635,7 @@ def run_benchmarks(args, allocs, missing, out):
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     table = render_table(summary)
-    with open(os.path.join(out, "table.md"), "w") as f:
+    with open(os.path.join(out, "table.md"), "w", encoding="utf-8") as f:
         f.write(table)
 
     charts = []
@@ -613,7 +689,8 @@ def summarize(args, allocs, missing, names, samples, maxrss, problems, failures,
     for n in names:
         base, threads = split_name(n)
         row = {"benchmark": n, "workload": base, "threads": threads,
-               "items_per_second": {}, "samples": {}, "counters": {}, "errors": {}}
+               "items_per_second": {}, "samples": {}, "spread": {}, "p_vs_best": {},
+               "counters": {}, "errors": {}}
         for a, _ in allocs:
             runs = samples[a].get(n, [])
             good = [r for r in runs if not r.get("error_occurred")]
@@ -622,12 +699,21 @@ def summarize(args, allocs, missing, names, samples, maxrss, problems, failures,
                 row["errors"][a] = bad[0].get("error_message")
             elif n in failures[a] and not good:
                 row["errors"][a] = failures[a][n]
-            ips = [r.get("items_per_second") for r in good]
+            ips = [x for x in (r.get("items_per_second") for r in good) if x]
             row["samples"][a] = ips
             row["items_per_second"][a] = median(ips)
+            row["spread"][a] = spread(ips, median(ips)) if len(ips) > 1 else None
             keys = sorted({k for r in good for k, v in r.items()
                            if k not in STD_FIELDS and isinstance(v, (int, float))})
             row["counters"][a] = {k: median([r.get(k) for r in good]) for k in keys}
+            row["threads"] = good[0].get("threads", threads) if good else row["threads"]
+        medians = {a: v for a, v in row["items_per_second"].items() if v}
+        if medians:
+            best = max(medians, key=medians.get)
+            for a in medians:
+                if a != best:
+                    row["p_vs_best"][a] = mann_whitney_p(row["samples"][a],
+                                                         row["samples"][best])
         rows.append(row)
     return {
         "profile": args.profile,
@@ -672,11 +758,25 @@ def render_table(s):
     L.append("")
     L.append("Items per second (see docs/benchmarks.md for what an item is in each "
              "workload), median over rounds; in brackets the ratio to the best "
-             "allocator of the row (1.00 = best, **bold**). Higher is better.")
+             "allocator of the row (1.00 = best, **bold**); then \u00b1N%: every round "
+             "lies within N% of the median. Higher is better.")
+    L.append("")
+    marks = u_test_has_power(s["rounds"], s["rounds"])
+    if marks:
+        L.append("\u2248 after the ratio: not significantly different from the best of "
+                 "the row (two-sided Mann-Whitney U test on the rounds, p >= %g): "
+                 "within noise." % ALPHA)
+    else:
+        L.append("With %d round(s) a rank test cannot tell any difference from noise "
+                 "(its smallest p-value is %.2f), so no cell says whether it is within "
+                 "noise: run 4 rounds or more (--rounds, or --full) for that." % (
+                     s["rounds"], 2.0 / math.comb(2 * s["rounds"], s["rounds"])))
+    if s["profile"] == "quick":
+        L.append("")
+        L.append(QUICK_NOTE)
     L.append("")
     L.append("| workload | threads | " + " | ".join(allocs) + " |")
     L.append("|---|--:|" + "--:|" * len(allocs))
-    ratios = {a: [] for a in allocs}
     for r in s["rows"]:
         vals = r["items_per_second"]
         present = [vals[a] for a in allocs if vals.get(a)]
@@ -690,18 +790,15 @@ def render_table(s):
             elif not v:
                 cells.append("-")
             else:
-                c = "%s (%.2f)" % (fmt_rate(v), v / best)
+                p = r["p_vs_best"].get(a)
+                near = "\u2248" if marks and p is not None and p >= ALPHA else ""
+                c = "%s (%.2f%s)%s" % (fmt_rate(v), v / best, near, fmt_spread(r["spread"][a]))
                 cells.append("**%s**" % c if v == best else c)
-        if len(present) == len(allocs):
-            for a in allocs:
-                ratios[a].append(vals[a] / best)
         L.append("| %s | %d | %s |" % (r["workload"], r["threads"], " | ".join(cells)))
-    if any(ratios.values()):
-        gm = []
-        for a in allocs:
-            xs = ratios[a]
-            gm.append("%.2f" % math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else "-")
-        L.append("| *geometric mean of ratios* | | " + " | ".join(gm) + " |")
+    gm = throughput_geomeans(s["rows"], allocs)
+    if any(gm.values()):
+        L.append("| *geometric mean of ratios* (all rows but memory) | | " +
+                 " | ".join("-" if gm[a] is None else "%.2f" % gm[a] for a in allocs) + " |")
     L.append("")
 
     # Memory.
