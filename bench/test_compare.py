@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Unit tests of bench/compare.py's statistics (meson test --suite bench)."""
+"""Unit tests of bench/compare.py's statistics and bench/charts.py's colours
+(meson test compare-stats, suite bench)."""
 
 import os
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import charts  # noqa: E402
 import compare  # noqa: E402
 
 
@@ -62,6 +64,14 @@ class Geomean(unittest.TestCase):
     def test_no_complete_row(self):
         gm = compare.throughput_geomeans([row("memory/iterations:1", a=1.0, b=2.0)], ["a", "b"])
         self.assertEqual(gm, {"a": None, "b": None})
+
+
+class Colours(unittest.TestCase):
+    def test_by_name(self):
+        self.assertEqual(charts.color("strata"), charts.COLORS["strata"])
+        # crc32("hoard") % 10 == 4: the same colour in every run.
+        self.assertEqual(charts.color("hoard"), charts.PALETTE[4])
+        self.assertNotIn(charts.color("nodecay"), charts.COLORS.values())
 
 
 if __name__ == "__main__":
