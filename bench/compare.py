@@ -13,6 +13,11 @@ allocator alike; quotes medians.  Writes, under bench/results/<timestamp>/
     table.md                      throughput and memory tables
     charts/*.png                  throughput vs threads; memory per allocator
 
+With --replay FILE... it instead replays traces with strata-trace
+(build/bench/strata-trace, or --trace-tool) under each allocator, in the
+same interleaved rounds: rows replay/<trace name>, throughput in replayed
+operations per second, and their peak RSS.
+
 With --callgrind it instead counts instructions per malloc/free pair under
 valgrind --tool=callgrind (build/bench/strata_callgrind) and writes
 callgrind.md / callgrind.json.
@@ -21,6 +26,7 @@ Standard library only; charts need matplotlib (Debian: python3-matplotlib)
 or gnuplot, and are skipped with a message when neither is available.
 
 Usage: bench/compare.py [--full] [--callgrind] [name=path.so[?STRATA_OPTIONS] ...] [options]
+       bench/compare.py [name=path.so ...] [options] --replay TRACE...
 See --help and docs/benchmarks.md.
 """
 
@@ -338,6 +344,11 @@ def parse_args(argv):
                     help="seconds without a benchmark finishing before a process "
                          "counts as hung and is killed")
     ap.add_argument("--out", help="results directory (default: bench/results/<timestamp>)")
+    ap.add_argument("--replay", nargs="+", action="extend", metavar="FILE",
+                    help="rank the allocators on these traces (strata-trace replay) "
+                         "instead of the benchmark workloads")
+    ap.add_argument("--trace-tool", metavar="PATH",
+                    help="the trace replay tool (default: BUILD/bench/strata-trace)")
     ap.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     ap.add_argument("--list", action="store_true",
                     help="show the allocators and whether they are installed, then exit")
@@ -629,9 +640,152 @@ def run_benchmarks(args, allocs, missing, out):
                     got, fmt_duration(time.monotonic() - t_proc),
                     "ok" if not bad else "%d process(es) failed: %s" % (len(bad), bad[0])))
 
-    wall_total = time.monotonic() - t_start
     summary = summarize(args, allocs, missing, names, samples, maxrss, problems,
-                        failures, providers, context, wall_total)
+                        failures, providers, context, time.monotonic() - t_start)
+    return finish(args, out, summary, progress.procs_done)
+
+
+def is_fixed_executable(path):
+    """Is this a non-PIE executable (ELF type ET_EXEC)?"""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(18)
+    except OSError:
+        return False
+    return head[:4] == b"\x7fELF" and head[16:18] == b"\x02\x00"
+
+
+def malloc_binding(debug_file):
+    """The object that the dynamic linker bound malloc to, from the
+    LD_DEBUG=bindings output of one process; None if it did not say.
+    Bindings to a non-PIE executable are skipped: its PLT entry stands for
+    malloc's address there (Debian's /usr/bin/python3 has one), it does not
+    serve the calls."""
+    try:
+        with open(debug_file, errors="replace") as f:
+            for line in f:
+                m = re.search(r" to (\S+) \[\d+\]: normal symbol `malloc'", line)
+                if m and not is_fixed_executable(m.group(1)):
+                    return m.group(1)
+    except OSError:
+        pass
+    return None
+
+
+def replay_once(tool, trace, path, tag, out, timeout, debug):
+    """Runs `tool replay trace --json` under one allocator's preload; its
+    stdout goes to raw/<tag>.json, its stderr to raw/<tag>.log.  With
+    debug, the dynamic linker also logs its symbol bindings, to tell which
+    allocator served malloc.  Returns (result or None, status, provider)."""
+    env = preload_env(path)
+    dbg = os.path.join(out, "raw", tag + ".ld")
+    if debug:
+        # The linker logs each binding once, when it resolves it: this
+        # costs the replay almost nothing.
+        env.update(LD_DEBUG="bindings", LD_DEBUG_OUTPUT=dbg)
+    jpath = os.path.join(out, "raw", tag + ".json")
+    with open(jpath, "w") as fout, open(os.path.join(out, "raw", tag + ".log"), "w") as ferr:
+        p = subprocess.Popen([tool, "replay", trace, "--json"], env=env, stdout=fout,
+                             stderr=ferr, start_new_session=True)
+        try:
+            rc = p.wait(timeout)
+            status = "ok" if rc == 0 else (
+                "crashed (signal %d)" % -rc if rc < 0 else "exit status %d" % rc)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            status = "timed out after %ds" % timeout
+    provider = None
+    if debug:
+        provider = malloc_binding("%s.%d" % (dbg, p.pid))
+        for f in os.listdir(os.path.join(out, "raw")):
+            if f.startswith(tag + ".ld."):
+                os.remove(os.path.join(out, "raw", f))
+    result = None
+    if status == "ok":
+        try:
+            with open(jpath) as f:
+                result = json.load(f)
+            if not all(isinstance(result.get(k), (int, float)) and result[k] > 0
+                       for k in ("ops_per_s", "peak_rss_kib")):
+                raise ValueError("no ops_per_s or peak_rss_kib")
+        except ValueError as e:
+            status, result = "unreadable output (%s)" % e, None
+    return result, status, provider
+
+
+def run_replays(args, allocs, missing, out):
+    """Replays every trace under every allocator, in interleaved rounds
+    like the benchmark workloads; rows replay/<trace name>."""
+    tool = args.trace_tool or os.path.join(os.path.abspath(args.build), "bench", "strata-trace")
+    if not os.access(tool, os.X_OK):
+        warn("%s not found: build it first (ninja -C %s), or give --trace-tool" %
+             (tool, args.build))
+        return 2
+    traces = {}
+    for t in args.replay:
+        name = "replay/" + os.path.basename(t)
+        if not os.path.isfile(t):
+            warn("%s: no such trace" % t)
+            return 2
+        if name in traces:
+            warn("two traces named %s: rename one" % os.path.basename(t))
+            return 2
+        traces[name] = os.path.abspath(t)
+
+    log("Strata allocator comparison: %d trace(s) replayed, %d round(s)" %
+        (len(traces), args.rounds))
+    log("  tool:       %s" % tool)
+    log("  allocators: %s" % ", ".join("%s (%s)" % (n, p or "no preload") for n, p in allocs))
+    for n, p, hint in missing:
+        log("  skipped:    %s: %s not found (%s)" % (n, p, hint))
+    log("  results:    %s" % out)
+    log()
+
+    nprocs = len(traces) * len(allocs) * args.rounds
+    progress = Progress(nprocs, nprocs)
+    samples = {a: {} for a, _ in allocs}
+    problems = {a: [] for a, _ in allocs}
+    failures = {a: {} for a, _ in allocs}
+    providers = {a: None for a, _ in allocs}
+    t_start = time.monotonic()
+    for rnd in range(1, args.rounds + 1):
+        for alloc, path in allocs:
+            for name, trace in traces.items():
+                progress.start("round %d/%d %-9s %s" % (rnd, args.rounds, alloc, name))
+                tag = "%s.r%d.%s" % (alloc, rnd, name.replace("/", "-"))
+                res, status, prov = replay_once(tool, trace, path, tag, out, args.timeout,
+                                                debug=providers[alloc] is None)
+                if providers[alloc] is None:
+                    providers[alloc] = prov
+                    msg = check_provider(alloc, path, prov)
+                    if msg:
+                        problems[alloc].append(msg)
+                        warn("%s: %s" % (alloc, msg))
+                progress.done += 1
+                if res is None:
+                    failures[alloc][name] = "timeout" if status.startswith("timed") else (
+                        "crashed" if status.startswith("crashed") else "failed")
+                    problems[alloc].append("round %d: %s: %s (see raw/%s.log)" %
+                                           (rnd, name, status, tag))
+                    progress.proc_done("%s: %s" % (name, status))
+                    continue
+                samples[alloc].setdefault(name, []).append({
+                    "items_per_second": res["ops_per_s"], "threads": res.get("threads", 1),
+                    "peak_rss_MiB": res["peak_rss_kib"] / 1024.0,
+                    "ops": res.get("ops"), "seconds": res.get("seconds")})
+                progress.proc_done("%s: %s ops/s, peak RSS %s MiB" % (
+                    name, fmt_rate(res["ops_per_s"]).replace("/s", ""),
+                    fmt_num(res["peak_rss_kib"] / 1024.0)))
+    summary = summarize(args, allocs, missing, list(traces), samples,
+                        {a: {} for a, _ in allocs}, problems, failures, providers, None,
+                        time.monotonic() - t_start)
+    return finish(args, out, summary, progress.procs_done)
+
+
+def finish(args, out, summary, nprocs):
+    """Writes summary.json, table.md and the charts, prints the table and
+    where the results are; the exit status."""
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     table = render_table(summary)
@@ -655,7 +809,7 @@ def run_benchmarks(args, allocs, missing, out):
 
     log()
     log(table)
-    log("Wall time: %s (%d processes)" % (fmt_duration(wall_total), progress.procs_done))
+    log("Wall time: %s (%d processes)" % (fmt_duration(summary["wall_seconds"]), nprocs))
     log("Results:")
     log("  table:    %s" % os.path.join(out, "table.md"))
     log("  summary:  %s" % os.path.join(out, "summary.json"))
@@ -665,7 +819,7 @@ def run_benchmarks(args, allocs, missing, out):
         for c in charts:
             if "/throughput-" not in c:
                 log("            %s" % c)
-    failed = [a for a in problems if problems[a]]
+    failed = [a for a, ps in summary["problems"].items() if ps]
     if failed:
         log("Problems with: %s (details in table.md)" % ", ".join(failed))
         return 1
@@ -706,6 +860,8 @@ def summarize(args, allocs, missing, names, samples, maxrss, problems, failures,
             keys = sorted({k for r in good for k, v in r.items()
                            if k not in STD_FIELDS and isinstance(v, (int, float))})
             row["counters"][a] = {k: median([r.get(k) for r in good]) for k in keys}
+            # A replayed trace's name does not carry its thread count; its
+            # result does.
             row["threads"] = good[0].get("threads", threads) if good else row["threads"]
         medians = {a: v for a, v in row["items_per_second"].items() if v}
         if medians:
@@ -721,6 +877,7 @@ def summarize(args, allocs, missing, names, samples, maxrss, problems, failures,
         "min_time": args.min_time,
         "threads": args.threads,
         "filter": args.filter,
+        "traces": args.replay,
         "allocators": [{"name": a, "path": p, "malloc_provider": providers.get(a)}
                        for a, p in allocs],
         "skipped": [{"name": n, "path": p, "hint": h} for n, p, h in missing],
@@ -739,9 +896,11 @@ def render_table(s):
     L = []
     L.append("# Strata allocator comparison")
     L.append("")
-    L.append("%s profile: %d interleaved round(s) per allocator, median quoted; "
-             "min_time %gs; threads %s; %s; %s CPUs (%s); %s; wall time %s." % (
-                 s["profile"], s["rounds"], s["min_time"], s["threads"], s["date"],
+    runs = ("%d trace(s) replayed" % len(s["traces"]) if s.get("traces") else
+            "%s profile, min_time %gs, threads %s" % (s["profile"], s["min_time"], s["threads"]))
+    L.append("%s: %d interleaved round(s) per allocator, median quoted; "
+             "%s; %s CPUs (%s); %s; wall time %s." % (
+                 runs, s["rounds"], s["date"],
                  s["machine"].get("nproc"), s["machine"].get("cpu", "?"),
                  "git " + s["machine"]["git"] if s["machine"].get("git") else "no git",
                  fmt_duration(s["wall_seconds"])))
@@ -759,7 +918,9 @@ def render_table(s):
     L.append("Items per second (see docs/benchmarks.md for what an item is in each "
              "workload), median over rounds; in brackets the ratio to the best "
              "allocator of the row (1.00 = best, **bold**); then \u00b1N%: every round "
-             "lies within N% of the median. Higher is better.")
+             "lies within N% of the median. Higher is better." +
+             (" A `replay/<trace>` row counts the trace's operations replayed per second."
+              if s.get("traces") else ""))
     L.append("")
     marks = u_test_has_power(s["rounds"], s["rounds"])
     if marks:
@@ -771,7 +932,7 @@ def render_table(s):
                  "(its smallest p-value is %.2f), so no cell says whether it is within "
                  "noise: run 4 rounds or more (--rounds, or --full) for that." % (
                      s["rounds"], 2.0 / math.comb(2 * s["rounds"], s["rounds"])))
-    if s["profile"] == "quick":
+    if s["profile"] == "quick" and not s.get("traces"):
         L.append("")
         L.append(QUICK_NOTE)
     L.append("")
@@ -803,16 +964,14 @@ def render_table(s):
 
     # Memory.
     mem_rows = [r for r in s["rows"] if r["workload"] == "memory"]
-    L.append("## Memory")
-    L.append("")
-    L.append("Resident memory in MiB, median over rounds; in brackets the ratio to the "
-             "lowest of the row (1.00 = lowest, **bold**). Lower is better. The `memory` "
-             "rows are measured inside the workload, as deltas from the process RSS at "
-             "its start, in a process of its own; the last rows are the peak RSS of the "
-             "whole benchmark processes (getrusage).")
-    L.append("")
-    L.append("| workload | measure | " + " | ".join(allocs) + " |")
-    L.append("|---|---|" + "--:|" * len(allocs))
+    preamble = ("Resident memory in MiB, median over rounds; in brackets the ratio to the "
+                "lowest of the row (1.00 = lowest, **bold**). Lower is better. " +
+                ("A `replay/<trace>` row is the peak RSS of the replaying process."
+                 if s.get("traces") else
+                 "The `memory` rows are measured inside the workload, as deltas from the "
+                 "process RSS at its start, in a process of its own; the last rows are "
+                 "the peak RSS of the whole benchmark processes (getrusage)."))
+    mem_start = len(L)
 
     def mem_line(wl, label, vals, ratio=True):
         present = [vals[a] for a in allocs if vals.get(a) is not None]
@@ -837,11 +996,19 @@ def render_table(s):
             mem_line("memory", label, {a: r["counters"].get(a, {}).get(key) for a in allocs})
         mem_line("memory", "live data requested (reference)",
                  {a: r["counters"].get(a, {}).get("live_MiB") for a in allocs}, ratio=False)
+    for r in s["rows"]:
+        if r["workload"].startswith("replay/"):
+            mem_line(r["workload"], "peak RSS",
+                     {a: r["counters"].get(a, {}).get("peak_rss_MiB") for a in allocs})
     for kind, label in (("main", "all other workloads"), ("memory", "memory workload")):
         vals = {a: s["process_max_rss_MiB"].get(a, {}).get(kind) for a in allocs}
         if any(v is not None for v in vals.values()):
             mem_line("process peak RSS", label, vals)
-    L.append("")
+    if len(L) > mem_start:
+        L[mem_start:mem_start] = ["## Memory", "", preamble, "",
+                                  "| workload | measure | " + " | ".join(allocs) + " |",
+                                  "|---|---|" + "--:|" * len(allocs)]
+        L.append("")
 
     probs = {a: p for a, p in s["problems"].items() if p}
     if probs:
@@ -984,6 +1151,8 @@ def main(argv):
     out = make_outdir(args)
     if args.callgrind:
         return run_callgrind(args, allocs, missing, out)
+    if args.replay:
+        return run_replays(args, allocs, missing, out)
     return run_benchmarks(args, allocs, missing, out)
 
 

@@ -2,8 +2,11 @@
 """Unit tests of bench/compare.py's statistics and bench/charts.py's colours
 (meson test compare-stats, suite bench)."""
 
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -72,6 +75,63 @@ class Colours(unittest.TestCase):
         # crc32("hoard") % 10 == 4: the same colour in every run.
         self.assertEqual(charts.color("hoard"), charts.PALETTE[4])
         self.assertNotIn(charts.color("nodecay"), charts.COLORS.values())
+
+
+# Stands in for strata-trace: a replay under a preload is twice as fast, and
+# trace "bad" fails.
+FAKE_TOOL = """#!%s
+import json, os, sys
+assert sys.argv[1] == "replay" and sys.argv[3] == "--json"
+if os.path.basename(sys.argv[2]) == "bad":
+    sys.exit(3)
+ops_per_s = (2e6 if os.environ.get("LD_PRELOAD") else 1e6) * (1 + os.getpid() %% 7 / 100)
+print(json.dumps({"ops": 1000, "seconds": 1000 / ops_per_s, "ops_per_s": ops_per_s,
+                  "peak_rss_kib": 10240, "rss_kib": [[0.0, 5000], [0.1, 10240]],
+                  "threads": 3}))
+"""
+
+
+class Replay(unittest.TestCase):
+    def run_compare(self, tmp, *traces):
+        tool = os.path.join(tmp, "strata-trace")
+        with open(tool, "w") as f:
+            f.write(FAKE_TOOL % sys.executable)
+        os.chmod(tool, 0o755)
+        for t in traces:
+            open(os.path.join(tmp, t), "w").close()
+        out = os.path.join(tmp, "out")
+        # libc.so.6 preloaded again is the C library under another name: an
+        # allocator that is sure to exist and to serve malloc.
+        r = subprocess.run(
+            [sys.executable, os.path.join(os.path.dirname(compare.__file__), "compare.py"),
+             "--only", "glibc,libc2", "libc2=/lib/x86_64-linux-gnu/libc.so.6",
+             "--rounds", "4", "--no-charts", "--out", out, "--trace-tool", tool,
+             "--replay"] + [os.path.join(tmp, t) for t in traces],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+        with open(os.path.join(out, "summary.json")) as f:
+            return r, json.load(f)
+
+    def test_ranks_traces(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            r, s = self.run_compare(tmp, "a.trace")
+            self.assertEqual(r.returncode, 0, r.stdout)
+            self.assertEqual([a["malloc_provider"] for a in s["allocators"]],
+                             ["/lib/x86_64-linux-gnu/libc.so.6"] * 2)
+            (row,) = s["rows"]
+            self.assertEqual((row["workload"], row["threads"]), ("replay/a.trace", 3))
+            self.assertEqual(len(row["samples"]["glibc"]), 4)
+            self.assertGreater(row["items_per_second"]["libc2"],
+                               row["items_per_second"]["glibc"])
+            self.assertAlmostEqual(row["p_vs_best"]["glibc"], 2 / 70)
+            self.assertEqual(row["counters"]["glibc"]["peak_rss_MiB"], 10.0)
+            self.assertIn("| replay/a.trace | 3 | 1.0", r.stdout)
+            self.assertIn("| replay/a.trace | peak RSS | **10 (1.00)** |", r.stdout)
+
+    def test_failure_reported(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            r, s = self.run_compare(tmp, "a.trace", "bad")
+            self.assertEqual(r.returncode, 1, r.stdout)
+            self.assertEqual(s["rows"][1]["errors"], {"glibc": "failed", "libc2": "failed"})
 
 
 if __name__ == "__main__":
