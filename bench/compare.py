@@ -861,8 +861,10 @@ def summarize(args, allocs, missing, names, samples, maxrss, problems, failures,
                            if k not in STD_FIELDS and isinstance(v, (int, float))})
             row["counters"][a] = {k: median([r.get(k) for r in good]) for k in keys}
             # A replayed trace's name does not carry its thread count; its
-            # result does.
-            row["threads"] = good[0].get("threads", threads) if good else row["threads"]
+            # result does.  (Google Benchmark's own "threads" is 1 for the
+            # workloads that start their own threads.)
+            if base.startswith("replay/") and good:
+                row["threads"] = good[0]["threads"]
         medians = {a: v for a, v in row["items_per_second"].items() if v}
         if medians:
             best = max(medians, key=medians.get)
