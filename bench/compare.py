@@ -13,6 +13,11 @@ allocator alike; quotes medians.  Writes, under bench/results/<timestamp>/
     table.md                      throughput and memory tables
     charts/*.png                  throughput vs threads; memory per allocator
 
+With --replay FILE... it instead replays traces with strata-trace
+(build/bench/strata-trace, or --trace-tool) under each allocator, in the
+same interleaved rounds: rows replay/<trace name>, throughput in replayed
+operations per second, and their peak RSS.
+
 With --callgrind it instead counts instructions per malloc/free pair under
 valgrind --tool=callgrind (build/bench/strata_callgrind) and writes
 callgrind.md / callgrind.json.
@@ -21,11 +26,13 @@ Standard library only; charts need matplotlib (Debian: python3-matplotlib)
 or gnuplot, and are skipped with a message when neither is available.
 
 Usage: bench/compare.py [--full] [--callgrind] [name=path.so[?STRATA_OPTIONS] ...] [options]
+       bench/compare.py [name=path.so ...] [options] --replay TRACE...
 See --help and docs/benchmarks.md.
 """
 
 import argparse
 import datetime
+import functools
 import json
 import math
 import os
@@ -62,7 +69,14 @@ PROFILES = {
              "stall_timeout": 300},
 }
 
+QUICK_NOTE = ("Quick profile: rough numbers. On a loaded machine the rounds of one "
+              "cell spread 3-5x; for careful numbers use --full, or more --rounds "
+              "and a longer --min-time.")
+
 MEMORY_RE = re.compile(r"^memory(/|$)")
+# Significance level of the rank test that tells a difference from noise, as
+# in Google Benchmark's tools/compare.py.
+ALPHA = 0.05
 MAX_FAILURES = 8  # per allocator, round and process kind, before giving up
 CALLGRIND_ITERS = {"pair": 200000, "batch": 200}  # 200k pairs each
 
@@ -99,6 +113,72 @@ def fmt_num(v, digits=3):
     return "%.*g" % (digits, v)
 
 
+@functools.lru_cache(maxsize=None)
+def u_counts(m, n):
+    """How many orderings of m + n distinct values give the first sample a
+    Mann-Whitney U of u, for u = 0 .. m*n."""
+    if m == 0 or n == 0:
+        return (1,)
+    # The largest value is in the first sample (it beats all n values of the
+    # second: U grows by n) or in the second (U does not change).
+    first, second = u_counts(m - 1, n), u_counts(m, n - 1)
+    return tuple((first[u - n] if u >= n else 0) + (second[u] if u < len(second) else 0)
+                 for u in range(m * n + 1))
+
+
+def mann_whitney_p(xs, ys):
+    """Two-sided p-value of the Mann-Whitney U test of xs against ys, from
+    the exact distribution of U.  Ties get mid-ranks, which makes the
+    p-value approximate; timings rarely tie."""
+    m, n = len(xs), len(ys)
+    pooled = sorted(xs + ys)
+    rank, i = {}, 0
+    while i < len(pooled):
+        j = i
+        while j < len(pooled) and pooled[j] == pooled[i]:
+            j += 1
+        rank[pooled[i]] = (i + 1 + j) / 2.0
+        i = j
+    u = sum(rank[x] for x in xs) - m * (m + 1) / 2.0
+    u = max(u, m * n - u)
+    tail = sum(u_counts(m, n)[math.ceil(u):])
+    return min(1.0, 2.0 * tail / math.comb(m + n, m))
+
+
+def u_test_has_power(m, n):
+    """Can samples of these sizes ever differ significantly?  The smallest
+    p-value, 2 / C(m+n, m), is reached when they do not overlap at all."""
+    return 2.0 / math.comb(m + n, m) < ALPHA
+
+
+def spread(xs, mid):
+    """Largest distance of a sample from the median, relative to it."""
+    return max(abs(x - mid) for x in xs) / mid
+
+
+def fmt_spread(s):
+    return "" if s is None else " \u00b1%.0f%%" % (100 * s)
+
+
+def is_throughput(row):
+    """The memory workload's items per second time a fragmentation pattern
+    that waits on page faults, not allocation speed."""
+    return not MEMORY_RE.match(row["benchmark"])
+
+
+def throughput_geomeans(rows, allocs):
+    """Each allocator's geometric mean of its ratios to the best of the row,
+    over the throughput rows where every allocator has a number."""
+    ratios = {a: [] for a in allocs}
+    for r in filter(is_throughput, rows):
+        vals = [r["items_per_second"].get(a) for a in allocs]
+        if all(vals):
+            best = max(vals)
+            for a, v in zip(allocs, vals):
+                ratios[a].append(v / best)
+    return {a: statistics.geometric_mean(xs) if xs else None for a, xs in ratios.items()}
+
+
 def split_name(name):
     """'batch/lifo/64/real_time/threads:8' -> ('batch/lifo/64', 8)."""
     m = re.search(r"/threads:(\d+)", name)
@@ -107,14 +187,6 @@ def split_name(name):
     base = re.sub(r"/(real_time|process_time|manual_time|iterations:\d+|"
                   r"min_time:[\d.]+|repeats:\d+)", "", base)
     return base, threads
-
-
-def waitstatus_to_exitcode(status):
-    if os.WIFEXITED(status):
-        return os.WEXITSTATUS(status)
-    if os.WIFSIGNALED(status):
-        return -os.WTERMSIG(status)
-    return status
 
 
 def load_bench_json(path):
@@ -238,7 +310,7 @@ def run_process(cmd, env, stdout_log, known_names, progress, timeout, stall):
         p.stdout.close()
         _, status, ru = os.wait4(p.pid, 0)
         state["done"] = True
-        p.returncode = waitstatus_to_exitcode(status)
+        p.returncode = os.waitstatus_to_exitcode(status)
         if state["killed"]:
             logf.write("\n[compare.py: killed: %s]\n" % state["killed"])
     return p.returncode, time.monotonic() - t0, ru.ru_maxrss, state["killed"], seen
@@ -272,6 +344,11 @@ def parse_args(argv):
                     help="seconds without a benchmark finishing before a process "
                          "counts as hung and is killed")
     ap.add_argument("--out", help="results directory (default: bench/results/<timestamp>)")
+    ap.add_argument("--replay", nargs="+", action="extend", metavar="FILE",
+                    help="rank the allocators on these traces (strata-trace replay) "
+                         "instead of the benchmark workloads")
+    ap.add_argument("--trace-tool", metavar="PATH",
+                    help="the trace replay tool (default: BUILD/bench/strata-trace)")
     ap.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     ap.add_argument("--list", action="store_true",
                     help="show the allocators and whether they are installed, then exit")
@@ -449,6 +526,8 @@ def run_benchmarks(args, allocs, missing, out):
 
     log("Strata allocator comparison: %s profile, %d round(s), min_time %gs, threads %s" %
         (args.profile, args.rounds, args.min_time, args.threads))
+    if args.profile == "quick":
+        log("  " + QUICK_NOTE)
     log("  binary:     %s" % binary)
     log("  allocators: %s" % ", ".join("%s (%s)" % (n, p or "no preload") for n, p in allocs))
     for n, p, hint in missing:
@@ -561,13 +640,156 @@ def run_benchmarks(args, allocs, missing, out):
                     got, fmt_duration(time.monotonic() - t_proc),
                     "ok" if not bad else "%d process(es) failed: %s" % (len(bad), bad[0])))
 
-    wall_total = time.monotonic() - t_start
     summary = summarize(args, allocs, missing, names, samples, maxrss, problems,
-                        failures, providers, context, wall_total)
+                        failures, providers, context, time.monotonic() - t_start)
+    return finish(args, out, summary, progress.procs_done)
+
+
+def is_fixed_executable(path):
+    """Is this a non-PIE executable (ELF type ET_EXEC)?"""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(18)
+    except OSError:
+        return False
+    return head[:4] == b"\x7fELF" and head[16:18] == b"\x02\x00"
+
+
+def malloc_binding(debug_file):
+    """The object that the dynamic linker bound malloc to, from the
+    LD_DEBUG=bindings output of one process; None if it did not say.
+    Bindings to a non-PIE executable are skipped: its PLT entry stands for
+    malloc's address there (Debian's /usr/bin/python3 has one), it does not
+    serve the calls."""
+    try:
+        with open(debug_file, errors="replace") as f:
+            for line in f:
+                m = re.search(r" to (\S+) \[\d+\]: normal symbol `malloc'", line)
+                if m and not is_fixed_executable(m.group(1)):
+                    return m.group(1)
+    except OSError:
+        pass
+    return None
+
+
+def replay_once(tool, trace, path, tag, out, timeout, debug):
+    """Runs `tool replay trace --json` under one allocator's preload; its
+    stdout goes to raw/<tag>.json, its stderr to raw/<tag>.log.  With
+    debug, the dynamic linker also logs its symbol bindings, to tell which
+    allocator served malloc.  Returns (result or None, status, provider)."""
+    env = preload_env(path)
+    dbg = os.path.join(out, "raw", tag + ".ld")
+    if debug:
+        # The linker logs each binding once, when it resolves it: this
+        # costs the replay almost nothing.
+        env.update(LD_DEBUG="bindings", LD_DEBUG_OUTPUT=dbg)
+    jpath = os.path.join(out, "raw", tag + ".json")
+    with open(jpath, "w") as fout, open(os.path.join(out, "raw", tag + ".log"), "w") as ferr:
+        p = subprocess.Popen([tool, "replay", trace, "--json"], env=env, stdout=fout,
+                             stderr=ferr, start_new_session=True)
+        try:
+            rc = p.wait(timeout)
+            status = "ok" if rc == 0 else (
+                "crashed (signal %d)" % -rc if rc < 0 else "exit status %d" % rc)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            status = "timed out after %ds" % timeout
+    provider = None
+    if debug:
+        provider = malloc_binding("%s.%d" % (dbg, p.pid))
+        for f in os.listdir(os.path.join(out, "raw")):
+            if f.startswith(tag + ".ld."):
+                os.remove(os.path.join(out, "raw", f))
+    result = None
+    if status == "ok":
+        try:
+            with open(jpath) as f:
+                result = json.load(f)
+            if not all(isinstance(result.get(k), (int, float)) and result[k] > 0
+                       for k in ("ops_per_s", "peak_rss_kib")):
+                raise ValueError("no ops_per_s or peak_rss_kib")
+        except ValueError as e:
+            status, result = "unreadable output (%s)" % e, None
+    return result, status, provider
+
+
+def run_replays(args, allocs, missing, out):
+    """Replays every trace under every allocator, in interleaved rounds
+    like the benchmark workloads; rows replay/<trace name>."""
+    tool = args.trace_tool or os.path.join(os.path.abspath(args.build), "bench", "strata-trace")
+    if not os.access(tool, os.X_OK):
+        warn("%s not found: build it first (ninja -C %s), or give --trace-tool" %
+             (tool, args.build))
+        return 2
+    traces = {}
+    for t in args.replay:
+        name = "replay/" + os.path.basename(t)
+        if not os.path.isfile(t):
+            warn("%s: no such trace" % t)
+            return 2
+        if name in traces:
+            warn("two traces named %s: rename one" % os.path.basename(t))
+            return 2
+        traces[name] = os.path.abspath(t)
+
+    log("Strata allocator comparison: %d trace(s) replayed, %d round(s)" %
+        (len(traces), args.rounds))
+    log("  tool:       %s" % tool)
+    log("  allocators: %s" % ", ".join("%s (%s)" % (n, p or "no preload") for n, p in allocs))
+    for n, p, hint in missing:
+        log("  skipped:    %s: %s not found (%s)" % (n, p, hint))
+    log("  results:    %s" % out)
+    log()
+
+    nprocs = len(traces) * len(allocs) * args.rounds
+    progress = Progress(nprocs, nprocs)
+    samples = {a: {} for a, _ in allocs}
+    problems = {a: [] for a, _ in allocs}
+    failures = {a: {} for a, _ in allocs}
+    providers = {a: None for a, _ in allocs}
+    t_start = time.monotonic()
+    for rnd in range(1, args.rounds + 1):
+        for alloc, path in allocs:
+            for name, trace in traces.items():
+                progress.start("round %d/%d %-9s %s" % (rnd, args.rounds, alloc, name))
+                tag = "%s.r%d.%s" % (alloc, rnd, name.replace("/", "-"))
+                res, status, prov = replay_once(tool, trace, path, tag, out, args.timeout,
+                                                debug=providers[alloc] is None)
+                if providers[alloc] is None:
+                    providers[alloc] = prov
+                    msg = check_provider(alloc, path, prov)
+                    if msg:
+                        problems[alloc].append(msg)
+                        warn("%s: %s" % (alloc, msg))
+                progress.done += 1
+                if res is None:
+                    failures[alloc][name] = "timeout" if status.startswith("timed") else (
+                        "crashed" if status.startswith("crashed") else "failed")
+                    problems[alloc].append("round %d: %s: %s (see raw/%s.log)" %
+                                           (rnd, name, status, tag))
+                    progress.proc_done("%s: %s" % (name, status))
+                    continue
+                samples[alloc].setdefault(name, []).append({
+                    "items_per_second": res["ops_per_s"], "threads": res.get("threads", 1),
+                    "peak_rss_MiB": res["peak_rss_kib"] / 1024.0,
+                    "ops": res.get("ops"), "seconds": res.get("seconds")})
+                progress.proc_done("%s: %s ops/s, peak RSS %s MiB" % (
+                    name, fmt_rate(res["ops_per_s"]).replace("/s", ""),
+                    fmt_num(res["peak_rss_kib"] / 1024.0)))
+    summary = summarize(args, allocs, missing, list(traces), samples,
+                        {a: {} for a, _ in allocs}, problems, failures, providers, None,
+                        time.monotonic() - t_start)
+    return finish(args, out, summary, progress.procs_done)
+
+
+def finish(args, out, summary, nprocs):
+    """Writes summary.json, table.md and the charts, prints the table and
+    where the results are; the exit status."""
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     table = render_table(summary)
-    with open(os.path.join(out, "table.md"), "w") as f:
+    with open(os.path.join(out, "table.md"), "w", encoding="utf-8") as f:
         f.write(table)
 
     charts = []
@@ -587,7 +809,7 @@ def run_benchmarks(args, allocs, missing, out):
 
     log()
     log(table)
-    log("Wall time: %s (%d processes)" % (fmt_duration(wall_total), progress.procs_done))
+    log("Wall time: %s (%d processes)" % (fmt_duration(summary["wall_seconds"]), nprocs))
     log("Results:")
     log("  table:    %s" % os.path.join(out, "table.md"))
     log("  summary:  %s" % os.path.join(out, "summary.json"))
@@ -597,7 +819,7 @@ def run_benchmarks(args, allocs, missing, out):
         for c in charts:
             if "/throughput-" not in c:
                 log("            %s" % c)
-    failed = [a for a in problems if problems[a]]
+    failed = [a for a, ps in summary["problems"].items() if ps]
     if failed:
         log("Problems with: %s (details in table.md)" % ", ".join(failed))
         return 1
@@ -621,7 +843,8 @@ def summarize(args, allocs, missing, names, samples, maxrss, problems, failures,
     for n in names:
         base, threads = split_name(n)
         row = {"benchmark": n, "workload": base, "threads": threads,
-               "items_per_second": {}, "samples": {}, "counters": {}, "errors": {}}
+               "items_per_second": {}, "samples": {}, "spread": {}, "p_vs_best": {},
+               "counters": {}, "errors": {}}
         for a, _ in allocs:
             runs = samples[a].get(n, [])
             good = [r for r in runs if not r.get("error_occurred")]
@@ -630,12 +853,25 @@ def summarize(args, allocs, missing, names, samples, maxrss, problems, failures,
                 row["errors"][a] = bad[0].get("error_message")
             elif n in failures[a] and not good:
                 row["errors"][a] = failures[a][n]
-            ips = [r.get("items_per_second") for r in good]
+            ips = [x for x in (r.get("items_per_second") for r in good) if x]
             row["samples"][a] = ips
             row["items_per_second"][a] = median(ips)
+            row["spread"][a] = spread(ips, median(ips)) if len(ips) > 1 else None
             keys = sorted({k for r in good for k, v in r.items()
                            if k not in STD_FIELDS and isinstance(v, (int, float))})
             row["counters"][a] = {k: median([r.get(k) for r in good]) for k in keys}
+            # A replayed trace's name does not carry its thread count; its
+            # result does.  (Google Benchmark's own "threads" is 1 for the
+            # workloads that start their own threads.)
+            if base.startswith("replay/") and good:
+                row["threads"] = good[0]["threads"]
+        medians = {a: v for a, v in row["items_per_second"].items() if v}
+        if medians:
+            best = max(medians, key=medians.get)
+            for a in medians:
+                if a != best:
+                    row["p_vs_best"][a] = mann_whitney_p(row["samples"][a],
+                                                         row["samples"][best])
         rows.append(row)
     return {
         "profile": args.profile,
@@ -643,6 +879,7 @@ def summarize(args, allocs, missing, names, samples, maxrss, problems, failures,
         "min_time": args.min_time,
         "threads": args.threads,
         "filter": args.filter,
+        "traces": args.replay,
         "allocators": [{"name": a, "path": p, "malloc_provider": providers.get(a)}
                        for a, p in allocs],
         "skipped": [{"name": n, "path": p, "hint": h} for n, p, h in missing],
@@ -661,9 +898,11 @@ def render_table(s):
     L = []
     L.append("# Strata allocator comparison")
     L.append("")
-    L.append("%s profile: %d interleaved round(s) per allocator, median quoted; "
-             "min_time %gs; threads %s; %s; %s CPUs (%s); %s; wall time %s." % (
-                 s["profile"], s["rounds"], s["min_time"], s["threads"], s["date"],
+    runs = ("%d trace(s) replayed" % len(s["traces"]) if s.get("traces") else
+            "%s profile, min_time %gs, threads %s" % (s["profile"], s["min_time"], s["threads"]))
+    L.append("%s: %d interleaved round(s) per allocator, median quoted; "
+             "%s; %s CPUs (%s); %s; wall time %s." % (
+                 runs, s["rounds"], s["date"],
                  s["machine"].get("nproc"), s["machine"].get("cpu", "?"),
                  "git " + s["machine"]["git"] if s["machine"].get("git") else "no git",
                  fmt_duration(s["wall_seconds"])))
@@ -680,11 +919,27 @@ def render_table(s):
     L.append("")
     L.append("Items per second (see docs/benchmarks.md for what an item is in each "
              "workload), median over rounds; in brackets the ratio to the best "
-             "allocator of the row (1.00 = best, **bold**). Higher is better.")
+             "allocator of the row (1.00 = best, **bold**); then \u00b1N%: every round "
+             "lies within N% of the median. Higher is better." +
+             (" A `replay/<trace>` row counts the trace's operations replayed per second."
+              if s.get("traces") else ""))
+    L.append("")
+    marks = u_test_has_power(s["rounds"], s["rounds"])
+    if marks:
+        L.append("\u2248 after the ratio: not significantly different from the best of "
+                 "the row (two-sided Mann-Whitney U test on the rounds, p >= %g): "
+                 "within noise." % ALPHA)
+    else:
+        L.append("With %d round(s) a rank test cannot tell any difference from noise "
+                 "(its smallest p-value is %.2f), so no cell says whether it is within "
+                 "noise: run 4 rounds or more (--rounds, or --full) for that." % (
+                     s["rounds"], 2.0 / math.comb(2 * s["rounds"], s["rounds"])))
+    if s["profile"] == "quick" and not s.get("traces"):
+        L.append("")
+        L.append(QUICK_NOTE)
     L.append("")
     L.append("| workload | threads | " + " | ".join(allocs) + " |")
     L.append("|---|--:|" + "--:|" * len(allocs))
-    ratios = {a: [] for a in allocs}
     for r in s["rows"]:
         vals = r["items_per_second"]
         present = [vals[a] for a in allocs if vals.get(a)]
@@ -698,32 +953,27 @@ def render_table(s):
             elif not v:
                 cells.append("-")
             else:
-                c = "%s (%.2f)" % (fmt_rate(v), v / best)
+                p = r["p_vs_best"].get(a)
+                near = "\u2248" if marks and p is not None and p >= ALPHA else ""
+                c = "%s (%.2f%s)%s" % (fmt_rate(v), v / best, near, fmt_spread(r["spread"][a]))
                 cells.append("**%s**" % c if v == best else c)
-        if len(present) == len(allocs):
-            for a in allocs:
-                ratios[a].append(vals[a] / best)
         L.append("| %s | %d | %s |" % (r["workload"], r["threads"], " | ".join(cells)))
-    if any(ratios.values()):
-        gm = []
-        for a in allocs:
-            xs = ratios[a]
-            gm.append("%.2f" % math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else "-")
-        L.append("| *geometric mean of ratios* | | " + " | ".join(gm) + " |")
+    gm = throughput_geomeans(s["rows"], allocs)
+    if any(gm.values()):
+        L.append("| *geometric mean of ratios* (all rows but memory) | | " +
+                 " | ".join("-" if gm[a] is None else "%.2f" % gm[a] for a in allocs) + " |")
     L.append("")
 
     # Memory.
     mem_rows = [r for r in s["rows"] if r["workload"] == "memory"]
-    L.append("## Memory")
-    L.append("")
-    L.append("Resident memory in MiB, median over rounds; in brackets the ratio to the "
-             "lowest of the row (1.00 = lowest, **bold**). Lower is better. The `memory` "
-             "rows are measured inside the workload, as deltas from the process RSS at "
-             "its start, in a process of its own; the last rows are the peak RSS of the "
-             "whole benchmark processes (getrusage).")
-    L.append("")
-    L.append("| workload | measure | " + " | ".join(allocs) + " |")
-    L.append("|---|---|" + "--:|" * len(allocs))
+    preamble = ("Resident memory in MiB, median over rounds; in brackets the ratio to the "
+                "lowest of the row (1.00 = lowest, **bold**). Lower is better. " +
+                ("A `replay/<trace>` row is the peak RSS of the replaying process."
+                 if s.get("traces") else
+                 "The `memory` rows are measured inside the workload, as deltas from the "
+                 "process RSS at its start, in a process of its own; the last rows are "
+                 "the peak RSS of the whole benchmark processes (getrusage)."))
+    mem_start = len(L)
 
     def mem_line(wl, label, vals, ratio=True):
         present = [vals[a] for a in allocs if vals.get(a) is not None]
@@ -748,11 +998,19 @@ def render_table(s):
             mem_line("memory", label, {a: r["counters"].get(a, {}).get(key) for a in allocs})
         mem_line("memory", "live data requested (reference)",
                  {a: r["counters"].get(a, {}).get("live_MiB") for a in allocs}, ratio=False)
+    for r in s["rows"]:
+        if r["workload"].startswith("replay/"):
+            mem_line(r["workload"], "peak RSS",
+                     {a: r["counters"].get(a, {}).get("peak_rss_MiB") for a in allocs})
     for kind, label in (("main", "all other workloads"), ("memory", "memory workload")):
         vals = {a: s["process_max_rss_MiB"].get(a, {}).get(kind) for a in allocs}
         if any(v is not None for v in vals.values()):
             mem_line("process peak RSS", label, vals)
-    L.append("")
+    if len(L) > mem_start:
+        L[mem_start:mem_start] = ["## Memory", "", preamble, "",
+                                  "| workload | measure | " + " | ".join(allocs) + " |",
+                                  "|---|---|" + "--:|" * len(allocs)]
+        L.append("")
 
     probs = {a: p for a, p in s["problems"].items() if p}
     if probs:
@@ -895,6 +1153,8 @@ def main(argv):
     out = make_outdir(args)
     if args.callgrind:
         return run_callgrind(args, allocs, missing, out)
+    if args.replay:
+        return run_replays(args, allocs, missing, out)
     return run_benchmarks(args, allocs, missing, out)
 
 
