@@ -100,14 +100,6 @@ def split_name(name):
     return base, threads
 
 
-def waitstatus_to_exitcode(status):
-    if os.WIFEXITED(status):
-        return os.WEXITSTATUS(status)
-    if os.WIFSIGNALED(status):
-        return -os.WTERMSIG(status)
-    return status
-
-
 def load_bench_json(path):
     """Google Benchmark JSON; salvages the runs of a process that died."""
     try:
@@ -229,7 +221,7 @@ def run_process(cmd, env, stdout_log, known_names, progress, timeout, stall):
         p.stdout.close()
         _, status, ru = os.wait4(p.pid, 0)
         state["done"] = True
-        p.returncode = waitstatus_to_exitcode(status)
+        p.returncode = os.waitstatus_to_exitcode(status)
         if state["killed"]:
             logf.write("\n[compare.py: killed: %s]\n" % state["killed"])
     return p.returncode, time.monotonic() - t0, ru.ru_maxrss, state["killed"], seen
@@ -695,7 +687,7 @@ def render_table(s):
         gm = []
         for a in allocs:
             xs = ratios[a]
-            gm.append("%.2f" % math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else "-")
+            gm.append("%.2f" % statistics.geometric_mean(xs) if xs else "-")
         L.append("| *geometric mean of ratios* | | " + " | ".join(gm) + " |")
     L.append("")
 
