@@ -35,6 +35,7 @@ parse_args() {
 # library path, empty for the C library's malloc) and the array
 # ALLOCATOR_NAMES (in bench/allocators.py's order) from bench/allocators.py,
 # the one list of allocators; Strata's library is BUILD/libstrata.so.
+# shellcheck disable=SC2034 # ALLOCATOR*: read by the scripts that source this file
 load_allocators() {
   local name path lines
   lines=$(python3 "$BENCH_DIR/allocators.py" --build "$1") || return 1

@@ -35,7 +35,7 @@ MODES=${MODES:-burst burst-exit frag steady}
 STEADY_THREADS=${STEADY_THREADS:-4}
 STEADY_SECS=${STEADY_SECS:-3}
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$repo/bench/lib.sh"
 parse_args 1 "$@"
 load_allocators "$repo/build" || exit 2

@@ -13,7 +13,7 @@
 # python3 bc. A measurement, not a test.
 set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$ROOT/bench/lib.sh"
 parse_args 1 "$@"
 load_allocators "$ROOT/build"

@@ -47,7 +47,7 @@ set -uo pipefail
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 HERE=$ROOT/tests/servers
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$ROOT/bench/lib.sh"
 parse_args 1 "$@"
 load_allocators "$ROOT/build" || exit 2
