@@ -14,6 +14,7 @@ Uses matplotlib if this interpreter has it; otherwise Debian's
 otherwise says so and draws nothing.
 """
 
+import argparse
 import json
 import math
 import os
@@ -322,17 +323,16 @@ def render(summary_path, outdir):
 
 
 def main(argv):
-    as_json = False
-    if argv and argv[0] == "--json":
-        as_json = True
-        argv = argv[1:]
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.strip())
-        return 0 if argv else 2
-    summary = argv[0]
-    outdir = argv[1] if len(argv) > 1 else os.path.join(os.path.dirname(summary), "charts")
-    files, msg = render(summary, outdir)
-    if as_json:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", action="store_true",
+                    help="print the files drawn and the message as JSON")
+    ap.add_argument("summary", help="a compare.py run's summary.json")
+    ap.add_argument("outdir", nargs="?", help="default: charts/ beside summary.json")
+    args = ap.parse_args(argv)
+    outdir = args.outdir or os.path.join(os.path.dirname(args.summary), "charts")
+    files, msg = render(args.summary, outdir)
+    if args.json:
         print(json.dumps({"files": files, "message": msg}))
     else:
         if msg:

@@ -46,19 +46,10 @@ import sys
 import threading
 import time
 
+from allocators import allocators
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-LIBDIR = "/usr/lib/x86_64-linux-gnu"
-
-# name, path (None: the C library's malloc, no preload), how to get it.
-DEFAULT_ALLOCATORS = [
-    ("glibc", None, "part of the C library"),
-    ("jemalloc", LIBDIR + "/libjemalloc.so.2", "apt-get install libjemalloc-dev"),
-    ("tcmalloc", LIBDIR + "/libtcmalloc_minimal.so.4",
-     "apt-get install libgoogle-perftools-dev"),
-    ("mimalloc", LIBDIR + "/libmimalloc.so.2", "apt-get install libmimalloc-dev"),
-    ("strata", "{build}/libstrata.so", "build it: meson setup build && ninja -C build"),
-]
 
 PROFILES = {
     # About 3 minutes for 5 allocators on a 2-core machine.
@@ -368,11 +359,7 @@ def parse_args(argv):
 def resolve_allocators(args):
     """[(name, path or None)] of the allocators present; messages for the
     others."""
-    wanted = []
-    for name, path, hint in DEFAULT_ALLOCATORS:
-        if path:
-            path = path.format(build=os.path.abspath(args.build))
-        wanted.append((name, path, hint))
+    wanted = allocators(args.build)
     for spec in args.extra:
         if "=" not in spec:
             warn("ignoring %r: extra allocators are given as name=path.so" % spec)

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
+# usage: bench/memory.sh [path/to/libstrata.so]   (default build/libstrata.so)
+#
 # Memory benchmarks for the "lean memory" issue (bench/memory.c) under every
 # allocator, as markdown tables.
 #
-#   bench/memory.sh [path/to/libstrata.so]
-#
 # Builds bench/memory.c into $BUILD (default build-mem/) with gcc, then runs
 # each mode (burst, burst-exit, frag, steady) under glibc (no preload),
-# jemalloc, tcmalloc, mimalloc and Strata (default $BUILD/libstrata.so),
-# swapping the allocator with LD_PRELOAD.  A missing allocator is skipped
-# with a message.  Runs are interleaved (A B C D E A B C D E ...), ROUNDS
+# jemalloc, tcmalloc, mimalloc and Strata (the library given, by default the
+# one `meson setup build && ninja -C build` makes), swapping the allocator
+# with LD_PRELOAD (the list: bench/allocators.py).  A system allocator that
+# is not installed is skipped with a message; a missing Strata library, or
+# an allocator whose library does not serve the program's malloc, stops the
+# script before any run.  Runs are interleaved (A B C D E A B C D E ...), ROUNDS
 # times (default 3), and the tables quote medians.  Steady is also run under
 # Strata with STRATA_OPTIONS=decay=3600000 (decay effectively off) and bg=0
 # (no purge thread), to measure what decay costs.
@@ -32,8 +35,11 @@ MODES=${MODES:-burst burst-exit frag steady}
 STEADY_THREADS=${STEADY_THREADS:-4}
 STEADY_SECS=${STEADY_SECS:-3}
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}
-strata_so=${1:-$BUILD/libstrata.so}
-libdir=/usr/lib/x86_64-linux-gnu
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$repo/bench/lib.sh"
+parse_args 1 "$@"
+load_allocators "$repo/build" || exit 2
+[ -n "${ARGS[0]:-}" ] && ALLOCATOR[strata]=${ARGS[0]}
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -43,36 +49,25 @@ bin=$BUILD/memory
 gcc -O2 -fno-builtin -pthread "$repo/bench/memory.c" -o "$bin" || { say "build failed"; exit 2; }
 
 # ------------------------------------------------------------- allocators
-# name=path; an empty path means glibc's own malloc (no preload).
-candidates=(
-  "glibc="
-  "jemalloc=$libdir/libjemalloc.so.2"
-  "tcmalloc=$libdir/libtcmalloc_minimal.so.4"
-  "mimalloc=$libdir/libmimalloc.so.2"
-  "strata=$strata_so"
-)
+# lib: name -> LD_PRELOAD value; empty means glibc's own malloc (no preload).
 allocs=()
 declare -A lib
-for c in "${candidates[@]}"; do
-  name=${c%%=*} path=${c#*=}
-  if [ -n "$path" ] && [ ! -f "$path" ]; then
+for name in "${ALLOCATOR_NAMES[@]}"; do
+  path=${ALLOCATOR[$name]}
+  if [ "$name" != strata ] && [ -n "$path" ] && [ ! -f "$path" ]; then
     say "skipping $name: $path not found"
     continue
   fi
+  require_malloc "$path" "$bin" || exit 2
   allocs+=("$name")
   lib[$name]=$path
 done
-have_strata=0
-[ -n "${lib[strata]+x}" ] && have_strata=1
 
 # The steady runs add two Strata configurations (same library, options set).
-steady_allocs=("${allocs[@]}")
+steady_allocs=("${allocs[@]}" strata-nodecay strata-bg0)
 declare -A opts=([strata]="")
-if ((have_strata)); then
-  steady_allocs+=(strata-nodecay strata-bg0)
-  lib[strata-nodecay]=${lib[strata]} opts[strata-nodecay]="decay=3600000"
-  lib[strata-bg0]=${lib[strata]} opts[strata-bg0]="bg=0"
-fi
+lib[strata-nodecay]=${lib[strata]} opts[strata-nodecay]="decay=3600000"
+lib[strata-bg0]=${lib[strata]} opts[strata-bg0]="bg=0"
 
 for mode in $MODES; do
   case $mode in
@@ -89,7 +84,7 @@ failures=$out/failures.txt # one line per failed run
 
 # ------------------------------------------------------------- runs
 # run ALLOC ROUND MODE [ARGS...]: one process; appends its result line (or
-# a failure line: crash, timeout, no output, preload refused).
+# a failure line: crash, timeout, no output).
 run() {
   local name=$1 round=$2 mode=$3
   shift 3
@@ -101,9 +96,7 @@ run() {
   local rc=$?
   local line
   line=$(grep -m1 "^$mode " "$log")
-  if grep -q 'cannot be preloaded' "$log"; then
-    echo "$name $mode r$round: preload refused (see $log)" >>"$failures"
-  elif [ "$rc" -ne 0 ] || [ -z "$line" ]; then
+  if [ "$rc" -ne 0 ] || [ -z "$line" ]; then
     local why="exit status $rc"
     ((rc == 124 || rc == 137)) && why="timed out after ${RUN_TIMEOUT}s"
     ((rc > 128 && rc != 137)) && why="killed by signal $((rc - 128))"
@@ -158,7 +151,7 @@ pct_of() {
 echo
 echo "## Memory benchmarks ($ROUNDS rounds, medians; $(nproc) cores; $(date -u '+%Y-%m-%d %H:%M UTC'))"
 echo
-echo "strata: ${lib[strata]:-(missing)}"
+echo "strata: ${lib[strata]}"
 
 # wanted MODE: whether MODE is in $MODES.
 wanted() { [[ " $MODES " == *" $1 "* ]]; }
@@ -232,26 +225,24 @@ table_steady() {
     echo
   done
 
-  if ((have_strata)); then
-    # ratio CONFIG KEY: CONFIG's KEY over decay-off's, from the runs of the
-    # same round (adjacent in time, so less exposed to a machine whose load
-    # drifts), then the median over the rounds.
-    ratio() {
-      awk -v x="$1" -v k="$2" '
-        $2 == "steady" { for (i = 4; i <= NF; i++) if (index($i, k "=") == 1) v[$1 " " $3] = substr($i, length(k) + 2); r[$3] = 1 }
-        END { for (n in r) if ((x " " n) in v && ("strata-nodecay " n) in v && v["strata-nodecay " n] > 0)
-                print v[x " " n] / v["strata-nodecay " n] }' "$results" |
-        sort -g | awk '{ v[NR] = $1 } END { if (!NR) print "-"; else if (NR % 2) printf "%.3f\n", v[(NR + 1) / 2];
-                         else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-    }
-    echo
-    echo "Strata relative to decay off (decay=3600000), median of per-round ratios (target: default >= 0.98):"
-    echo
-    echo "| configuration | ops/s ratio | ops/CPU-s ratio |"
-    echo "|---|---:|---:|"
-    echo "| default | $(ratio strata ops_per_s) | $(ratio strata ops_per_cpu_s) |"
-    echo "| bg=0 | $(ratio strata-bg0 ops_per_s) | $(ratio strata-bg0 ops_per_cpu_s) |"
-  fi
+  # ratio CONFIG KEY: CONFIG's KEY over decay-off's, from the runs of the
+  # same round (adjacent in time, so less exposed to a machine whose load
+  # drifts), then the median over the rounds.
+  ratio() {
+    awk -v x="$1" -v k="$2" '
+      $2 == "steady" { for (i = 4; i <= NF; i++) if (index($i, k "=") == 1) v[$1 " " $3] = substr($i, length(k) + 2); r[$3] = 1 }
+      END { for (n in r) if ((x " " n) in v && ("strata-nodecay " n) in v && v["strata-nodecay " n] > 0)
+              print v[x " " n] / v["strata-nodecay " n] }' "$results" |
+      sort -g | awk '{ v[NR] = $1 } END { if (!NR) print "-"; else if (NR % 2) printf "%.3f\n", v[(NR + 1) / 2];
+                       else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+  }
+  echo
+  echo "Strata relative to decay off (decay=3600000), median of per-round ratios (target: default >= 0.98):"
+  echo
+  echo "| configuration | ops/s ratio | ops/CPU-s ratio |"
+  echo "|---|---:|---:|"
+  echo "| default | $(ratio strata ops_per_s) | $(ratio strata ops_per_cpu_s) |"
+  echo "| bg=0 | $(ratio strata-bg0 ops_per_s) | $(ratio strata-bg0 ops_per_cpu_s) |"
 }
 
 for mode in burst burst-exit; do wanted "$mode" && table_burst "$mode"; done

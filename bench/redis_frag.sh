@@ -1,14 +1,28 @@
 #!/usr/bin/env bash
-# bench/redis_frag.sh [libstrata.so] - redis-server's own view of fragmentation
-# per allocator: load a dataset (values of mixed sizes), delete half of the
-# keys at random, wait for the allocator's decay, and report redis's
-# used_memory, used_memory_rss and mem_fragmentation_ratio at each step.
-# Allocators: strata (preloaded), glibc (libc.so.6 preloaded ahead of redis's
-# own jemalloc) and jemalloc (Debian's redis links it). A measurement, not a test.
+# usage: bench/redis_frag.sh [libstrata.so]     (default build/libstrata.so)
+#
+# redis-server's own view of fragmentation per allocator: load a dataset
+# (values of mixed sizes), delete half of the keys at random, wait for the
+# allocator's decay, and report redis's used_memory, used_memory_rss and
+# mem_fragmentation_ratio at each step. Allocators, each preloaded: strata
+# (the library given), glibc (libc.so.6, ahead of redis's own jemalloc) and
+# jemalloc (the library Debian's redis links anyway). Before measuring, it
+# checks that redis-server's malloc binds to each library, and stops if one
+# does not (a missing library would otherwise leave redis on its jemalloc).
+# Environment: KEYS (default 200000). Needs redis-server redis-tools
+# python3 bc. A measurement, not a test.
 set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
-STRATA=$(realpath "${1:-$ROOT/build/libstrata.so}")
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$ROOT/bench/lib.sh"
+parse_args 1 "$@"
+load_allocators "$ROOT/build"
+STRATA=${ARGS[0]:-${ALLOCATOR[strata]}}
 KEYS=${KEYS:-200000}
+SPECS=("strata=$STRATA" "glibc=$(libc_path)" "jemalloc=${ALLOCATOR[jemalloc]}")
+for spec in "${SPECS[@]}"; do
+  require_malloc "${spec#*=}" redis-server --version || exit 1
+done
 TMP=$(mktemp -d)
 # shellcheck source=../tests/servers/lib.sh
 source "$ROOT/tests/servers/lib.sh"
@@ -23,7 +37,7 @@ row() {  # label
 
 echo "| allocator | step | used_memory | RSS MiB | used MiB | mem_fragmentation_ratio |"
 echo "|---|---|---|---:|---:|---:|"
-for spec in "strata=$STRATA" "glibc=$(ldconfig -p | awk '/libc.so.6 .*x86-64/ {print $NF; exit}')" "jemalloc="; do
+for spec in "${SPECS[@]}"; do
   NAME=${spec%%=*}; PRELOAD=${spec#*=}
   PORT=$((20000 + RANDOM % 20000))
   start_server "redis-$NAME" "$PRELOAD" redis-server --port "$PORT" --save "" --appendonly no \

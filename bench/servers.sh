@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# bench/servers.sh - server throughput and memory with Strata, glibc and
-# jemalloc (a benchmark, not a test: it checks little; see
-# tests/servers/servers.sh for the checks).
-#
 # usage: bench/servers.sh [/path/to/libstrata.so]     (default build/libstrata.so)
+#
+# Server throughput and memory with Strata, glibc and jemalloc (a
+# benchmark, not a test: it checks little; see tests/servers/servers.sh for
+# the checks).
 #
 # For each round, for each server, for each allocator in turn (A B C A B C
 # ...), start the server with that allocator, load it, read its memory, and
@@ -30,11 +30,12 @@
 #             plain names), so with no preload it runs on jemalloc;
 #             preloading libc.so.6 puts glibc first in the symbol lookup,
 #             and redis then runs on glibc's malloc.
-#   jemalloc  /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 (JEMALLOC_SO); for
-#             redis-server that is the library it links anyway.
+#   jemalloc  the system libjemalloc.so.2 (bench/allocators.py finds it;
+#             JEMALLOC_SO overrides it); for redis-server that is the
+#             library it links anyway.
 # Before measuring, the script checks with the dynamic linker
-# (LD_DEBUG=bindings) which library each server's malloc binds to under
-# each preload, prints it, and stops if one is not the one intended.
+# (LD_DEBUG=bindings, bench/lib.sh's require_malloc) that each server's
+# malloc binds to the library preloaded, and stops if one does not.
 #
 # Environment: ROUNDS (default 3), DURATION (seconds of wrk and memcached
 # load, default 5), REDIS_REQUESTS (per redis-benchmark test, default
@@ -46,18 +47,18 @@ set -uo pipefail
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 HERE=$ROOT/tests/servers
-SO=$(readlink -f -- "${1:-$ROOT/build/libstrata.so}")
-if [[ ! -f "$SO" ]]; then
-  echo "bench/servers.sh: ${1:-$ROOT/build/libstrata.so}: no such library (build it first)" >&2
-  exit 2
-fi
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$ROOT/bench/lib.sh"
+parse_args 1 "$@"
+load_allocators "$ROOT/build" || exit 2
+SO=${ARGS[0]:-${ALLOCATOR[strata]}}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 REDIS_REQUESTS=${REDIS_REQUESTS:-300000}
 read -r -a SERVERS <<<"${SERVERS:-redis nginx memcached}"
 read -r -a ALLOCATORS <<<"${ALLOCATORS:-strata glibc jemalloc}"
-LIBC=$(ldd "$BASH" | awk '$1 == "libc.so.6" { print $3 }')
-JEMALLOC_SO=${JEMALLOC_SO:-/usr/lib/x86_64-linux-gnu/libjemalloc.so.2}
+LIBC=$(libc_path)
+JEMALLOC_SO=${JEMALLOC_SO:-${ALLOCATOR[jemalloc]}}
 
 # preload_of ALLOCATOR: the LD_PRELOAD value for it.
 preload_of() {
@@ -78,10 +79,6 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     "(apt-get install -y redis-server redis-tools nginx wrk memcached python3)" >&2
   exit 2
 fi
-if [[ ! -f "$JEMALLOC_SO" ]]; then
-  echo "bench/servers.sh: $JEMALLOC_SO not found (apt-get install -y libjemalloc2, or set JEMALLOC_SO)" >&2
-  exit 2
-fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/strata-bench-servers.XXXXXX")
 chmod 755 "$TMP" # nginx workers (user nobody when run as root) read files here
@@ -97,22 +94,13 @@ record() { echo "$1 $2 $3 $round $4" >>"$RESULTS"; }
 
 # ---- which malloc each server gets ----------------------------------------------------
 declare -A VERSION_ARGS=([redis-server]=--version [nginx]=-v [memcached]=-V)
-echo "malloc binds to (checked with LD_DEBUG=bindings):"
 for exe in redis-server nginx memcached; do
-  line="  $exe:"
   for a in "${ALLOCATORS[@]}"; do
-    pre=$(preload_of "$a")
-    got=$(malloc_binding "$pre" "$exe" "${VERSION_ARGS[$exe]}")
-    line+=" $a -> ${got:-?};"
-    # jemalloc and strata must be the library preloaded; glibc must be libc.
-    if [[ "$got" != "$(readlink -f -- "$pre")" ]]; then
-      echo "$line"
-      echo "bench/servers.sh: with LD_PRELOAD=$pre, $exe's malloc is not that library's" >&2
-      exit 1
-    fi
+    pre=$(preload_of "$a") || exit 2
+    require_malloc "$pre" "$exe" "${VERSION_ARGS[$exe]}" || exit 1
   done
-  echo "$line"
 done
+echo "every server's malloc binds to the library preloaded (checked with LD_DEBUG=bindings)"
 
 # ---- one measurement per server -------------------------------------------------------
 # Each run_SERVER ALLOCATOR starts the server with that allocator, loads it,

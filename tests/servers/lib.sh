@@ -6,6 +6,11 @@
 # kill_servers from its EXIT trap, so that no server outlives it. The
 # functions work with and without set -e.
 
+# malloc_binding comes from bench/lib.sh, where the benchmark scripts' check
+# of the allocator they preload uses it too.
+# shellcheck source=../../bench/lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/../../bench/lib.sh"
+
 # PIDS: the servers started and not yet stopped.
 PIDS=()
 
@@ -60,21 +65,6 @@ wait_port() {
     sleep 0.1
   done
   return 1
-}
-
-# malloc_binding PRELOAD EXE ARGS...: the library (full path, links
-# resolved) that the dynamic linker binds EXE's own calls to malloc to, when
-# EXE runs with LD_PRELOAD=PRELOAD. EXE ARGS must just print something and
-# exit (e.g. --version). LD_BIND_NOW makes the linker resolve every symbol
-# at start, so LD_DEBUG=bindings lists them all.
-malloc_binding() {
-  local preload=$1 exe lib
-  exe=$(command -v "$2")
-  shift 2
-  lib=$(LD_BIND_NOW=1 LD_DEBUG=bindings LD_PRELOAD="$preload" "$exe" "$@" 2>&1 >/dev/null </dev/null |
-    grep -F "binding file $exe [0] to " | grep -F "normal symbol \`malloc'" | head -1 |
-    sed -e 's/.* to \(.*\) \[[0-9]*\]: normal symbol.*/\1/') || true
-  if [[ -n "$lib" ]]; then readlink -f -- "$lib"; fi
 }
 
 # mapped PID LIB: is LIB mapped into process PID?
