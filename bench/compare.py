@@ -493,16 +493,25 @@ def check_provider(name, path, provider):
 # ---------------------------------------------------------------- benchmark mode
 
 def run_benchmarks(args, allocs, missing, out):
+    """The benchmark workloads and the traces of --replay, in interleaved
+    rounds. With traces and a --filter that keeps only them, the benchmark
+    binary is not needed."""
+    loaded = load_traces(args)
+    if loaded is None:
+        return 2
+    traces, tool = loaded
     binary = os.path.join(os.path.abspath(args.build), "bench", "strata_bench")
-    if not os.access(binary, os.X_OK):
+    names = []
+    if os.access(binary, os.X_OK):
+        try:
+            names = list_benchmarks(binary, args.threads, args.filter)
+        except RuntimeError as e:
+            warn(str(e))
+            return 2
+    elif not traces:
         warn("%s not found: build it first (ninja -C %s, or ./ci/bench)" % (binary, args.build))
         return 2
-    try:
-        names = list_benchmarks(binary, args.threads, args.filter)
-    except RuntimeError as e:
-        warn(str(e))
-        return 2
-    if not names:
+    if not names and not traces:
         warn("no benchmark matches --filter %r" % args.filter)
         return 2
     mem_names = [n for n in names if MEMORY_RE.match(n)]
@@ -520,11 +529,13 @@ def run_benchmarks(args, allocs, missing, out):
     for n, p, hint in missing:
         log("  skipped:    %s: %s not found (%s)" % (n, p, hint))
     log("  workloads:  %d benchmarks per allocator and round" % len(names))
+    if traces:
+        log("  traces:     %s (replayed by %s)" % (", ".join(traces), tool))
     log("  results:    %s" % out)
     log()
 
-    total = len(names) * len(allocs) * args.rounds
-    progress = Progress(total, len(allocs) * args.rounds * len(runs))
+    total = (len(names) + len(traces)) * len(allocs) * args.rounds
+    progress = Progress(total, len(allocs) * args.rounds * (len(runs) + len(traces)))
     samples = {a: {} for a, _ in allocs}     # alloc -> bench name -> [entry]
     maxrss = {a: {} for a, _ in allocs}      # alloc -> run kind -> [KiB]
     problems = {a: [] for a, _ in allocs}
@@ -626,8 +637,10 @@ def run_benchmarks(args, allocs, missing, out):
                 progress.proc_done("%d benchmarks in %s, %s" % (
                     got, fmt_duration(time.monotonic() - t_proc),
                     "ok" if not bad else "%d process(es) failed: %s" % (len(bad), bad[0])))
+            replay_round(tool, traces, rnd, name, path, args, out, progress,
+                         (samples, problems, failures, providers))
 
-    summary = summarize(args, allocs, missing, names, samples, maxrss, problems,
+    summary = summarize(args, allocs, missing, names + list(traces), samples, maxrss, problems,
                         failures, providers, context, time.monotonic() - t_start)
     return finish(args, out, summary, progress.procs_done)
 
@@ -701,73 +714,58 @@ def replay_once(tool, trace, path, tag, out, timeout, debug):
     return result, status, provider
 
 
-def run_replays(args, allocs, missing, out):
-    """Replays every trace under every allocator, in interleaved rounds
-    like the benchmark workloads; rows replay/<trace name>."""
+def load_traces(args):
+    """The traces of --replay that --filter keeps, as {row name: path}, and
+    the replay tool; None after a warning."""
     tool = args.trace_tool or os.path.join(os.path.abspath(args.build), "bench", "strata-trace")
-    if not os.access(tool, os.X_OK):
-        warn("%s not found: build it first (ninja -C %s), or give --trace-tool" %
-             (tool, args.build))
-        return 2
     traces = {}
-    for t in args.replay:
+    for t in args.replay or []:
         name = "replay/" + os.path.basename(t)
         if not os.path.isfile(t):
             warn("%s: no such trace" % t)
-            return 2
+            return None
         if name in traces:
             warn("two traces named %s: rename one" % os.path.basename(t))
-            return 2
-        traces[name] = os.path.abspath(t)
+            return None
+        if not args.filter or re.search(args.filter, name):
+            traces[name] = os.path.abspath(t)
+    if traces and not os.access(tool, os.X_OK):
+        warn("%s not found: build it first (ninja -C %s), or give --trace-tool" %
+             (tool, args.build))
+        return None
+    return traces, tool
 
-    log("Strata allocator comparison: %d trace(s) replayed, %d round(s)" %
-        (len(traces), args.rounds))
-    log("  tool:       %s" % tool)
-    log("  allocators: %s" % ", ".join("%s (%s)" % (n, p or "no preload") for n, p in allocs))
-    for n, p, hint in missing:
-        log("  skipped:    %s: %s not found (%s)" % (n, p, hint))
-    log("  results:    %s" % out)
-    log()
 
-    nprocs = len(traces) * len(allocs) * args.rounds
-    progress = Progress(nprocs, nprocs)
-    samples = {a: {} for a, _ in allocs}
-    problems = {a: [] for a, _ in allocs}
-    failures = {a: {} for a, _ in allocs}
-    providers = {a: None for a, _ in allocs}
-    t_start = time.monotonic()
-    for rnd in range(1, args.rounds + 1):
-        for alloc, path in allocs:
-            for name, trace in traces.items():
-                progress.start("round %d/%d %-9s %s" % (rnd, args.rounds, alloc, name))
-                tag = "%s.r%d.%s" % (alloc, rnd, name.replace("/", "-"))
-                res, status, prov = replay_once(tool, trace, path, tag, out, args.timeout,
-                                                debug=providers[alloc] is None)
-                if providers[alloc] is None:
-                    providers[alloc] = prov
-                    msg = check_provider(alloc, path, prov)
-                    if msg:
-                        problems[alloc].append(msg)
-                        warn("%s: %s" % (alloc, msg))
-                progress.done += 1
-                if res is None:
-                    failures[alloc][name] = "timeout" if status.startswith("timed") else (
-                        "crashed" if status.startswith("crashed") else "failed")
-                    problems[alloc].append("round %d: %s: %s (see raw/%s.log)" %
-                                           (rnd, name, status, tag))
-                    progress.proc_done("%s: %s" % (name, status))
-                    continue
-                samples[alloc].setdefault(name, []).append({
-                    "items_per_second": res["ops_per_s"], "threads": res.get("threads", 1),
-                    "peak_rss_MiB": res["peak_rss_kib"] / 1024.0,
-                    "ops": res.get("ops"), "seconds": res.get("seconds")})
-                progress.proc_done("%s: %s ops/s, peak RSS %s MiB" % (
-                    name, fmt_rate(res["ops_per_s"]).replace("/s", ""),
-                    fmt_num(res["peak_rss_kib"] / 1024.0)))
-    summary = summarize(args, allocs, missing, list(traces), samples,
-                        {a: {} for a, _ in allocs}, problems, failures, providers, None,
-                        time.monotonic() - t_start)
-    return finish(args, out, summary, progress.procs_done)
+def replay_round(tool, traces, rnd, alloc, path, args, out, progress, st):
+    """Replays every trace once under one allocator (one round); adds to
+    the samples, problems, failures and providers of st."""
+    samples, problems, failures, providers = st
+    for name, trace in traces.items():
+        progress.start("round %d/%d %-9s %s" % (rnd, args.rounds, alloc, name))
+        tag = "%s.r%d.%s" % (alloc, rnd, name.replace("/", "-"))
+        res, status, prov = replay_once(tool, trace, path, tag, out, args.timeout,
+                                        debug=providers[alloc] is None)
+        if providers[alloc] is None:
+            providers[alloc] = prov
+            msg = check_provider(alloc, path, prov)
+            if msg:
+                problems[alloc].append(msg)
+                warn("%s: %s" % (alloc, msg))
+        progress.done += 1
+        if res is None:
+            failures[alloc][name] = "timeout" if status.startswith("timed") else (
+                "crashed" if status.startswith("crashed") else "failed")
+            problems[alloc].append("round %d: %s: %s (see raw/%s.log)" %
+                                   (rnd, name, status, tag))
+            progress.proc_done("%s: %s" % (name, status))
+            continue
+        samples[alloc].setdefault(name, []).append({
+            "items_per_second": res["ops_per_s"], "threads": res.get("threads", 1),
+            "peak_rss_MiB": res["peak_rss_kib"] / 1024.0,
+            "ops": res.get("ops"), "seconds": res.get("seconds")})
+        progress.proc_done("%s: %s ops/s, peak RSS %s MiB" % (
+            name, fmt_rate(res["ops_per_s"]).replace("/s", ""),
+            fmt_num(res["peak_rss_kib"] / 1024.0)))
 
 
 def finish(args, out, summary, nprocs):
@@ -866,7 +864,7 @@ def summarize(args, allocs, missing, names, samples, maxrss, problems, failures,
         "min_time": args.min_time,
         "threads": args.threads,
         "filter": args.filter,
-        "traces": args.replay,
+        "traces": [n for n in names if n.startswith("replay/")],
         "allocators": [{"name": a, "path": p, "malloc_provider": providers.get(a)}
                        for a, p in allocs],
         "skipped": [{"name": n, "path": p, "hint": h} for n, p, h in missing],
@@ -885,8 +883,9 @@ def render_table(s):
     L = []
     L.append("# Strata allocator comparison")
     L.append("")
-    runs = ("%d trace(s) replayed" % len(s["traces"]) if s.get("traces") else
-            "%s profile, min_time %gs, threads %s" % (s["profile"], s["min_time"], s["threads"]))
+    runs = "%s profile, min_time %gs, threads %s" % (s["profile"], s["min_time"], s["threads"])
+    if s.get("traces"):
+        runs += ", %d trace(s) replayed" % len(s["traces"])
     L.append("%s: %d interleaved round(s) per allocator, median quoted; "
              "%s; %s CPUs (%s); %s; wall time %s." % (
                  runs, s["rounds"], s["date"],
@@ -921,7 +920,7 @@ def render_table(s):
                  "(its smallest p-value is %.2f), so no cell says whether it is within "
                  "noise: run 4 rounds or more (--rounds, or --full) for that." % (
                      s["rounds"], 2.0 / math.comb(2 * s["rounds"], s["rounds"])))
-    if s["profile"] == "quick" and not s.get("traces"):
+    if s["profile"] == "quick":
         L.append("")
         L.append(QUICK_NOTE)
     L.append("")
@@ -954,12 +953,12 @@ def render_table(s):
     # Memory.
     mem_rows = [r for r in s["rows"] if r["workload"] == "memory"]
     preamble = ("Resident memory in MiB, median over rounds; in brackets the ratio to the "
-                "lowest of the row (1.00 = lowest, **bold**). Lower is better. " +
-                ("A `replay/<trace>` row is the peak RSS of the replaying process."
-                 if s.get("traces") else
-                 "The `memory` rows are measured inside the workload, as deltas from the "
-                 "process RSS at its start, in a process of its own; the last rows are "
-                 "the peak RSS of the whole benchmark processes (getrusage)."))
+                "lowest of the row (1.00 = lowest, **bold**). Lower is better. "
+                "The `memory` rows are measured inside the workload, as deltas from the "
+                "process RSS at its start, in a process of its own; the `process peak RSS` "
+                "rows are the peak RSS of the whole benchmark processes (getrusage)." +
+                (" A `replay/<trace>` row is the peak RSS of the replaying process."
+                 if s.get("traces") else ""))
     mem_start = len(L)
 
     def mem_line(wl, label, vals, ratio=True):
@@ -1140,8 +1139,6 @@ def main(argv):
     out = make_outdir(args)
     if args.callgrind:
         return run_callgrind(args, allocs, missing, out)
-    if args.replay:
-        return run_replays(args, allocs, missing, out)
     return run_benchmarks(args, allocs, missing, out)
 
 
