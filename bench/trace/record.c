@@ -300,7 +300,7 @@ static void record(enum trace_op op, uint64_t in, uint64_t size, uint64_t align,
 
 /* Shards of open-addressing tables (linear probing, backward-shift delete),
  * each behind a spin lock and grown by doubling into a new mapping. */
-#define SHARD_BITS 6
+#define SHARD_BITS 4
 #define SHARD_MIN_SLOTS 4096
 
 struct slot {
@@ -314,14 +314,22 @@ static struct shard {
   struct slot *slots;
 } __attribute__((aligned(64))) shards[1 << SHARD_BITS];
 
-static uint64_t hash_addr(uintptr_t a)
+/* A slot is the address itself (16-byte units), not a scrambled hash:
+ * blocks that are neighbours in memory are neighbours in the table, and a
+ * program's calls mostly touch blocks near each other, while the table of
+ * a large heap is too large for the cache. Addresses a multiple of the
+ * table's span apart share a probe run, which the load of at most half
+ * keeps short. */
+static size_t slot_of(uintptr_t a, size_t mask)
 {
-  return (uint64_t)(a >> 4) * 0x9E3779B97F4A7C15ull;
+  return (size_t)(a >> 4) & mask;
 }
 
-static struct shard *shard_lock(uint64_t h)
+static struct shard *shard_lock(uintptr_t a)
 {
-  struct shard *s = &shards[h >> (64 - SHARD_BITS)];
+  /* 64 KiB regions spread over the shards, so that threads working in
+   * different regions take different locks. */
+  struct shard *s = &shards[((uint64_t)(a >> 16) * 0x9E3779B97F4A7C15ull) >> (64 - SHARD_BITS)];
   while (atomic_flag_test_and_set_explicit(&s->lock, memory_order_acquire))
     sched_yield();
   return s;
@@ -332,9 +340,9 @@ static void shard_unlock(struct shard *s)
   atomic_flag_clear_explicit(&s->lock, memory_order_release);
 }
 
-static void slots_put(struct slot *slots, size_t mask, uint64_t h, uintptr_t addr, uint64_t id)
+static void slots_put(struct slot *slots, size_t mask, uintptr_t addr, uint64_t id)
 {
-  size_t i = (size_t)h & mask;
+  size_t i = slot_of(addr, mask);
   while (slots[i].addr != 0 && slots[i].addr != addr)
     i = (i + 1) & mask;
   slots[i].addr = addr;
@@ -351,8 +359,7 @@ static bool shard_grow(struct shard *s)
   if (s->mask) {
     for (size_t i = 0; i <= s->mask; i++)
       if (s->slots[i].addr)
-        slots_put(n, slots_n - 1, hash_addr(s->slots[i].addr), s->slots[i].addr,
-                  s->slots[i].id);
+        slots_put(n, slots_n - 1, s->slots[i].addr, s->slots[i].id);
     munmap(s->slots, (s->mask + 1) * sizeof *s->slots);
   }
   s->slots = n;
@@ -364,10 +371,9 @@ static bool shard_grow(struct shard *s)
 static uint64_t id_put(void *p, uint64_t id)
 {
   uintptr_t a = (uintptr_t)p;
-  uint64_t h = hash_addr(a);
-  struct shard *s = shard_lock(h);
+  struct shard *s = shard_lock(a);
   if ((s->count + 1) * 2 <= s->mask + 1 || shard_grow(s)) {
-    slots_put(s->slots, s->mask, h, a, id);
+    slots_put(s->slots, s->mask, a, id);
     s->count++;
   } else {
     id = 0;
@@ -388,11 +394,10 @@ static uint64_t id_find(void *p, bool take)
   if (!p)
     return 0;
   uintptr_t a = (uintptr_t)p;
-  uint64_t h = hash_addr(a);
-  struct shard *s = shard_lock(h);
+  struct shard *s = shard_lock(a);
   uint64_t id = 0;
   if (s->mask) {
-    size_t i = (size_t)h & s->mask;
+    size_t i = slot_of(a, s->mask);
     while (s->slots[i].addr != 0 && s->slots[i].addr != a)
       i = (i + 1) & s->mask;
     id = s->slots[i].id;
@@ -400,7 +405,7 @@ static uint64_t id_find(void *p, bool take)
       /* Backward shift: move later entries of the probe run into the hole. */
       size_t hole = i;
       for (size_t j = (i + 1) & s->mask; s->slots[j].addr; j = (j + 1) & s->mask) {
-        size_t home = (size_t)hash_addr(s->slots[j].addr) & s->mask;
+        size_t home = slot_of(s->slots[j].addr, s->mask);
         if (((j - home) & s->mask) >= ((j - hole) & s->mask)) {
           s->slots[hole] = s->slots[j];
           hole = j;
