@@ -585,7 +585,7 @@ static void *resize(enum trace_op op, void *p, size_t n, size_t size)
   }
   if (!enter())
     return BYPASS(op == OP_REALLOC ? next.realloc(p, size) : next.reallocarray(p, n, size),
-                  NULL);
+                  p || overflow ? NULL : bootstrap_alloc(total));
   uint64_t old = id_find(p, true);
   void *q = op == OP_REALLOC ? next.realloc(p, size) : next.reallocarray(p, n, size);
   int e = errno;
