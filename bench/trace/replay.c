@@ -155,6 +155,18 @@ static void load(const char *path)
     }
   }
   munmap((void *)file, len);
+  /* A block no record allocates (its allocation is lost: a process that
+   * ended by _exit, or a damaged file) is treated as one allocated before
+   * the recording, which replay would otherwise wait for forever. */
+  unsigned char *made = map_zero(max_id + 1);
+  for (size_t t = 0; t < nthreads; t++)
+    for (size_t i = 0; i < threads[t].n; i++)
+      made[threads[t].recs[i].out] = 1;
+  for (size_t t = 0; t < nthreads; t++)
+    for (size_t i = 0; i < threads[t].n; i++)
+      if (!made[threads[t].recs[i].in])
+        threads[t].recs[i].in = 0;
+  munmap(made, max_id + 1);
 }
 
 static size_t total_ops(void)
@@ -189,7 +201,8 @@ static uint64_t peak_live(void)
     const struct rec *r = all[i];
     if (r->op == OP_USABLE_SIZE)
       continue;
-    if (r->in) {
+    bool failed_resize = (trace_op_fields[r->op] & F_OUT) && !r->out && r->size;
+    if (r->in && !failed_resize) {
       live -= size[r->in];
       size[r->in] = 0;
     }
@@ -326,8 +339,17 @@ static void *replay_thread(void *arg)
     switch ((enum trace_op)r->op) {
     case OP_MALLOC: p = malloc(r->size); break;
     case OP_CALLOC: p = calloc(1, r->size); break;
-    case OP_REALLOC: p = realloc(old, r->size); break;
-    case OP_REALLOCARRAY: p = reallocarray(old, 1, r->size); break;
+    case OP_REALLOC:
+    case OP_REALLOCARRAY:
+      if (old && r->size == 0) {
+        /* The recording allocator returned a block for realloc(p, 0); others
+         * free p and return NULL: the same effect under any of them. */
+        free(old);
+        p = malloc(0);
+      } else {
+        p = r->op == OP_REALLOC ? realloc(old, r->size) : reallocarray(old, 1, r->size);
+      }
+      break;
     case OP_POSIX_MEMALIGN:
       if (posix_memalign(&p, r->align, r->size) != 0)
         p = NULL;

@@ -97,6 +97,36 @@ def main():
         text = run([driver, "replay", trace], env=env)
         check("calls per s" in text, "%s replay, readable: %r" % (name, text))
 
+    # A trace written by hand (format.h): a free of a block allocated before
+    # the recording (id 5, never made), realloc(NULL, n) and realloc(p, 0).
+    def varint(v):
+        out = bytearray()
+        while v >= 0x80:
+            out.append(v & 0x7f | 0x80)
+            v >>= 7
+        return bytes(out + bytes([v]))
+
+    def zz(v):
+        return varint(v * 2 if v >= 0 else -v * 2 - 1)
+
+    MALLOC, REALLOC, FREE = 0, 2, 3
+    body = (bytes([MALLOC]) + varint(10) + varint(100) + zz(1)          # 1 = malloc(100)
+            + bytes([FREE]) + varint(10) + zz(4)                        # free(id 5)
+            + bytes([REALLOC]) + varint(10) + zz(-5) + varint(50) + zz(2)  # 2 = realloc(NULL, 50)
+            + bytes([REALLOC]) + varint(10) + zz(2) + varint(0) + zz(-2)   # realloc(2, 0)
+            + bytes([FREE]) + varint(10) + zz(1))                       # free(1)
+    edge = os.path.join(tmp, "edge.trace")
+    with open(edge, "wb") as f:
+        f.write(b"STRTRACE\x01" + varint(0) + varint(len(body)) + body)
+    edge_info = json.loads(run([driver, "info", "--json", edge]))
+    check(edge_info["per_op"]["malloc"] == 1 and edge_info["per_op"]["realloc"] == 2
+          and edge_info["per_op"]["free"] == 2 and edge_info["peak_live_bytes"] == 150,
+          "hand-made trace, info: %r" % edge_info)
+    for name, env in preloads:
+        rep = json.loads(run([driver, "replay", "--json", edge], env=env))
+        check(rep["ops"] == 5 and rep["threads"] == 1, "%s replay of the hand-made trace: %r"
+              % (name, rep))
+
     # fork: the allocating child is not recorded (no block of its size, no
     # record of its parent's twice), the executed one writes FILE.<pid>.
     fork_trace = os.path.join(tmp, "fork.trace")
