@@ -6,11 +6,11 @@
 # malloc calls of programs installed on this machine go to OUT/NAME.trace
 # (default OUT: DIR/traces); it prints the path of each trace, one a line:
 #
-#   python   python3 building and serialising JSON and dicts (short: the
-#            quick profile's trace)
+#   python   python3 (PYTHONMALLOC=malloc) building and serialising JSON and
+#            dicts (short: the quick profile's trace)
 #   sqlite   sqlite3 loading 200,000 rows into a database, indexing and
 #            querying it
-#   gcc      gcc's compiler proper (cc1) compiling a generated 6,000-function
+#   gcc      gcc's compiler proper (cc1) compiling a generated 600-function
 #            C file at -O2
 #   redis    redis-server serving redis-benchmark (SET, GET, LPUSH, LPOP)
 #
@@ -45,10 +45,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 skip() { echo "traces.sh: $1: skipped ($2)" >&2; }
-record() {    # record NAME PROGRAM ARGS...
+record() {    # record NAME PROGRAM ARGS... (the program's output is dropped)
   local name=$1
   shift
-  "$tool" record -o "$out/$name.trace" -- "$@"
+  "$tool" record -o "$out/$name.trace" -- "$@" > /dev/null
   echo "$out/$name.trace"
 }
 
@@ -58,14 +58,16 @@ for name in "${names[@]}"; do
       py=$(command -v python3 || true)
       [[ -x /usr/bin/python3 ]] && py=/usr/bin/python3
       [[ -n $py ]] || { skip python "no python3"; continue; }
-      record python "$py" -c '
+      # PYTHONMALLOC=malloc: every object comes from malloc, not only what
+      # pymalloc's arenas do not serve, so the trace exercises the allocator.
+      PYTHONMALLOC=malloc record python "$py" -c '
 import json
 rows = [{"id": i, "name": "item%d" % i, "tags": ["t%d" % (i % 7)] * (i % 5)} for i in range(60000)]
 text = json.dumps(rows)
 back = json.loads(text)
 index = {r["name"]: r for r in back}
 print(len(text), len(index), sum(len(r["tags"]) for r in index.values()))
-' > /dev/null
+'
       ;;
     sqlite)
       command -v sqlite3 >/dev/null || { skip sqlite "no sqlite3"; continue; }
@@ -79,7 +81,7 @@ CREATE INDEX t_grp ON t(grp);
 SELECT grp, count(*), max(length(payload)) FROM t GROUP BY grp ORDER BY 2 DESC LIMIT 5;
 SELECT count(*) FROM t a JOIN t b ON a.grp = b.grp AND b.id = a.id + 97 WHERE a.id < 50000;
 EOF
-      record sqlite sqlite3 "$work/db.sqlite" < "$work/load.sql" > /dev/null
+      record sqlite sqlite3 "$work/db.sqlite" < "$work/load.sql"
       ;;
     gcc)
       cc1=$(gcc -print-prog-name=cc1 2>/dev/null || true)
@@ -88,7 +90,7 @@ EOF
 import sys
 with open(sys.argv[1], "w") as f:
     f.write("struct s { int a, b; double c[4]; };\n")
-    for i in range(6000):
+    for i in range(600):
         f.write("int f%d(struct s *p, int n) { int r = %d; for (int k = 0; k < n; k++) "
                 "{ r += p[k].a * %d - p[k].b; p[k].c[k & 3] += r * 0.5; } "
                 "return r ^ (n << %d); }\n" % (i, i, i % 13 + 1, i % 7))
