@@ -15,9 +15,10 @@
  *  - The first process that loads the recorder writes the file itself (it
  *    is created with O_EXCL); a program it executes (fork + exec, or exec
  *    alone) inherits the environment and writes FILE.<pid> (FILE.<pid>.<n>
- *    when that exists too). Records since the last flush of a program that
- *    calls exec without fork are lost, as are those of a process that ends
- *    through _exit or a signal.
+ *    when that exists too). The exec family is wrapped, so a program that
+ *    calls exec without fork writes its buffers first; the records since
+ *    the last flush of a process that ends through _exit or a signal are
+ *    lost.
  *  - A child of fork stops recording at once: it inherits the parent's
  *    buffers and locks in whatever state the fork left them, and its calls
  *    go straight to the next allocator.
@@ -33,6 +34,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -211,15 +213,16 @@ static struct thread_buf *buf_create(void)
   return b;
 }
 
-/* At process exit: every thread's buffer, the exiting thread's and those of
- * threads still running. A thread that is appending finishes its record
- * first; afterwards every thread writes record by record. */
-__attribute__((destructor)) static void process_exit(void)
+/* Write every thread's buffer, the calling thread's and those of threads
+ * still running; a thread that is appending finishes its record first.
+ * At exit (`last`), every thread writes record by record afterwards;
+ * before an exec, the buffers go on (the exec may fail). */
+static void flush_all(bool last)
 {
   if (!atomic_load(&recording))
     return;
   pthread_mutex_lock(&registry_lock);
-  exiting = true;
+  exiting |= last;
   for (struct thread_buf *b = registry; b; b = b->next) {
     int expected = BUF_IDLE;
     while (!atomic_compare_exchange_weak(&b->state, &expected, BUF_TAKEN)) {
@@ -227,8 +230,15 @@ __attribute__((destructor)) static void process_exit(void)
       sched_yield();
     }
     buf_flush(b);
+    if (!last)
+      atomic_store(&b->state, BUF_IDLE);
   }
   pthread_mutex_unlock(&registry_lock);
+}
+
+__attribute__((destructor)) static void process_exit(void)
+{
+  flush_all(true);
 }
 
 /* ---- records ------------------------------------------------------------------ */
@@ -683,4 +693,90 @@ EXPORT size_t malloc_usable_size(void *p)
   record(OP_USABLE_SIZE, id_find(p, false), 0, 0, 0);
   leave(e);
   return n;
+}
+
+/* ---- exec ------------------------------------------------------------------------ */
+/* Every exec writes the buffers first: the new image does not run the
+ * destructors. glibc's exec functions call execve inside the library,
+ * where no interposition reaches, so each one is wrapped. The variadic
+ * forms collect their arguments and go on as execv, execvp and execve. */
+#define NEXT(name, type) ((type)dlsym(RTLD_NEXT, name))
+typedef int (*execve_fn)(const char *, char *const[], char *const[]);
+typedef int (*execv_fn)(const char *, char *const[]);
+typedef int (*fexecve_fn)(int, char *const[], char *const[]);
+typedef int (*execveat_fn)(int, const char *, char *const[], char *const[], int);
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+  flush_all(false);
+  return NEXT("execve", execve_fn)(path, argv, envp);
+}
+
+EXPORT int execv(const char *path, char *const argv[])
+{
+  flush_all(false);
+  return NEXT("execv", execv_fn)(path, argv);
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+  flush_all(false);
+  return NEXT("execvp", execv_fn)(file, argv);
+}
+
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+  flush_all(false);
+  return NEXT("execvpe", execve_fn)(file, argv, envp);
+}
+
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+  flush_all(false);
+  return NEXT("fexecve", fexecve_fn)(fd, argv, envp);
+}
+
+EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[], int flags)
+{
+  flush_all(false);
+  return NEXT("execveat", execveat_fn)(dirfd, path, argv, envp, flags);
+}
+
+/* The arguments of execl, execlp and execle up to their NULL into argv,
+ * and (with_env: execle) the environment after it into envp. */
+#define COLLECT_ARGS(first, argv, envp, with_env)                    \
+  va_list ap;                                                        \
+  size_t n = 1;                                                      \
+  va_start(ap, first);                                               \
+  while (va_arg(ap, char *))                                         \
+    n++;                                                             \
+  va_end(ap);                                                        \
+  char *argv[n + 1];                                                 \
+  char *const *envp = NULL;                                          \
+  argv[0] = (char *)(first);                                         \
+  va_start(ap, first);                                               \
+  for (size_t i = 1; i <= n; i++)                                    \
+    argv[i] = va_arg(ap, char *);                                    \
+  if (with_env)                                                      \
+    envp = va_arg(ap, char *const *);                                \
+  va_end(ap)
+
+EXPORT int execl(const char *path, const char *arg, ...)
+{
+  COLLECT_ARGS(arg, argv, envp, false);
+  (void)envp;
+  return execv(path, argv);
+}
+
+EXPORT int execlp(const char *file, const char *arg, ...)
+{
+  COLLECT_ARGS(arg, argv, envp, false);
+  (void)envp;
+  return execvp(file, argv);
+}
+
+EXPORT int execle(const char *path, const char *arg, ...)
+{
+  COLLECT_ARGS(arg, argv, envp, true);
+  return execve(path, argv, envp);
 }

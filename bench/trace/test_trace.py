@@ -147,6 +147,17 @@ def main():
         check(child["per_op"] == idle["per_op"],
               "the executed child's calls %r, idle's %r" % (child["per_op"], idle["per_op"]))
 
+    # exec without fork: the program's records are written before its image
+    # goes, the new image's go to FILE.<pid>.
+    exec_trace = os.path.join(tmp, "exec.trace")
+    run([driver, "record", "-o", exec_trace, "--", prog, "exec"])
+    execd = json.loads(run([driver, "info", "--json", exec_trace]))
+    check(execd["per_thread"] == work["per_thread"],
+          "exec: the threads' calls before the exec %r, %r in the plain run"
+          % (execd["per_thread"], work["per_thread"]))
+    images = glob.glob(exec_trace + ".*")
+    check(len(images) == 1, "the executed image's traces: %r" % images)
+
     for f in glob.glob(os.path.join(tmp, "*")):
         os.unlink(f)
     os.rmdir(tmp)

@@ -7,6 +7,9 @@
  *   trace_prog fork   work, after two children: one allocates blocks of
  *                     FORK_SIZE bytes and exits (not recorded), one executes
  *                     `trace_prog idle` (recorded into FILE.<pid>)
+ *   trace_prog exec   work, then executes `trace_prog idle` without a fork
+ *                     (its own records are written before; the new image's
+ *                     go to FILE.<pid>)
  *
  * It prints on stdout what one worker calls, as JSON ("expect {...}"), with
  * a checksum of the blocks' contents.
@@ -128,9 +131,9 @@ static void fork_exec(const char *self)
 int main(int argc, char **argv)
 {
   const char *mode = argc == 2 ? argv[1] : "";
-  working = strcmp(mode, "work") == 0 || strcmp(mode, "fork") == 0;
+  working = strcmp(mode, "work") == 0 || strcmp(mode, "fork") == 0 || strcmp(mode, "exec") == 0;
   if (!working && strcmp(mode, "idle") != 0) {
-    fprintf(stderr, "usage: trace_prog work|idle|fork\n");
+    fprintf(stderr, "usage: trace_prog work|idle|fork|exec\n");
     return 2;
   }
   if (strcmp(mode, "fork") == 0) {
@@ -155,5 +158,10 @@ int main(int argc, char **argv)
   for (int k = 0; k < C_COUNT; k++)
     printf("%s\"%s\": %u", k ? ", " : "", names[k], calls[0][k]);
   printf("}, \"sum\": %lu}\n", sum);
+  if (strcmp(mode, "exec") == 0) {
+    fflush(stdout);
+    execl(argv[0], argv[0], "idle", (char *)NULL);
+    return 127;
+  }
   return 0;
 }
