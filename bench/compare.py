@@ -572,12 +572,7 @@ def run_benchmarks(args, allocs, missing, out):
                     if data:
                         context = context or data.get("context")
                         prov = data.get("context", {}).get("malloc_provider")
-                        if providers[name] is None:
-                            providers[name] = prov
-                            msg = check_provider(name, path, prov)
-                            if msg:
-                                problems[name].append(msg)
-                                warn("%s: %s" % (name, msg))
+                        note_provider(name, path, prov, providers, problems)
                         for b in data.get("benchmarks", []):
                             if b.get("run_type", "iteration") != "iteration":
                                 continue
@@ -714,6 +709,18 @@ def replay_once(tool, trace, path, tag, out, timeout, debug):
     return result, status, provider
 
 
+def note_provider(alloc, path, prov, providers, problems):
+    """Keeps what served malloc in alloc's first process, and reports it when
+    that is not the allocator under test."""
+    if providers[alloc] is not None:
+        return
+    providers[alloc] = prov
+    msg = check_provider(alloc, path, prov)
+    if msg:
+        problems[alloc].append(msg)
+        warn("%s: %s" % (alloc, msg))
+
+
 def load_traces(args):
     """The traces of --replay that --filter keeps, as {row name: path}, and
     the replay tool; None after a warning."""
@@ -745,12 +752,7 @@ def replay_round(tool, traces, rnd, alloc, path, args, out, progress, st):
         tag = "%s.r%d.%s" % (alloc, rnd, name.replace("/", "-"))
         res, status, prov = replay_once(tool, trace, path, tag, out, args.timeout,
                                         debug=providers[alloc] is None)
-        if providers[alloc] is None:
-            providers[alloc] = prov
-            msg = check_provider(alloc, path, prov)
-            if msg:
-                problems[alloc].append(msg)
-                warn("%s: %s" % (alloc, msg))
+        note_provider(alloc, path, prov, providers, problems)
         progress.done += 1
         if res is None:
             failures[alloc][name] = "timeout" if status.startswith("timed") else (

@@ -127,13 +127,15 @@ values() {
     $1 == a && $2 == m { for (i = 4; i <= NF; i++) if (index($i, k "=") == 1) print substr($i, length(k) + 2) }
   ' "$results"
 }
-# median ALLOC MODE KEY: the median of values (the mean of the two middle
-# ones for an even count), or "-" when there is none.
-median() {
-  values "$@" | sort -g | awk '{ v[NR] = $1 }
-    END { if (!NR) print "-"; else if (NR % 2) print v[(NR + 1) / 2];
-          else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+# median_of FORMAT: the median of the numbers on stdin (the mean of the two
+# middle ones for an even count) printed with FORMAT, or "-" when there is
+# none.
+median_of() {
+  sort -g | awk -v f="$1" '{ v[NR] = $1 }
+    END { if (!NR) print "-"; else printf f "\n", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+# median ALLOC MODE KEY: the median of values.
+median() { values "$@" | median_of "%.10g"; }
 # fmt SCALE FORMAT VALUE: VALUE / SCALE printed with FORMAT, "-" stays "-".
 fmt() { [ "$3" = "-" ] && echo "-" || awk -v s="$1" -v f="$2" -v v="$3" 'BEGIN { printf f, v / s }'; }
 mib() { fmt 1048576 "%.0f" "$1"; }
@@ -142,9 +144,7 @@ pct_of() {
   awk -v a="$1" -v m="$2" -v k="$3" '
     $1 == a && $2 == m { x = ""; p = ""
       for (i = 4; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) x = kv[2]; if (kv[1] == "peak_rss") p = kv[2] }
-      if (x != "" && p > 0) print 100 * x / p }' "$results" |
-    sort -g | awk '{ v[NR] = $1 } END { if (!NR) print "-"; else if (NR % 2) printf "%.1f\n", v[(NR + 1) / 2];
-                     else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+      if (x != "" && p > 0) print 100 * x / p }' "$results" | median_of "%.1f"
 }
 
 # ------------------------------------------------------------- tables
@@ -232,9 +232,7 @@ table_steady() {
     awk -v x="$1" -v k="$2" '
       $2 == "steady" { for (i = 4; i <= NF; i++) if (index($i, k "=") == 1) v[$1 " " $3] = substr($i, length(k) + 2); r[$3] = 1 }
       END { for (n in r) if ((x " " n) in v && ("strata-nodecay " n) in v && v["strata-nodecay " n] > 0)
-              print v[x " " n] / v["strata-nodecay " n] }' "$results" |
-      sort -g | awk '{ v[NR] = $1 } END { if (!NR) print "-"; else if (NR % 2) printf "%.3f\n", v[(NR + 1) / 2];
-                       else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+              print v[x " " n] / v["strata-nodecay " n] }' "$results" | median_of "%.3f"
   }
   echo
   echo "Strata relative to decay off (decay=3600000), median of per-round ratios (target: default >= 0.98):"
