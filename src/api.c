@@ -51,7 +51,7 @@ static void *alloc_tier(size_t size, size_t align, bool zero, bool fit) {
       void *p = heap_sample_pending(cls) ? NULL : heap_alloc_class(cls, zero ? &fresh : NULL);
       if (!p && heap_sample_pending(cls)) {
         heap_sample_take(cls);
-        if ((p = alloc_sampled(size, align, zero))) return p;
+        if (prof_keep(size, class_info[cls].size) && (p = alloc_sampled(size, align, zero))) return p;
         p = heap_alloc_class(cls, zero ? &fresh : NULL);
       }
       if (!p && fit) p = heap_alloc_at_hand(cls + 1, align, &cls, zero ? &fresh : NULL);

@@ -111,10 +111,19 @@ static double prof_draw_bytes(void) {
   return -prof_log(u) * (double)options.prof_rate;
 }
 
+/* The allocations before the sampled one: floor(bytes / size), so that
+ * the sample is the next one after them (a pop that finds the count at 0
+ * leaves its block: heap.h). */
 intptr_t prof_interval(size_t size) {
   if (!prof_on) return PROF_NEVER;
   double n = prof_draw_bytes() / (double)size;
-  return n >= (double)PROF_NEVER ? PROF_NEVER : (intptr_t)n + 1;
+  return n >= (double)PROF_NEVER ? PROF_NEVER : (intptr_t)n;
+}
+
+bool prof_keep(size_t size, size_t drawn) {
+  double rate = (double)options.prof_rate;
+  double want = 1 - prof_exp_neg((double)size / rate), had = 1 - prof_exp_neg((double)drawn / rate);
+  return (double)((prof_random() >> 11) + 1) / 9007199254740992.0 * had <= want;
 }
 
 bool prof_due_bytes(size_t size) {

@@ -30,9 +30,14 @@ extern bool prof_on;
 
 /* Map the tables when prof=1 (init, before the first heap). */
 void prof_init(void);
-/* Allocations of `size` bytes, each, until the next sample: one draw of
+/* Allocations of `size` bytes, each, before the next sample: one draw of
  * the Poisson process (a very large count when the profiler is off). */
 intptr_t prof_interval(size_t size);
+/* A small class counts down its block size (`drawn`); the allocation asked
+ * for `size` bytes, and keeps the sample with probability
+ * (1 - exp(-size/rate)) / (1 - exp(-drawn/rate)), so that each allocation
+ * is sampled as its own size asks and the profile stays unbiased. */
+bool prof_keep(size_t size, size_t drawn);
 /* A block of `size` bytes above the small classes is due for a sample:
  * counts its bytes down in the calling thread. */
 bool prof_due_bytes(size_t size);
