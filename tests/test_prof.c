@@ -238,8 +238,11 @@ static void *worker(void *arg) {
   return NULL;
 }
 
+/* Large blocks live, once the calling thread gave back the block it kept
+ * for its next sample (strata_collect). */
 static unsigned long long large_live(void) {
   strata_stats_t st;
+  strata_collect();
   strata_stats(&st);
   return st.large.nmalloc - st.large.nfree;
 }
