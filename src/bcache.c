@@ -98,8 +98,7 @@ static void bcache_trim(heap_t *h, unsigned c, uint32_t keep) {
       last = next;
       n++;
     }
-    bcache_room_add(h, c, (intptr_t)n - 1);
-    STAT_SET(h->room_base[c], h->room_base[c] + 1);     /* bcache_pop's room */
+    bcache_room_add(h, c, (intptr_t)n);
     bin_give_list(h, s, first, last, n);
   }
 }

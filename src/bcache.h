@@ -22,7 +22,8 @@ COLD __attribute__((noreturn)) void bcache_bad_block(const block_t *b);
 /* Pop the head of the cache of cls; *key gets its key word ^ free_key.
  * NULL when the cache is empty, and also for a bad head (the cache is then
  * not empty): the callers' slow paths abort on it, so the fast path has no
- * stack frame. */
+ * stack frame. The caller counts the room it frees: an allocation's pop
+ * on the fast path, a trim's with the slow paths (bcache_room_add). */
 static inline block_t *bcache_pop(heap_t *h, unsigned cls, uintptr_t *key) {
   block_t *b = h->free[cls];
   if (unlikely(b == NULL)) return NULL;
@@ -32,7 +33,6 @@ static inline block_t *bcache_pop(heap_t *h, unsigned cls, uintptr_t *key) {
   uintptr_t next = b->next_enc ^ h->secret ^ (uintptr_t)b;
   if (unlikely((*key & ~(uintptr_t)KEY_FRESH) | (next & LINK_BAD_BITS))) return NULL;
   h->free[cls] = (block_t *)next;
-  h->room[cls]++;
   return b;
 }
 

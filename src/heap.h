@@ -33,6 +33,7 @@ static inline void *heap_malloc_small(heap_t *h, unsigned cls, bool *fresh) {
   uintptr_t key;
   block_t *b = bcache_pop(h, cls, &key);
   if (unlikely(b == NULL)) return NULL;
+  h->room[cls]++;
   if (fresh) *fresh = key == KEY_FRESH;
   b->key = 0;             /* an allocated block does not look free */
   b->next_enc = 0;        /* nor shows the program a value made with the secret */
