@@ -101,8 +101,10 @@ static bool heap_refill(heap_t *h, unsigned cls, bool grow) {
 static void heap_setup(heap_t *h) {
   h->spare_lock = (lock_t)LOCK_INIT(RANK_SPARE);
   bcache_init(h);
-  for (unsigned c = 0; c < CLASS_COUNT; c++)
-    h->left[c] = h->left_synced[c] = prof_interval(class_info[c].size);
+  for (unsigned c = 0; c < CLASS_COUNT; c++) {
+    h->left[c] = prof_interval(class_info[c].size);
+    h->nmalloc_at_zero[c] = (uint64_t)h->left[c];
+  }
   h->secret = span_secret;
   h->free_key = span_free_key;
   h->next_all = atomic_load_relaxed(&heap_all);
@@ -154,12 +156,12 @@ static void *heap_pop_or_refill(heap_t *h, unsigned cls, bool *fresh, bool grow)
   return p;
 }
 
-/* Allocations of class c handed out by h: the pops counted down since
- * left[c] was last set (a pop that left its block took it below 0) and
- * those before. */
+/* Allocations of class c handed out by h: those by the time the count
+ * down reaches 0, less the pops still to come (a pop that left its block
+ * took it below 0). */
 static uint64_t heap_nmalloc(const heap_t *h, unsigned c) {
   intptr_t left = STAT_READ(h->left[c]);
-  return STAT_READ(h->nmalloc[c]) + (uint64_t)(STAT_READ(h->left_synced[c]) - (left < 0 ? 0 : left));
+  return STAT_READ(h->nmalloc_at_zero[c]) - (uint64_t)(left < 0 ? 0 : left);
 }
 
 /* Blocks of class c freed by h: the slow paths' count, and the pushes on
@@ -174,9 +176,8 @@ static uint64_t heap_nfree(const heap_t *h, unsigned c) {
 void heap_sample_take(unsigned cls) {
   heap_t *h = heap_tls;
   ASSERT(h->left[cls] < 0);
-  STAT_SET(h->nmalloc[cls], heap_nmalloc(h, cls));
   intptr_t next = prof_interval(class_info[cls].size);
-  STAT_SET(h->left_synced[cls], next);
+  STAT_SET(h->nmalloc_at_zero[cls], heap_nmalloc(h, cls) + (uint64_t)next);
   STAT_SET(h->left[cls], next);
 }
 
@@ -325,7 +326,10 @@ bool heap_init(void) {
   heap_setup(&heap_orphan);
   /* The orphan heap takes no samples: its threads' heap is heap_empty,
    * where none is ever pending. */
-  for (unsigned c = 0; c < CLASS_COUNT; c++) heap_orphan.left[c] = heap_orphan.left_synced[c] = INTPTR_MAX / 2;
+  for (unsigned c = 0; c < CLASS_COUNT; c++) {
+    heap_orphan.left[c] = INTPTR_MAX / 2;
+    heap_orphan.nmalloc_at_zero[c] = INTPTR_MAX / 2;
+  }
   return pthread_key_create(&heap_key, heap_key_destructor) == 0;
 }
 

@@ -94,8 +94,8 @@ typedef struct heap {
   intptr_t left[CLASS_COUNT];     /* per class: pops before the next sample;
                                      < 0: a pop found it at 0 and left its
                                      block (heap_sample_take is due) */
-  intptr_t left_synced[CLASS_COUNT]; /* left[c] when it was last set */
-  uint64_t nmalloc[CLASS_COUNT];  /* blocks handed out before then */
+  uint64_t nmalloc_at_zero[CLASS_COUNT]; /* blocks handed out by the time
+                                     left[c] reaches 0 (heap_nmalloc) */
   intptr_t room_base[CLASS_COUNT]; /* what the slow paths added to room[c] */
   uint64_t nfree[CLASS_COUNT];    /* blocks freed by this thread but for the
                                      pushes on its cache */
