@@ -369,8 +369,6 @@ API void *strata_pvalloc(size_t size) {
  * went back to the OS. */
 static bool collect(void) {
   if (!init_ready()) return false;
-  void *stashed = prof_stash_drop();
-  if (stashed) large_free(stashed, CALL_FREE);
   bool returned = false;
   for (unsigned i = 0; i < init_tier_count; i++)
     if (init_tiers[i]->trim) returned |= init_tiers[i]->trim();

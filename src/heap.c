@@ -313,11 +313,17 @@ static void heap_thread_exit(heap_t *h) {
   lock_release(&heap_pool_lock);
 }
 
+/* The large block the calling thread keeps for its next sample (prof.h)
+ * goes back: at thread exit and at trim. */
+static void heap_stash_release(void) {
+  void *stashed = prof_stash_drop();
+  if (stashed) large_free(stashed, CALL_FREE);
+}
+
 static void heap_key_destructor(void *arg) {
   heap_thread_state = HEAP_THREAD_DEAD;
   heap_tls = &heap_empty;
-  void *stashed = prof_stash_drop();      /* a large block (prof.h) */
-  if (stashed) large_free(stashed, CALL_FREE);
+  heap_stash_release();
   heap_thread_exit(arg);
   backlog_thread(-1);
 }
@@ -346,10 +352,12 @@ static void heap_decay(uint32_t now, uint32_t age, bool *younger) {
   for (heap_t *h = atomic_load_acquire(&heap_all); h; h = h->next_all) spare_decay(h, now, age, younger);
 }
 
-/* The calling thread's caches, its spans' free pages and its empty spans,
- * then what every heap keeps spare and what exited threads left. */
+/* The calling thread's caches, the block it keeps for its next sample, its
+ * spans' free pages and its empty spans, then what every heap keeps spare
+ * and what exited threads left. */
 static bool heap_trim(void) {
   heap_t *h = heap_tls;
+  heap_stash_release();
   if (h != &heap_empty) {
     heap_flush(h);
     ready_take(h, READY_ALL);
