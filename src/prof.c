@@ -105,10 +105,14 @@ static double prof_exp_neg(double x) {
   return y;
 }
 
+/* A uniform draw in (0, 1]. */
+static double prof_uniform(void) {
+  return (double)((prof_random() >> 11) + 1) / 9007199254740992.0;
+}
+
 /* Bytes to the next sample: exponential with mean prof_rate. */
 static double prof_draw_bytes(void) {
-  double u = (double)((prof_random() >> 11) + 1) / 9007199254740992.0;   /* (0, 1] */
-  return -prof_log(u) * (double)options.prof_rate;
+  return -prof_log(prof_uniform()) * (double)options.prof_rate;
 }
 
 /* The allocations before the sampled one: floor(bytes / size), so that
@@ -123,7 +127,7 @@ intptr_t prof_interval(size_t size) {
 bool prof_keep(size_t size, size_t drawn) {
   double rate = (double)options.prof_rate;
   double want = 1 - prof_exp_neg((double)size / rate), had = 1 - prof_exp_neg((double)drawn / rate);
-  return (double)((prof_random() >> 11) + 1) / 9007199254740992.0 * had <= want;
+  return prof_uniform() * had <= want;
 }
 
 bool prof_due_bytes(size_t size) {
@@ -331,6 +335,15 @@ static NOINLINE int prof_stack(void **out) {
   return n;
 }
 
+/* Add e to the live table (which has room: prof_record keeps it at most
+ * three quarters full). Under prof_lock. */
+static void prof_live_insert(prof_live_t e) {
+  size_t i = prof_live_slot(e.addr);
+  while (prof_live[i].addr) i = (i + 1) & (PROF_LIVE - 1);
+  prof_live[i] = e;
+  prof_live_count++;
+}
+
 bool prof_record(void *p, size_t size) {
   if (!prof_on || prof_busy) return false;
   prof_busy = true;
@@ -347,10 +360,7 @@ bool prof_record(void *p, size_t size) {
   lock_acquire(&prof_lock);
   size_t si = prof_stack_intern(raw + skip, n);
   if (si < PROF_STACKS && prof_live_count < PROF_LIVE * 3 / 4) {
-    size_t i = prof_live_slot((uintptr_t)p);
-    while (prof_live[i].addr) i = (i + 1) & (PROF_LIVE - 1);
-    prof_live[i] = (prof_live_t){ (uintptr_t)p, (uint32_t)si, size };
-    prof_live_count++;
+    prof_live_insert((prof_live_t){ (uintptr_t)p, (uint32_t)si, size });
     prof_stack_t *s = &prof_stacks[si];
     s->alloc_n++;
     s->alloc_bytes += size;
@@ -391,11 +401,8 @@ size_t prof_forget(void *p, void *q) {
     size = e.size;
     prof_live_remove(i);
     if (q) {                                    /* moved: the sample follows it */
-      size_t k = prof_live_slot((uintptr_t)q);
-      while (prof_live[k].addr) k = (k + 1) & (PROF_LIVE - 1);
       e.addr = (uintptr_t)q;
-      prof_live[k] = e;
-      prof_live_count++;
+      prof_live_insert(e);
     } else {
       prof_stacks[e.stack].live_n--;
       prof_stacks[e.stack].live_bytes -= e.size;
@@ -583,6 +590,13 @@ __attribute__((destructor)) static void prof_at_exit(void) {
     l.n = 0;
     line_put(&l, "strata: prof: cannot write ");
     line_put(&l, path);
+    os_write_line(&l);
+  }
+  if (prof_dropped) {
+    l.n = 0;
+    line_put(&l, "strata: prof: ");
+    line_put_num(&l, prof_dropped, 0, false);
+    line_put(&l, " samples were not recorded: a profile table was full");
     os_write_line(&l);
   }
   if (options.prof_leak) prof_leak_report();
