@@ -640,44 +640,12 @@ def run_benchmarks(args, allocs, missing, out):
     return finish(args, out, summary, progress.procs_done)
 
 
-def is_fixed_executable(path):
-    """Is this a non-PIE executable (ELF type ET_EXEC)?"""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(18)
-    except OSError:
-        return False
-    return head[:4] == b"\x7fELF" and head[16:18] == b"\x02\x00"
-
-
-def malloc_binding(debug_file):
-    """The object that the dynamic linker bound malloc to, from the
-    LD_DEBUG=bindings output of one process; None if it did not say.
-    Bindings to a non-PIE executable are skipped: its PLT entry stands for
-    malloc's address there (Debian's /usr/bin/python3 has one), it does not
-    serve the calls."""
-    try:
-        with open(debug_file, errors="replace") as f:
-            for line in f:
-                m = re.search(r" to (\S+) \[\d+\]: normal symbol `malloc'", line)
-                if m and not is_fixed_executable(m.group(1)):
-                    return m.group(1)
-    except OSError:
-        pass
-    return None
-
-
-def replay_once(tool, trace, path, tag, out, timeout, debug):
+def replay_once(tool, trace, path, tag, out, timeout):
     """Runs `tool replay trace --json` under one allocator's preload; its
-    stdout goes to raw/<tag>.json, its stderr to raw/<tag>.log.  With
-    debug, the dynamic linker also logs its symbol bindings, to tell which
-    allocator served malloc.  Returns (result or None, status, provider)."""
+    stdout goes to raw/<tag>.json, its stderr to raw/<tag>.log.  Returns
+    (result or None, status, the object that served malloc, as the replayer
+    reports it)."""
     env = preload_env(path)
-    dbg = os.path.join(out, "raw", tag + ".ld")
-    if debug:
-        # The linker logs each binding once, when it resolves it: this
-        # costs the replay almost nothing.
-        env.update(LD_DEBUG="bindings", LD_DEBUG_OUTPUT=dbg)
     jpath = os.path.join(out, "raw", tag + ".json")
     with open(jpath, "w") as fout, open(os.path.join(out, "raw", tag + ".log"), "w") as ferr:
         p = subprocess.Popen([tool, "replay", trace, "--json"], env=env, stdout=fout,
@@ -690,12 +658,6 @@ def replay_once(tool, trace, path, tag, out, timeout, debug):
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
             status = "timed out after %ds" % timeout
-    provider = None
-    if debug:
-        provider = malloc_binding("%s.%d" % (dbg, p.pid))
-        for f in os.listdir(os.path.join(out, "raw")):
-            if f.startswith(tag + ".ld."):
-                os.remove(os.path.join(out, "raw", f))
     result = None
     if status == "ok":
         try:
@@ -706,7 +668,7 @@ def replay_once(tool, trace, path, tag, out, timeout, debug):
                 raise ValueError("no ops_per_s or peak_rss_kib")
         except ValueError as e:
             status, result = "unreadable output (%s)" % e, None
-    return result, status, provider
+    return result, status, result and result.get("malloc_provider")
 
 
 def note_provider(alloc, path, prov, providers, problems):
@@ -750,8 +712,7 @@ def replay_round(tool, traces, rnd, alloc, path, args, out, progress, st):
     for name, trace in traces.items():
         progress.start("round %d/%d %-9s %s" % (rnd, args.rounds, alloc, name))
         tag = "%s.r%d.%s" % (alloc, rnd, name.replace("/", "-"))
-        res, status, prov = replay_once(tool, trace, path, tag, out, args.timeout,
-                                        debug=providers[alloc] is None)
+        res, status, prov = replay_once(tool, trace, path, tag, out, args.timeout)
         note_provider(alloc, path, prov, providers, problems)
         progress.done += 1
         if res is None:

@@ -82,17 +82,19 @@ class Colours(unittest.TestCase):
 with open("/proc/self/maps") as _maps:
     LIBC = next(l.split()[-1] for l in _maps if "/libc.so" in l or "/libc-" in l)
 
-# Stands in for strata-trace: a replay under a preload is twice as fast, and
-# trace "bad" fails.
+# Stands in for strata-trace: a replay under a preload is twice as fast, it
+# reports the C library as what served malloc, and trace "bad" fails.
 FAKE_TOOL = """#!%s
 import json, os, sys
 assert sys.argv[1] == "replay" and sys.argv[3] == "--json"
 if os.path.basename(sys.argv[2]) == "bad":
     sys.exit(3)
 ops_per_s = (2e6 if os.environ.get("LD_PRELOAD") else 1e6) * (1 + os.getpid() %% 7 / 100)
+with open("/proc/self/maps") as maps:
+    libc = next(l.split()[-1] for l in maps if "/libc.so" in l or "/libc-" in l)
 print(json.dumps({"ops": 1000, "seconds": 1000 / ops_per_s, "ops_per_s": ops_per_s,
                   "peak_rss_kib": 10240, "rss_kib": [[0.0, 5000], [0.1, 10240]],
-                  "threads": 3}))
+                  "threads": 3, "malloc_provider": libc}))
 """
 
 

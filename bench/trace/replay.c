@@ -14,6 +14,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -413,6 +414,16 @@ static void *sampler(void *arg)
   return NULL;
 }
 
+/* The object whose malloc the replayed calls reach (what LD_PRELOAD
+ * chose), as the benchmark binaries report it: compare.py checks it is the
+ * allocator under test. */
+static const char *malloc_provider(void)
+{
+  Dl_info info;
+  void *sym = dlsym(RTLD_DEFAULT, "malloc");
+  return sym && dladdr(sym, &info) && info.dli_fname ? info.dli_fname : "unknown";
+}
+
 /* The peak resident set since the last reset (VmHWM), in KiB. */
 static long peak_rss_kib(void)
 {
@@ -475,7 +486,7 @@ static int replay(const char *path, bool json)
     for (size_t i = 0; i < s.n; i++)
       printf("%s[%.3f, %.0f]", i ? ", " : "", s.at[i][0],
              s.at[i][1] > base_kib ? s.at[i][1] - base_kib : 0);
-    printf("], \"threads\": %zu}\n", nthreads);
+    printf("], \"threads\": %zu, \"malloc_provider\": \"%s\"}\n", nthreads, malloc_provider());
     return 0;
   }
   double max_rss = 0;
