@@ -42,7 +42,9 @@ tool=$build/bench/strata-trace
 [[ -x $tool ]] || { echo "traces.sh: $tool is missing (ninja -C $build)" >&2; exit 2; }
 mkdir -p "$out"
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+server=
+# A recording that fails (set -e) must not leave redis-server running.
+trap '[[ -n $server ]] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 
 skip() { echo "traces.sh: $1: skipped ($2)" >&2; }
 record() {    # record NAME PROGRAM ARGS... (the program's output is dropped)
@@ -111,6 +113,7 @@ EOF
       redis-benchmark -p "$port" -n 100000 -c 20 -d 100 -q -t set,get,lpush,lpop > /dev/null
       redis-cli -p "$port" shutdown nosave > /dev/null 2>&1 || true
       wait "$server" || true
+      server=
       echo "$out/redis.trace"
       ;;
   esac

@@ -7,6 +7,8 @@
 # usage: tests/bench_scripts.sh   (meson test --suite bench runs it)
 set -uo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"                  # libc_path
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/strata-bench-scripts.XXXXXX")
 trap 'rm -rf -- "$TMP"' EXIT
 FAILED=0
@@ -44,7 +46,7 @@ done
 # A library that does not exist, and one that exists but exports no malloc
 # (libm): the dynamic linker only warns about the first, and runs the
 # program on its own malloc with either, so the scripts must refuse both.
-LIBM=$(ldd "$BASH" | awk '$1 == "libc.so.6" { sub(/libc\.so\.6$/, "libm.so.6", $3); print $3 }')
+LIBM=$(dirname "$(libc_path)")/libm.so.6
 # Tiny workloads, so that a script that wrongly goes on to measure fails
 # the test in seconds rather than running a full benchmark.
 export ROUNDS=1 MODES=steady STEADY_SECS=0.1 KEYS=100
