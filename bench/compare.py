@@ -582,14 +582,7 @@ def run_benchmarks(args, allocs, missing, out):
                             if b.get("error_occurred"):
                                 problems[name].append("round %d: %s: %s" % (
                                     rnd, b["name"], b.get("error_message")))
-                    if killed:
-                        status, short = killed, "hung" if killed.startswith("hung") else "timeout"
-                    elif rc < 0:
-                        status, short = "crashed (signal %d)" % -rc, "crashed"
-                    elif rc != 0:
-                        status, short = "exit status %d" % rc, "failed"
-                    else:
-                        status, short = "ok", None
+                    status, short = outcome(rc, killed)
                     statuses.append(status)
                     todo = [n for n in remaining if n not in completed]
                     if not todo:
@@ -640,11 +633,23 @@ def run_benchmarks(args, allocs, missing, out):
     return finish(args, out, summary, progress.procs_done)
 
 
+def outcome(rc, killed):
+    """How a process ended: a message and the table's short word for it
+    (None when it went well). killed: why the runner killed it, if it did."""
+    if killed:
+        return killed, "hung" if killed.startswith("hung") else "timeout"
+    if rc < 0:
+        return "crashed (signal %d)" % -rc, "crashed"
+    if rc != 0:
+        return "exit status %d" % rc, "failed"
+    return "ok", None
+
+
 def replay_once(tool, trace, path, tag, out, timeout):
     """Runs `tool replay trace --json` under one allocator's preload; its
     stdout goes to raw/<tag>.json, its stderr to raw/<tag>.log.  Returns
-    (result or None, status, the object that served malloc, as the replayer
-    reports it)."""
+    (result or None, status, its short word (outcome), the object that
+    served malloc, as the replayer reports it)."""
     env = preload_env(path)
     jpath = os.path.join(out, "raw", tag + ".json")
     with open(jpath, "w") as fout, open(os.path.join(out, "raw", tag + ".log"), "w") as ferr:
@@ -652,12 +657,12 @@ def replay_once(tool, trace, path, tag, out, timeout):
                              stderr=ferr, start_new_session=True)
         try:
             rc = p.wait(timeout)
-            status = "ok" if rc == 0 else (
-                "crashed (signal %d)" % -rc if rc < 0 else "exit status %d" % rc)
+            killed = None
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-            status = "timed out after %ds" % timeout
+            rc = p.wait()
+            killed = "timed out after %ds" % timeout
+    status, short = outcome(rc, killed)
     result = None
     if status == "ok":
         try:
@@ -667,8 +672,8 @@ def replay_once(tool, trace, path, tag, out, timeout):
                        for k in ("ops_per_s", "peak_rss_kib")):
                 raise ValueError("no ops_per_s or peak_rss_kib")
         except ValueError as e:
-            status, result = "unreadable output (%s)" % e, None
-    return result, status, result and result.get("malloc_provider")
+            status, short, result = "unreadable output (%s)" % e, "failed", None
+    return result, status, short, result and result.get("malloc_provider")
 
 
 def note_provider(alloc, path, prov, providers, problems):
@@ -712,12 +717,11 @@ def replay_round(tool, traces, rnd, alloc, path, args, out, progress, st):
     for name, trace in traces.items():
         progress.start("round %d/%d %-9s %s" % (rnd, args.rounds, alloc, name))
         tag = "%s.r%d.%s" % (alloc, rnd, name.replace("/", "-"))
-        res, status, prov = replay_once(tool, trace, path, tag, out, args.timeout)
+        res, status, short, prov = replay_once(tool, trace, path, tag, out, args.timeout)
         note_provider(alloc, path, prov, providers, problems)
         progress.done += 1
         if res is None:
-            failures[alloc][name] = "timeout" if status.startswith("timed") else (
-                "crashed" if status.startswith("crashed") else "failed")
+            failures[alloc][name] = short
             problems[alloc].append("round %d: %s: %s (see raw/%s.log)" %
                                    (rnd, name, status, tag))
             progress.proc_done("%s: %s" % (name, status))
