@@ -136,10 +136,15 @@ def mann_whitney_p(xs, ys):
     return min(1.0, 2.0 * tail / math.comb(m + n, m))
 
 
+def u_test_min_p(m, n):
+    """The smallest two-sided p-value samples of these sizes can reach:
+    2 / C(m+n, m), when they do not overlap at all."""
+    return 2.0 / math.comb(m + n, m)
+
+
 def u_test_has_power(m, n):
-    """Can samples of these sizes ever differ significantly?  The smallest
-    p-value, 2 / C(m+n, m), is reached when they do not overlap at all."""
-    return 2.0 / math.comb(m + n, m) < ALPHA
+    """Can samples of these sizes ever differ significantly?"""
+    return u_test_min_p(m, n) < ALPHA
 
 
 def spread(xs, mid):
@@ -886,7 +891,7 @@ def render_table(s):
         L.append("With %d round(s) a rank test cannot tell any difference from noise "
                  "(its smallest p-value is %.2f), so no cell says whether it is within "
                  "noise: run 4 rounds or more (--rounds, or --full) for that." % (
-                     s["rounds"], 2.0 / math.comb(2 * s["rounds"], s["rounds"])))
+                     s["rounds"], u_test_min_p(s["rounds"], s["rounds"])))
     if s["profile"] == "quick":
         L.append("")
         L.append(QUICK_NOTE)
