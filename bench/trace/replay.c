@@ -331,25 +331,22 @@ static void *replay_thread(void *arg)
     const struct rec *r = &th->recs[i];
     void *old = r->in ? wait_block(r->in) : NULL;
     void *p = NULL;
-    if ((trace_op_fields[r->op] & F_OUT) && !r->out) {
-      /* Failed in the program (or realloc(p, 0), which freed p). */
-      if ((r->op == OP_REALLOC || r->op == OP_REALLOCARRAY) && old && r->size == 0)
-        free(old);
+    if ((r->op == OP_REALLOC || r->op == OP_REALLOCARRAY) && old && r->size == 0) {
+      /* realloc(p, 0) frees p under any allocator; the recording one
+       * returned NULL or a block of its own, made again with malloc(0). */
+      free(old);
+      if (r->out)
+        made(r, malloc(0));
       continue;
     }
+    if ((trace_op_fields[r->op] & F_OUT) && !r->out)
+      continue;  /* failed in the program */
     switch ((enum trace_op)r->op) {
     case OP_MALLOC: p = malloc(r->size); break;
     case OP_CALLOC: p = calloc(1, r->size); break;
     case OP_REALLOC:
     case OP_REALLOCARRAY:
-      if (old && r->size == 0) {
-        /* The recording allocator returned a block for realloc(p, 0); others
-         * free p and return NULL: the same effect under any of them. */
-        free(old);
-        p = malloc(0);
-      } else {
-        p = r->op == OP_REALLOC ? realloc(old, r->size) : reallocarray(old, 1, r->size);
-      }
+      p = r->op == OP_REALLOC ? realloc(old, r->size) : reallocarray(old, 1, r->size);
       break;
     case OP_POSIX_MEMALIGN:
       if (posix_memalign(&p, r->align, r->size) != 0)
