@@ -203,6 +203,15 @@ static void put_sep(line_t *l, unsigned i, unsigned n) {
   line_put(l, i == 0 ? "" : i + 1 == n ? " or " : ", ");
 }
 
+/* "<lead>min-max<tail>", the range of o in decimal. */
+static void put_range(line_t *l, const char *lead, const option_t *o, const char *tail) {
+  line_put(l, lead);
+  line_put_num(l, o->min, 0, false);
+  line_put(l, "-");
+  line_put_num(l, o->max, 0, false);
+  line_put(l, tail);
+}
+
 /* What o accepts, as the README's table says it. */
 static void put_limits(line_t *l, const option_t *o) {
   unsigned n = 0, names = 0;
@@ -229,10 +238,7 @@ static void put_limits(line_t *l, const option_t *o) {
     }
     break;
   case OPT_MS:
-    line_put(l, "milliseconds ");
-    line_put_num(l, o->min, 0, false);
-    line_put(l, "-");
-    line_put_num(l, o->max, 0, false);
+    put_range(l, "milliseconds ", o, "");
     break;
   case OPT_SIZE:
     line_put(l, "bytes ");
@@ -245,11 +251,7 @@ static void put_limits(line_t *l, const option_t *o) {
     }
     break;
   case OPT_TEXT:
-    line_put(l, "text of ");
-    line_put_num(l, o->min, 0, false);
-    line_put(l, "-");
-    line_put_num(l, o->max, 0, false);
-    line_put(l, " bytes");
+    put_range(l, "text of ", o, " bytes");
     break;
   }
 }
