@@ -125,6 +125,7 @@ intptr_t prof_interval(size_t size) {
 }
 
 bool prof_keep(size_t size, size_t drawn) {
+  if (prof_busy) return false;
   double rate = (double)options.prof_rate;
   double want = 1 - prof_exp_neg((double)size / rate), had = 1 - prof_exp_neg((double)drawn / rate);
   return prof_uniform() * had <= want;

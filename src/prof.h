@@ -36,7 +36,9 @@ intptr_t prof_interval(size_t size);
 /* A small class counts down its block size (`drawn`); the allocation asked
  * for `size` bytes, and keeps the sample with probability
  * (1 - exp(-size/rate)) / (1 - exp(-drawn/rate)), so that each allocation
- * is sampled as its own size asks and the profile stays unbiased. */
+ * is sampled as its own size asks and the profile stays unbiased. Never
+ * inside the profiler: what the loader and the unwinder allocate there
+ * (prof_record refuses to record it) stays in its class. */
 bool prof_keep(size_t size, size_t drawn);
 /* A block of `size` bytes above the small classes is due for a sample:
  * counts its bytes down in the calling thread. */
