@@ -23,8 +23,9 @@
  * where address space is scarce (the first one of the break heap, or under
  * a limit) and grows in place while the range after it is free. */
 typedef struct segment {
-  span_t *pagemap[SEG_PAGES];
-  span_t spans[SEG_PAGES];          /* valid at the head page of each run */
+  /* First, so that they share an OS page with the pagemap's first entries
+   * and the spans of the first runs: a program that uses a few spans
+   * makes two OS pages of the header resident, not three. */
   LIST_LINK(struct segment) link;   /* all small segments, or the spares */
   struct segment *grow_next;        /* short segments that may grow */
   uint32_t free_pages;              /* pages in free runs */
@@ -32,6 +33,8 @@ typedef struct segment {
                                        under the lock, read by strata_owns */
   bool from_sbrk;
   bool growable;                    /* on the growable list */
+  span_t *pagemap[SEG_PAGES];
+  span_t spans[SEG_PAGES];          /* valid at the head page of each run */
 } segment_t;
 
 #define SEG_HEADER_PAGES ((sizeof(segment_t) + PAGE_SIZE - 1) / PAGE_SIZE)

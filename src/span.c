@@ -37,16 +37,19 @@ void span_init_small(span_t *s, unsigned cls, struct heap *owner) {
   atomic_store_release(&s->owner, owner);
 }
 
-/* Cut one OS page worth of never-used blocks, but at least 8 (writing a link
- * touches one page per big block), so a span of a rarely used class stays
- * mostly untouched, hence not resident, while a big class still refills its
- * bin only once per 8 allocations. */
+/* Cut one OS page worth of never-used blocks, or as many as the span has
+ * carved so far, up to 8: writing a block's link makes its page resident,
+ * so a span of a rarely used class stays mostly untouched, a program that
+ * takes one block of a big class (stdio's buffer) gets one page, not
+ * eight, and a big class that is used in earnest doubles its carving to 8
+ * blocks a refill within four refills, keeping at most about twice what
+ * it took resident. */
 static block_t *span_carve(span_t *s, uint32_t *n) {
   ASSERT(s->carved <= s->count && s->local_free == NULL);
   uint32_t left = s->count - s->carved;
-  uint32_t batch = (uint32_t)(OS_PAGE / s->block_size);
-  if (batch < 8) batch = 8;
-  if (span_checked_mode) batch = 1;
+  uint32_t batch = (uint32_t)(OS_PAGE / s->block_size), grown = s->carved < 8 ? s->carved : 8;
+  if (batch < grown) batch = grown;
+  if (batch < 1 || span_checked_mode) batch = 1;
   if (batch > left) batch = left;
   char *first = s->start + (size_t)s->carved * s->block_size;
   /* Pages the OS zeroed (MADV_FREE'd ones may keep bytes) give fresh blocks. */
