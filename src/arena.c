@@ -123,12 +123,25 @@ static void arena_hot_rotate(arena_t *a, uint32_t now) {
   a->hot_opened_ms = 0;
 }
 
+/* Under a's lock: forget the marks older than `age` ms at `now`. */
+static void arena_cool(arena_t *a, uint32_t now, uint32_t age) {
+  if (now - a->hot_closed_ms >= age) memset(a->hot[1], 0, sizeof a->hot[1]);
+  if (now - a->hot_marked_ms >= age) {          /* and hot[1] is older still */
+    memset(a->hot[0], 0, sizeof a->hot[0]);
+    memset(a->hot[1], 0, sizeof a->hot[1]);
+  }
+}
+
 /* Under a's lock: pages [from, to) may be dirty and are free or past a
- * block's usable size: the decay purges them once they have cooled. */
+ * block's usable size: the decay purges them once they have cooled. The
+ * marks that cooled for the decay time go first: rotated into hot[1] by
+ * this mark, they would keep pages idle since long from the next pass (a
+ * program that frees a burst, idles, then frees one block). */
 static void arena_note_unpurged(arena_t *a, size_t from, size_t to) {
   ASSERT(lock_held(RANK_ARENA) && from < to && to <= ARENA_PAGES);
   uint32_t now = os_now_ms() | 1;      /* 0: hot[0] is not open */
   backlog_note((to - from) * OS_PAGE);
+  arena_cool(a, now, options.decay_ms);
   if (a->hot_opened_ms && now - a->hot_opened_ms >= options.decay_ms / 2) arena_hot_rotate(a, now);
   if (!a->hot_opened_ms) a->hot_opened_ms = now;
   a->hot_marked_ms = now;
@@ -342,14 +355,6 @@ static size_t arena_purge_free(arena_t *a, bool decayed) {
 
 
 /* Under a's lock: the hot maps whose last mark is `age` old are cold. */
-static void arena_cool(arena_t *a, uint32_t now, uint32_t age) {
-  if (now - a->hot_closed_ms >= age) memset(a->hot[1], 0, sizeof a->hot[1]);
-  if (now - a->hot_marked_ms >= age) {          /* and hot[1] is older still */
-    memset(a->hot[0], 0, sizeof a->hot[0]);
-    memset(a->hot[1], 0, sizeof a->hot[1]);
-  }
-}
-
 size_t arena_decay(arena_t *a, uint32_t now, uint32_t age, bool *younger) {
   size_t purged = 0;
   lock_acquire(&a->lock);
