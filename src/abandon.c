@@ -67,6 +67,28 @@ bool abandon_adopt_span(heap_t *h, span_t *s) {
   return true;
 }
 
+bool abandon_free(span_t *s, block_t *b, const char *call) {
+  ASSERT(s->kind == SPAN_SMALL && span_is_block_start(s, b));
+  lock_acquire(&abandoned_lock);
+  bool ok = s->abandoned;
+  if (ok) {
+    span_drain_remote(s, NULL, 0);          /* the lock makes us its owner */
+    if (unlikely(s->purged) && span_block_purged(s, b)) fatal(call, b, "double free");
+    if (block_looks_free(b, span_free_key)) span_check_not_on(s->local_free, s->count, b, call);
+    block_set_next(b, s->local_free);
+    s->local_free = b;
+    s->used--;
+    if (span_releasable(s)) {
+      abandon_unlink(s);
+      pageheap_free_span(s);
+    } else if (sparse_is(s) && !s->sparse_ms && sparse_mark(s)) {
+      backlog_note((size_t)(s->count - s->used) * s->block_size);
+    }
+  }
+  lock_release(&abandoned_lock);
+  return ok;
+}
+
 bool abandon_sweep(uint32_t now, uint32_t age) {
   bool waiting = false;
   lock_acquire(&abandoned_lock);

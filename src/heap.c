@@ -254,10 +254,21 @@ static inline void heap_free_remote(heap_t *h, span_t *s, block_t *b) {
   if (unlikely(span_push_remote(s, b))) ready_queue(s);
 }
 
-/* The free of b (checked) into h's own span, or into an abandoned one,
- * which h adopts (unless in checked mode). */
+/* The free of b (checked) into h's own span, or into an abandoned one.
+ * h adopts an abandoned span when it has spans of the class itself
+ * (unless in checked mode): a thread that takes over an exited one's
+ * blocks (larson) then frees into it as the owner. A thread that only
+ * frees the class (a consumer, or main freeing what exited threads left)
+ * would keep the span for allocations it never makes: it frees into the
+ * span in place, and the span stays where any thread's refill adopts it,
+ * or goes back to the page heap with its last block. */
 static NOINLINE void heap_free_local(heap_t *h, heap_t *owner, span_t *s, block_t *b, const char *call) {
   if (!owner && !span_checked_mode) {
+    if (!h->bins[s->cls].spans && !h->bins[s->cls].full && abandon_free(s, b, call)) {
+      if (likely(h != &heap_empty)) STAT_INC(h->nfree[s->cls]);
+      else atomic_add_relaxed(&heap_nfree_homeless[s->cls], 1);
+      return;
+    }
     if (h == &heap_empty) h = heap_for_thread();
     if (h && abandon_adopt_span(h, s)) {
       owner = h;
