@@ -374,6 +374,7 @@ run() {
 }
 
 start=$(date +%s)
+load_start=$(cut -d' ' -f1 /proc/loadavg)
 say "${#allocs[@]} allocators (${allocs[*]}), rows ${rows[*]}, $rounds rounds," \
   "${duration}s a thread run; raw results in $out"
 for ((r = 1; r <= rounds; r++)); do
@@ -394,7 +395,8 @@ strata_rev=$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknow
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs; $rounds interleaved rounds, medians;" \
     "bench-malloc-thread ${duration} s a run; peak RSS by $rss_by." \
     "Strata: ${lib[strata]:-not measured}" \
-    "(repository at $strata_rev)."
+    "(repository at $strata_rev). 1-minute load average: $load_start at the" \
+    "start, $(cut -d' ' -f1 /proc/loadavg) at the end."
   echo
   python3 - "$raw" "${rows[*]}" "${allocs[*]}" <<'EOF'
 import math, statistics, sys
