@@ -35,7 +35,7 @@ expect() {
 }
 
 SCRIPTS=(bench/memory.sh bench/servers.sh bench/redis_frag.sh bench/compare.py
-         bench/allocators.py bench/charts.py bench/traces.sh)
+         bench/allocators.py bench/charts.py bench/traces.sh bench/glibc_bench.sh)
 for s in "${SCRIPTS[@]}"; do
   for h in --help -h; do
     expect 0 '^usage:' "$s $h" "$ROOT/$s" "$h"
