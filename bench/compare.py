@@ -18,6 +18,13 @@ With --replay FILE... it instead replays traces with strata-trace
 same interleaved rounds: rows replay/<trace name>, throughput in replayed
 operations per second, and their peak RSS.
 
+With --models [NAMES] it instead runs the model programs of the
+mimalloc-bench programs (build/bench/models/NAME, bench/models/) as
+processes of their own under each allocator, in the same interleaved
+rounds: rows model/<name> with their thread count, the program's own time
+in seconds (lower is better) and the process's peak RSS (VmHWM, as the
+program reports it).
+
 With --callgrind it instead counts instructions per malloc/free pair under
 valgrind --tool=callgrind (build/bench/strata_callgrind) and writes
 callgrind.md / callgrind.json.
@@ -27,6 +34,7 @@ or gnuplot, and are skipped with a message when neither is available.
 
 Usage: bench/compare.py [--full] [--callgrind] [name=path.so[?STRATA_OPTIONS] ...] [options]
        bench/compare.py [name=path.so ...] [options] --replay TRACE...
+       bench/compare.py [name=path.so ...] [options] --models [NAME,...]
 See --help and docs/benchmarks.md.
 """
 
@@ -54,10 +62,10 @@ REPO = os.path.dirname(HERE)
 PROFILES = {
     # About 3 minutes for 5 allocators on a 2-core machine.
     "quick": {"rounds": 3, "min_time": 0.01, "threads": "1,2,8", "timeout": 900,
-              "stall_timeout": 60},
+              "stall_timeout": 60, "model_threads": "2,8"},
     # Careful runs: every thread count, longer runs, more repetitions.
     "full": {"rounds": 5, "min_time": 0.2, "threads": "1,2,4,8,16", "timeout": 3600,
-             "stall_timeout": 300},
+             "stall_timeout": 300, "model_threads": "1,2,4,8,16"},
 }
 
 QUICK_NOTE = ("Quick profile: rough numbers. On a loaded machine the rounds of one "
@@ -70,6 +78,14 @@ MEMORY_RE = re.compile(r"^memory(/|$)")
 ALPHA = 0.05
 MAX_FAILURES = 8  # per allocator, round and process kind, before giving up
 CALLGRIND_ITERS = {"pair": 200000, "batch": 200}  # 200k pairs each
+# The model programs (bench/models/, built into BUILD/bench/models/) and
+# the thread counts each runs at: None for those of --threads; malloc-large
+# models a single-threaded program.
+MODELS = {
+    "larson": None, "cache-scratch": None, "rptest": None, "mstress": None,
+    "alloc-test": None, "glibc-thread": None, "malloc-large": [1], "xmalloc-test": None,
+}
+MODEL_RE = re.compile(r"^model/")
 
 
 # ---------------------------------------------------------------- helpers
@@ -158,8 +174,9 @@ def fmt_spread(s):
 
 def is_throughput(row):
     """The memory workload's items per second time a fragmentation pattern
-    that waits on page faults, not allocation speed."""
-    return not MEMORY_RE.match(row["benchmark"])
+    that waits on page faults, not allocation speed; a model's figure is
+    its time, in a table of its own."""
+    return not MEMORY_RE.match(row["benchmark"]) and not MODEL_RE.match(row["benchmark"])
 
 
 def throughput_geomeans(rows, allocs):
@@ -170,6 +187,20 @@ def throughput_geomeans(rows, allocs):
         vals = [r["items_per_second"].get(a) for a in allocs]
         if all(vals):
             best = max(vals)
+            for a, v in zip(allocs, vals):
+                ratios[a].append(v / best)
+    return {a: statistics.geometric_mean(xs) if xs else None for a, xs in ratios.items()}
+
+
+def lowest_ratio_geomeans(rows, allocs, value):
+    """Each allocator's geometric mean of its ratios to the lowest of the
+    row (1.00 = lowest; for times and memory, where lower is better), over
+    the rows where every allocator has a value; value(row, alloc) gives it."""
+    ratios = {a: [] for a in allocs}
+    for r in rows:
+        vals = [value(r, a) for a in allocs]
+        if all(vals):
+            best = min(vals)
             for a, v in zip(allocs, vals):
                 ratios[a].append(v / best)
     return {a: statistics.geometric_mean(xs) if xs else None for a, xs in ratios.items()}
@@ -343,6 +374,15 @@ def parse_args(argv):
     ap.add_argument("--replay", nargs="+", action="extend", metavar="FILE",
                     help="rank the allocators on these traces (strata-trace replay) "
                          "instead of the benchmark workloads")
+    ap.add_argument("--models", nargs="?", const="all", metavar="NAME,...",
+                    help="rank the allocators on the model programs of the mimalloc-bench "
+                         "programs (all, or these: %s) instead of the benchmark workloads; "
+                         "threads default to %s (--full: %s)" % (
+                             ",".join(MODELS), PROFILES["quick"]["model_threads"],
+                             PROFILES["full"]["model_threads"]))
+    ap.add_argument("--model-scale", type=float, default=1.0, metavar="X",
+                    help="multiply the work of every model program by X (default 1: "
+                         "about 0.3-1.5 s a run at 2 threads)")
     ap.add_argument("--trace-tool", metavar="PATH",
                     help="the trace replay tool (default: BUILD/bench/strata-trace)")
     ap.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
@@ -351,6 +391,18 @@ def parse_args(argv):
     args = ap.parse_intermixed_args(argv)
     prof = PROFILES["full" if args.full else "quick"]
     args.profile = "full" if args.full else "quick"
+    if args.models is not None:
+        if args.threads is None:
+            args.threads = prof["model_threads"]
+        names = list(MODELS) if args.models == "all" else [
+            m.strip() for m in args.models.split(",") if m.strip()]
+        unknown = [m for m in names if m not in MODELS]
+        if unknown or not names:
+            ap.error("--models: unknown model(s) %s; known: %s" % (
+                ", ".join(unknown) or "(none given)", ", ".join(MODELS)))
+        args.models = names
+    if not args.model_scale > 0:
+        ap.error("--model-scale must be > 0")
     for k in ("rounds", "min_time", "threads", "timeout", "stall_timeout"):
         if getattr(args, k) is None:
             setattr(args, k, prof[k])
@@ -505,9 +557,14 @@ def run_benchmarks(args, allocs, missing, out):
     if loaded is None:
         return 2
     traces, tool = loaded
+    models = load_models(args)
+    if models is None:
+        return 2
     binary = os.path.join(os.path.abspath(args.build), "bench", "strata_bench")
     names = []
-    if os.access(binary, os.X_OK):
+    if args.models is not None:
+        pass    # the model programs instead of the benchmark workloads
+    elif os.access(binary, os.X_OK):
         try:
             names = list_benchmarks(binary, args.threads, args.filter)
         except RuntimeError as e:
@@ -516,7 +573,9 @@ def run_benchmarks(args, allocs, missing, out):
     elif not traces:
         warn("%s not found: build it first (ninja -C %s, or ./ci/bench)" % (binary, args.build))
         return 2
-    if not names and not traces:
+    jobs = [replay_job(name, tool, trace) for name, trace in traces.items()] + \
+        [model_job(name, cmd) for name, cmd in models.items()]
+    if not names and not jobs:
         warn("no benchmark matches --filter %r" % args.filter)
         return 2
     mem_names = [n for n in names if MEMORY_RE.match(n)]
@@ -533,14 +592,18 @@ def run_benchmarks(args, allocs, missing, out):
     log("  allocators: %s" % ", ".join("%s (%s)" % (n, p or "no preload") for n, p in allocs))
     for n, p, hint in missing:
         log("  skipped:    %s: %s not found (%s)" % (n, p, hint))
-    log("  workloads:  %d benchmarks per allocator and round" % len(names))
+    if names:
+        log("  workloads:  %d benchmarks per allocator and round" % len(names))
     if traces:
         log("  traces:     %s (replayed by %s)" % (", ".join(traces), tool))
+    if models:
+        log("  models:     %s (threads %s; %s)" % (
+            ", ".join(args.models), args.threads, model_dir(args)))
     log("  results:    %s" % out)
     log()
 
-    total = (len(names) + len(traces)) * len(allocs) * args.rounds
-    progress = Progress(total, len(allocs) * args.rounds * (len(runs) + len(traces)))
+    total = (len(names) + len(jobs)) * len(allocs) * args.rounds
+    progress = Progress(total, len(allocs) * args.rounds * (len(runs) + len(jobs)))
     samples = {a: {} for a, _ in allocs}     # alloc -> bench name -> [entry]
     maxrss = {a: {} for a, _ in allocs}      # alloc -> run kind -> [KiB]
     problems = {a: [] for a, _ in allocs}
@@ -630,11 +693,12 @@ def run_benchmarks(args, allocs, missing, out):
                 progress.proc_done("%d benchmarks in %s, %s" % (
                     got, fmt_duration(time.monotonic() - t_proc),
                     "ok" if not bad else "%d process(es) failed: %s" % (len(bad), bad[0])))
-            replay_round(tool, traces, rnd, name, path, args, out, progress,
-                         (samples, problems, failures, providers))
+            process_round(jobs, rnd, name, path, args, out, progress,
+                          (samples, problems, failures, providers))
 
-    summary = summarize(args, allocs, missing, names + list(traces), samples, maxrss, problems,
-                        failures, providers, context, time.monotonic() - t_start)
+    summary = summarize(args, allocs, missing, names + [j["name"] for j in jobs], samples,
+                        maxrss, problems, failures, providers, context,
+                        time.monotonic() - t_start)
     return finish(args, out, summary, progress.procs_done)
 
 
@@ -650,35 +714,107 @@ def outcome(rc, killed):
     return "ok", None
 
 
-def replay_once(tool, trace, path, tag, out, timeout):
-    """Runs `tool replay trace --json` under one allocator's preload; its
-    stdout goes to raw/<tag>.json, its stderr to raw/<tag>.log.  Returns
-    (result or None, status, its short word (outcome), the object that
-    served malloc, as the replayer reports it)."""
-    env = preload_env(path)
+def run_json_process(cmd, path, tag, out, timeout, check):
+    """Runs cmd, a program that prints one JSON object, under one
+    allocator's preload; its stdout goes to raw/<tag>.json, its stderr to
+    raw/<tag>.log; killed (its process group) after `timeout` seconds.
+    check(result) raises ValueError when the object lacks what the row
+    needs.  Returns (result or None, status, its short word (outcome), the
+    object that served malloc as the program reports it).  The programs
+    report their peak RSS themselves (VmHWM): wait4's ru_maxrss would count
+    what this runner had resident when it forked them (Linux keeps that
+    across exec), ~19 MiB of Python."""
     jpath = os.path.join(out, "raw", tag + ".json")
     with open(jpath, "w") as fout, open(os.path.join(out, "raw", tag + ".log"), "w") as ferr:
-        p = subprocess.Popen([tool, "replay", trace, "--json"], env=env, stdout=fout,
-                             stderr=ferr, start_new_session=True)
-        try:
-            rc = p.wait(timeout)
-            killed = None
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            rc = p.wait()
-            killed = "timed out after %ds" % timeout
-    status, short = outcome(rc, killed)
+        p = subprocess.Popen(cmd, env=preload_env(path), stdout=fout, stderr=ferr,
+                             start_new_session=True)
+        ended, killed = threading.Event(), []
+
+        def watchdog():
+            if not ended.wait(timeout):
+                killed.append("timed out after %ds" % timeout)
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+        dog = threading.Thread(target=watchdog, daemon=True)
+        dog.start()
+        rc = p.wait()
+        ended.set()
+        dog.join()
+    status, short = outcome(rc, killed[0] if killed else None)
     result = None
     if status == "ok":
         try:
             with open(jpath) as f:
                 result = json.load(f)
-            if not all(isinstance(result.get(k), (int, float)) and result[k] > 0
-                       for k in ("ops_per_s", "peak_rss_kib")):
-                raise ValueError("no ops_per_s or peak_rss_kib")
+            if not isinstance(result, dict):
+                raise ValueError("not a JSON object")
+            check(result)
         except ValueError as e:
             status, short, result = "unreadable output (%s)" % e, "failed", None
     return result, status, short, result and result.get("malloc_provider")
+
+
+def positive(result, *keys):
+    """Raises ValueError unless every key of result is a positive number."""
+    for k in keys:
+        if not (isinstance(result.get(k), (int, float)) and result[k] > 0):
+            raise ValueError("no %s" % k)
+
+
+def replay_job(name, tool, trace):
+    """Replaying a trace: the row's sample is the replayed operations per
+    second and the replayer's own peak RSS above its loaded trace."""
+    def sample(res):
+        return {"items_per_second": res["ops_per_s"], "threads": res.get("threads", 1),
+                "peak_rss_MiB": res["peak_rss_kib"] / 1024.0,
+                "ops": res.get("ops"), "seconds": res.get("seconds")}
+
+    def say(smp):
+        return "%s ops/s, peak RSS %s MiB" % (
+            fmt_rate(smp["items_per_second"]).replace("/s", ""), fmt_num(smp["peak_rss_MiB"]))
+    return {"name": name, "cmd": [tool, "replay", trace, "--json"],
+            "check": lambda r: positive(r, "ops_per_s", "peak_rss_kib"),
+            "sample": sample, "say": say}
+
+
+def model_job(name, cmd):
+    """Running a model program: the row's sample is its own time in seconds
+    (and ops per second) and the whole process's peak RSS, VmHWM as the
+    program reports it (see run_json_process)."""
+    def sample(res):
+        return {"seconds": res["seconds"], "items_per_second": res["ops"] / res["seconds"],
+                "threads": res.get("threads", 1), "ops": res["ops"],
+                "peak_rss_MiB": res["peak_rss_kib"] / 1024.0}
+
+    def say(smp):
+        return "%.3f s, peak RSS %s MiB" % (smp["seconds"], fmt_num(smp["peak_rss_MiB"]))
+    return {"name": name, "cmd": cmd,
+            "check": lambda r: positive(r, "seconds", "ops", "peak_rss_kib"),
+            "sample": sample, "say": say}
+
+
+def model_dir(args):
+    return os.path.join(os.path.abspath(args.build), "bench", "models")
+
+
+def load_models(args):
+    """The model runs of --models that --filter keeps, as {row name:
+    command}, rows model/<name>/threads:<N>; None after a warning."""
+    runs = {}
+    for m in args.models or []:
+        prog = os.path.join(model_dir(args), m)
+        if not os.access(prog, os.X_OK):
+            warn("%s not found: build it first (ninja -C %s)" % (prog, args.build))
+            return None
+        for t in MODELS[m] or [int(x) for x in args.threads.split(",")]:
+            name = "model/%s/threads:%d" % (m, t)
+            if not args.filter or re.search(args.filter, name):
+                runs[name] = [prog, str(t)] + (
+                    ["%g" % args.model_scale] if args.model_scale != 1 else [])
+    return runs
 
 
 def note_provider(alloc, path, prov, providers, problems):
@@ -715,14 +851,17 @@ def load_traces(args):
     return traces, tool
 
 
-def replay_round(tool, traces, rnd, alloc, path, args, out, progress, st):
-    """Replays every trace once under one allocator (one round); adds to
-    the samples, problems, failures and providers of st."""
+def process_round(jobs, rnd, alloc, path, args, out, progress, st):
+    """Runs every job (a replayed trace, a model program: replay_job,
+    model_job) once under one allocator (one round); adds to the samples,
+    problems, failures and providers of st."""
     samples, problems, failures, providers = st
-    for name, trace in traces.items():
+    for job in jobs:
+        name = job["name"]
         progress.start("round %d/%d %-9s %s" % (rnd, args.rounds, alloc, name))
-        tag = "%s.r%d.%s" % (alloc, rnd, name.replace("/", "-"))
-        res, status, short, prov = replay_once(tool, trace, path, tag, out, args.timeout)
+        tag = "%s.r%d.%s" % (alloc, rnd, name.replace("/", "-").replace(":", ""))
+        res, status, short, prov = run_json_process(
+            job["cmd"], path, tag, out, args.timeout, job["check"])
         note_provider(alloc, path, prov, providers, problems)
         progress.done += 1
         if res is None:
@@ -731,13 +870,9 @@ def replay_round(tool, traces, rnd, alloc, path, args, out, progress, st):
                                    (rnd, name, status, tag))
             progress.proc_done("%s: %s" % (name, status))
             continue
-        samples[alloc].setdefault(name, []).append({
-            "items_per_second": res["ops_per_s"], "threads": res.get("threads", 1),
-            "peak_rss_MiB": res["peak_rss_kib"] / 1024.0,
-            "ops": res.get("ops"), "seconds": res.get("seconds")})
-        progress.proc_done("%s: %s ops/s, peak RSS %s MiB" % (
-            name, fmt_rate(res["ops_per_s"]).replace("/s", ""),
-            fmt_num(res["peak_rss_kib"] / 1024.0)))
+        smp = job["sample"](res)
+        samples[alloc].setdefault(name, []).append(smp)
+        progress.proc_done("%s: %s" % (name, job["say"](smp)))
 
 
 def finish(args, out, summary, nprocs):
@@ -822,13 +957,25 @@ def summarize(args, allocs, missing, names, samples, maxrss, problems, failures,
             # workloads that start their own threads.)
             if base.startswith("replay/") and good:
                 row["threads"] = good[0]["threads"]
-        medians = {a: v for a, v in row["items_per_second"].items() if v}
-        if medians:
-            best = max(medians, key=medians.get)
-            for a in medians:
-                if a != best:
-                    row["p_vs_best"][a] = mann_whitney_p(row["samples"][a],
-                                                         row["samples"][best])
+            # A model's figure is its time for a fixed amount of work.
+            if MODEL_RE.match(base):
+                secs = [r["seconds"] for r in good if r.get("seconds")]
+                row.setdefault("seconds", {})[a] = median(secs)
+                row.setdefault("time_samples", {})[a] = secs
+                row.setdefault("time_spread", {})[a] = (
+                    spread(secs, median(secs)) if len(secs) > 1 else None)
+        if MODEL_RE.match(base):
+            # Lower is better: the best is the shortest time.
+            medians = {a: v for a, v in row["seconds"].items() if v}
+            best = min(medians, key=medians.get) if medians else None
+            sample_key = "time_samples"
+        else:
+            medians = {a: v for a, v in row["items_per_second"].items() if v}
+            best = max(medians, key=medians.get) if medians else None
+            sample_key = "samples"
+        for a in medians:
+            if a != best:
+                row["p_vs_best"][a] = mann_whitney_p(row[sample_key][a], row[sample_key][best])
         rows.append(row)
     return {
         "profile": args.profile,
@@ -837,6 +984,7 @@ def summarize(args, allocs, missing, names, samples, maxrss, problems, failures,
         "threads": args.threads,
         "filter": args.filter,
         "traces": [n for n in names if n.startswith("replay/")],
+        "models": [n for n in names if MODEL_RE.match(n)],
         "allocators": [{"name": a, "path": p, "malloc_provider": providers.get(a)}
                        for a, p in allocs],
         "skipped": [{"name": n, "path": p, "hint": h} for n, p, h in missing],
@@ -858,6 +1006,9 @@ def render_table(s):
     runs = "%s profile, min_time %gs, threads %s" % (s["profile"], s["min_time"], s["threads"])
     if s.get("traces"):
         runs += ", %d trace(s) replayed" % len(s["traces"])
+    if s.get("models"):
+        runs = "%s profile, threads %s, %d model run(s)" % (
+            s["profile"], s["threads"], len(s["models"]))
     L.append("%s: %d interleaved round(s) per allocator, median quoted; "
              "%s; %s CPUs (%s); %s; wall time %s." % (
                  runs, s["rounds"], s["date"],
@@ -873,6 +1024,96 @@ def render_table(s):
     for m in s["skipped"]:
         L.append("- *%s skipped*: %s not found (%s)" % (m["name"], m["path"], m["hint"]))
     L.append("")
+    marks = u_test_has_power(s["rounds"], s["rounds"])
+    render_models(s, allocs, marks, L)
+    thr_rows = [r for r in s["rows"] if not MODEL_RE.match(r["workload"])]
+    if thr_rows:
+        render_throughput(s, allocs, marks, thr_rows, L)
+    render_memory(s, allocs, L)
+    render_problems(s, L)
+    return "\n".join(L)
+
+
+def noise_note(s, marks):
+    if marks:
+        return ("\u2248 after the ratio: not significantly different from the best of "
+                "the row (two-sided Mann-Whitney U test on the rounds, p >= %g): "
+                "within noise." % ALPHA)
+    return ("With %d round(s) a rank test cannot tell any difference from noise "
+            "(its smallest p-value is %.2f), so no cell says whether it is within "
+            "noise: run 4 rounds or more (--rounds, or --full) for that." % (
+                s["rounds"], u_test_min_p(s["rounds"], s["rounds"])))
+
+
+def ratio_line(L, first, vals, allocs, lower, fmt, near=None, spreads=None, errors=None):
+    """One table line: each allocator's value, in brackets its ratio to the
+    best of the line (**bold** for the best: the lowest if lower, else the
+    highest), then \u2248 when near(alloc) and the spread; without a value,
+    how the allocator's run failed (errors) or -."""
+    present = [vals[a] for a in allocs if vals.get(a)]
+    best = (min(present) if lower else max(present)) if present else None
+    cells = []
+    for a in allocs:
+        v = vals.get(a)
+        if not v:
+            e = (errors or {}).get(a)
+            cells.append("-" if not e else
+                         e if e in ("crashed", "hung", "timeout", "failed") else "error")
+            continue
+        c = "%s (%.2f%s)%s" % (fmt(v), v / best, "\u2248" if near and near(a) else "",
+                               fmt_spread(spreads.get(a)) if spreads else "")
+        cells.append("**%s**" % c if v == best else c)
+    L.append("| %s | %s |" % (first, " | ".join(cells)))
+
+
+def render_models(s, allocs, marks, L):
+    rows = [r for r in s["rows"] if MODEL_RE.match(r["workload"])]
+    if not rows:
+        return
+    L.append("## Models of the mimalloc-bench programs")
+    L.append("")
+    L.append("Each model (bench/models/; what it keeps of its public program: "
+             "docs/benchmarks.md) runs as a process of its own and does a fixed amount "
+             "of work. **Time** is the program's own measure of that work in seconds, "
+             "median over rounds; in brackets the ratio to the fastest allocator of the "
+             "row (1.00 = fastest, **bold**); then \u00b1N%: every round lies within N% "
+             "of the median. Lower is better. " + noise_note(s, marks))
+    if s["profile"] == "quick":
+        L.append("")
+        L.append(QUICK_NOTE)
+    L.append("")
+    L.append("| model | threads | " + " | ".join(allocs) + " |")
+    L.append("|---|--:|" + "--:|" * len(allocs))
+    for r in rows:
+        ratio_line(L, "%s | %d" % (r["workload"], r["threads"]), r["seconds"], allocs, True,
+                   lambda v: "%.3f s" % v,
+                   near=lambda a: marks and r["p_vs_best"].get(a, 0) >= ALPHA,
+                   spreads=r["time_spread"], errors=r["errors"])
+    gm = lowest_ratio_geomeans(rows, allocs, lambda r, a: r["seconds"].get(a))
+    if any(gm.values()):
+        L.append("| *geometric mean of ratios* | | " +
+                 " | ".join("-" if gm[a] is None else "%.2f" % gm[a] for a in allocs) + " |")
+    L.append("")
+    L.append("**Peak RSS** of the model's process (VmHWM) in MiB, median over "
+             "rounds; in brackets the ratio to the lowest of the row (1.00 = lowest, "
+             "**bold**). Lower is better.")
+    L.append("")
+    L.append("| model | threads | " + " | ".join(allocs) + " |")
+    L.append("|---|--:|" + "--:|" * len(allocs))
+
+    def rss(r, a):
+        return r["counters"].get(a, {}).get("peak_rss_MiB")
+    for r in rows:
+        ratio_line(L, "%s | %d" % (r["workload"], r["threads"]),
+                   {a: rss(r, a) for a in allocs}, allocs, True, fmt_num, errors=r["errors"])
+    gm = lowest_ratio_geomeans(rows, allocs, rss)
+    if any(gm.values()):
+        L.append("| *geometric mean of ratios* | | " +
+                 " | ".join("-" if gm[a] is None else "%.2f" % gm[a] for a in allocs) + " |")
+    L.append("")
+
+
+def render_throughput(s, allocs, marks, rows, L):
     L.append("## Throughput")
     L.append("")
     L.append("Items per second (see docs/benchmarks.md for what an item is in each "
@@ -882,23 +1123,14 @@ def render_table(s):
              (" A `replay/<trace>` row counts the trace's operations replayed per second."
               if s.get("traces") else ""))
     L.append("")
-    marks = u_test_has_power(s["rounds"], s["rounds"])
-    if marks:
-        L.append("\u2248 after the ratio: not significantly different from the best of "
-                 "the row (two-sided Mann-Whitney U test on the rounds, p >= %g): "
-                 "within noise." % ALPHA)
-    else:
-        L.append("With %d round(s) a rank test cannot tell any difference from noise "
-                 "(its smallest p-value is %.2f), so no cell says whether it is within "
-                 "noise: run 4 rounds or more (--rounds, or --full) for that." % (
-                     s["rounds"], u_test_min_p(s["rounds"], s["rounds"])))
+    L.append(noise_note(s, marks))
     if s["profile"] == "quick":
         L.append("")
         L.append(QUICK_NOTE)
     L.append("")
     L.append("| workload | threads | " + " | ".join(allocs) + " |")
     L.append("|---|--:|" + "--:|" * len(allocs))
-    for r in s["rows"]:
+    for r in rows:
         vals = r["items_per_second"]
         present = [vals[a] for a in allocs if vals.get(a)]
         best = max(present) if present else None
@@ -922,6 +1154,8 @@ def render_table(s):
                  " | ".join("-" if gm[a] is None else "%.2f" % gm[a] for a in allocs) + " |")
     L.append("")
 
+
+def render_memory(s, allocs, L):
     # Memory.
     mem_rows = [r for r in s["rows"] if r["workload"] == "memory"]
     preamble = ("Resident memory in MiB, median over rounds; in brackets the ratio to the "
@@ -970,6 +1204,8 @@ def render_table(s):
                                   "|---|---|" + "--:|" * len(allocs)]
         L.append("")
 
+
+def render_problems(s, L):
     probs = {a: p for a, p in s["problems"].items() if p}
     if probs:
         L.append("## Problems")
@@ -980,7 +1216,6 @@ def render_table(s):
             if len(ps) > 20:
                 L.append("- %s: ... %d more" % (a, len(ps) - 20))
         L.append("")
-    return "\n".join(L)
 
 
 # ---------------------------------------------------------------- callgrind mode

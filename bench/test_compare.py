@@ -69,6 +69,15 @@ class Geomean(unittest.TestCase):
         self.assertEqual(gm, {"a": None, "b": None})
 
 
+class LowestRatio(unittest.TestCase):
+    def test_lower_is_better(self):
+        rows = [{"v": {"a": 1.0, "b": 2.0}}, {"v": {"a": 4.0, "b": 1.0}},
+                {"v": {"a": 3.0, "b": None}}]
+        gm = compare.lowest_ratio_geomeans(rows, ["a", "b"], lambda r, a: r["v"].get(a))
+        self.assertAlmostEqual(gm["a"], (1.0 * 4.0) ** 0.5)
+        self.assertAlmostEqual(gm["b"], (2.0 * 1.0) ** 0.5)
+
+
 class Colours(unittest.TestCase):
     def test_by_name(self):
         self.assertEqual(charts.color("strata"), charts.COLORS["strata"])
@@ -137,6 +146,59 @@ class Replay(unittest.TestCase):
             r, s = self.run_compare(tmp, "a.trace", "bad")
             self.assertEqual(r.returncode, 1, r.stdout)
             self.assertEqual(s["rows"][1]["errors"], {"glibc": "failed", "libc2": "failed"})
+
+
+# Stands in for a model program: twice as fast and with half the peak RSS
+# under a preload, and reports the C library as what served malloc.
+FAKE_MODEL = """#!%s
+import json, os, sys
+threads = int(sys.argv[1])
+fast = bool(os.environ.get("LD_PRELOAD"))
+with open("/proc/self/maps") as maps:
+    libc = next(l.split()[-1] for l in maps if "/libc.so" in l or "/libc-" in l)
+seconds = (0.5 if fast else 1.0) * (1 + os.getpid() %% 7 / 100)
+print(json.dumps({"model": os.path.basename(sys.argv[0]), "threads": threads,
+                  "scale": 1, "seconds": seconds, "ops": 1000,
+                  "peak_rss_kib": 5120 if fast else 10240, "malloc_provider": libc}))
+"""
+
+
+class Models(unittest.TestCase):
+    def test_lower_time_is_best(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            mdir = os.path.join(tmp, "bench", "models")
+            os.makedirs(mdir)
+            for name in ("larson", "malloc-large"):
+                with open(os.path.join(mdir, name), "w") as f:
+                    f.write(FAKE_MODEL % sys.executable)
+                os.chmod(os.path.join(mdir, name), 0o755)
+            out = os.path.join(tmp, "out")
+            r = subprocess.run(
+                [sys.executable, os.path.join(os.path.dirname(compare.__file__), "compare.py"),
+                 "--only", "glibc,libc2", "libc2=" + LIBC, "--build", tmp,
+                 "--rounds", "4", "--no-charts", "--out", out, "--threads", "1,3",
+                 "--models", "larson,malloc-large"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+            self.assertEqual(r.returncode, 0, r.stdout)
+            with open(os.path.join(out, "summary.json")) as f:
+                s = json.load(f)
+            # malloc-large runs at 1 thread only.
+            self.assertEqual([(row["workload"], row["threads"]) for row in s["rows"]],
+                             [("model/larson", 1), ("model/larson", 3),
+                              ("model/malloc-large", 1)])
+            row = s["rows"][1]
+            self.assertLess(row["seconds"]["libc2"], row["seconds"]["glibc"])
+            self.assertAlmostEqual(row["p_vs_best"]["glibc"], 2 / 70)
+            self.assertNotIn("libc2", row["p_vs_best"])
+            self.assertEqual(row["counters"]["glibc"]["peak_rss_MiB"], 10.0)
+            # The faster (preloaded) run is the best of the row: 1.00, bold;
+            # the other about 2x. Memory: the lower is the best.
+            self.assertRegex(r.stdout, r"\| model/larson \| 3 \| 1\.\d+ s \([12]\.\d\d\)"
+                                       r"[^|]* \| \*\*0\.\d+ s \(1\.00\)")
+            self.assertIn("| model/larson | 3 | 10 (2.00) | **5 (1.00)** |", r.stdout)
+            self.assertRegex(r.stdout, r"\| \*geometric mean of ratios\* \| \| [12]\.\d\d \| 1\.00 \|")
+            self.assertIn("| *geometric mean of ratios* | | 2.00 | 1.00 |", r.stdout)
+            self.assertNotIn("## Throughput", r.stdout)
 
 
 if __name__ == "__main__":
