@@ -80,10 +80,11 @@ MAX_FAILURES = 8  # per allocator, round and process kind, before giving up
 CALLGRIND_ITERS = {"pair": 200000, "batch": 200}  # 200k pairs each
 # The model programs (bench/models/, built into BUILD/bench/models/) and
 # the thread counts each runs at: None for those of --threads; malloc-large
-# models a single-threaded program.
+# models a single-threaded program, start a program that mallocs once.
 MODELS = {
     "larson": None, "cache-scratch": None, "rptest": None, "mstress": None,
     "alloc-test": None, "glibc-thread": None, "malloc-large": [1], "xmalloc-test": None,
+    "thread-churn": None, "start": [1],
 }
 MODEL_RE = re.compile(r"^model/")
 
