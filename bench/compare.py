@@ -86,6 +86,8 @@ MODELS = {
     "alloc-test": None, "glibc-thread": None, "malloc-large": [1], "xmalloc-test": None,
     "thread-churn": None, "start": [1],
 }
+# Models whose time is only a process start: in the peak-RSS table only.
+MODELS_RSS_ONLY = {"start"}
 MODEL_RE = re.compile(r"^model/")
 
 
@@ -1078,19 +1080,22 @@ def render_models(s, allocs, marks, L):
              "of work. **Time** is the program's own measure of that work in seconds, "
              "median over rounds; in brackets the ratio to the fastest allocator of the "
              "row (1.00 = fastest, **bold**); then \u00b1N%: every round lies within N% "
-             "of the median. Lower is better. " + noise_note(s, marks))
+             "of the median. Lower is better. The `start` model (a program that mallocs "
+             "once) is in the peak-RSS table only: its time is a process start. " +
+             noise_note(s, marks))
     if s["profile"] == "quick":
         L.append("")
         L.append(QUICK_NOTE)
     L.append("")
     L.append("| model | threads | " + " | ".join(allocs) + " |")
     L.append("|---|--:|" + "--:|" * len(allocs))
-    for r in rows:
+    timed = [r for r in rows if r["workload"].split("/", 1)[1] not in MODELS_RSS_ONLY]
+    for r in timed:
         ratio_line(L, "%s | %d" % (r["workload"], r["threads"]), r["seconds"], allocs, True,
                    lambda v: "%.3f s" % v,
                    near=lambda a: marks and r["p_vs_best"].get(a, 0) >= ALPHA,
                    spreads=r["time_spread"], errors=r["errors"])
-    gm = lowest_ratio_geomeans(rows, allocs, lambda r, a: r["seconds"].get(a))
+    gm = lowest_ratio_geomeans(timed, allocs, lambda r, a: r["seconds"].get(a))
     if any(gm.values()):
         L.append("| *geometric mean of ratios* | | " +
                  " | ".join("-" if gm[a] is None else "%.2f" % gm[a] for a in allocs) + " |")
