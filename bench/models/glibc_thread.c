@@ -66,10 +66,7 @@ int main(int argc, char **argv)
 
   thread_arg *ta = model_check(calloc((size_t)a.threads, sizeof *ta), sizeof *ta * (size_t)a.threads);
   double t0 = model_now();
-  if (a.threads == 1)
-    worker(ta);
-  else
-    model_run_threads(a.threads, worker, ta, sizeof *ta);
+  model_run_workers(a.threads, worker, ta, sizeof *ta);
   double t1 = model_now();
 
   uint64_t ops = 0;

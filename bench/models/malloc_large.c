@@ -60,10 +60,7 @@ int main(int argc, char **argv)
     ta[i].replacements = replacements / (size_t)a.threads + ((size_t)i < replacements % (size_t)a.threads);
     ta[i].rng = 42 + (uint64_t)i;
   }
-  if (a.threads == 1)
-    worker(ta);
-  else
-    model_run_threads(a.threads, worker, ta, sizeof *ta);
+  model_run_workers(a.threads, worker, ta, sizeof *ta);
   double t1 = model_now();
 
   uint64_t ops = 0;

@@ -144,6 +144,16 @@ __attribute__((unused)) static void model_run_threads(int n, void *(*fn)(void *)
   free(t);
 }
 
+/* As model_run_threads, but one worker runs on the calling thread: the
+ * models of single-threaded programs stay single-threaded at 1. */
+__attribute__((unused)) static void model_run_workers(int n, void *(*fn)(void *), void *arg, size_t stride)
+{
+  if (n == 1)
+    fn(arg);
+  else
+    model_run_threads(n, fn, arg, stride);
+}
+
 static const char *model_malloc_provider(void)
 {
   Dl_info info;
