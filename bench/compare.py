@@ -401,8 +401,10 @@ def parse_args(argv):
             m.strip() for m in args.models.split(",") if m.strip()]
         unknown = [m for m in names if m not in MODELS]
         if unknown or not names:
-            ap.error("--models: unknown model(s) %s; known: %s" % (
-                ", ".join(unknown) or "(none given)", ", ".join(MODELS)))
+            ap.error("--models: unknown model(s) %s; known: %s%s" % (
+                ", ".join(unknown) or "(none given)", ", ".join(MODELS),
+                " (an allocator NAME=PATH.so goes before --models, which takes the "
+                "word after it as its list)" if any("=" in m for m in unknown) else ""))
         args.models = names
     if not args.model_scale > 0:
         ap.error("--model-scale must be > 0")
