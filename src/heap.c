@@ -264,9 +264,12 @@ static inline void heap_free_remote(heap_t *h, span_t *s, block_t *b) {
  * or goes back to the page heap with its last block. */
 static NOINLINE void heap_free_local(heap_t *h, heap_t *owner, span_t *s, block_t *b, const char *call) {
   if (!owner && !span_checked_mode) {
-    if (!h->bins[s->cls].spans && !h->bins[s->cls].full && abandon_free(s, b, call)) {
-      if (likely(h != &heap_empty)) STAT_INC(h->nfree[s->cls]);
-      else atomic_add_relaxed(&heap_nfree_homeless[s->cls], 1);
+    /* b keeps s a span of its class until it is freed: read the class
+     * first, as abandon_free may give s back with b. */
+    unsigned cls = s->cls;
+    if (!h->bins[cls].spans && !h->bins[cls].full && abandon_free(s, b, call)) {
+      if (likely(h != &heap_empty)) STAT_INC(h->nfree[cls]);
+      else atomic_add_relaxed(&heap_nfree_homeless[cls], 1);
       return;
     }
     if (h == &heap_empty) h = heap_for_thread();
