@@ -125,8 +125,8 @@ static void arena_hot_rotate(arena_t *a, uint32_t now) {
 
 /* Under a's lock: forget the marks older than `age` ms at `now`. */
 static void arena_cool(arena_t *a, uint32_t now, uint32_t age) {
-  if (now - a->hot_closed_ms >= age) memset(a->hot[1], 0, sizeof a->hot[1]);
-  if (now - a->hot_marked_ms >= age) {          /* and hot[1] is older still */
+  if (os_ms_since(now, a->hot_closed_ms) >= age) memset(a->hot[1], 0, sizeof a->hot[1]);
+  if (os_ms_since(now, a->hot_marked_ms) >= age) {   /* and hot[1] is older still */
     memset(a->hot[0], 0, sizeof a->hot[0]);
     memset(a->hot[1], 0, sizeof a->hot[1]);
   }

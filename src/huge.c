@@ -199,7 +199,7 @@ static bool huge_cache_drop(uint32_t now, uint32_t age) {
   for (int k = 0; k < HUGE_CACHE_SLOTS; k++) {
     huge_hdr_t *h = huge_cache[k];
     if (!h) continue;
-    if (age && now - h->freed_ms < age) { waiting = true; continue; }
+    if (age && os_ms_since(now, h->freed_ms) < age) { waiting = true; continue; }
     gone[n++] = h;
     huge_cache[k] = NULL;
   }

@@ -36,6 +36,13 @@ bool  os_protect_rw(void *p, size_t size);
 size_t os_resident(const void *p, size_t size);
 /* A millisecond clock (monotonic, wraps after 49 days: compare differences). */
 uint32_t os_now_ms(void);
+/* Milliseconds from `then` to `now` on os_now_ms's clock, across its wrap;
+ * 0 when `then` is later: a stamp written after a decay pass read its
+ * `now` is no age, not an age of 49 days. */
+static inline uint32_t os_ms_since(uint32_t now, uint32_t then) {
+  int32_t d = (int32_t)(now - then);
+  return d > 0 ? (uint32_t)d : 0;
+}
 /* Processors this process may run on (its affinity mask), counted once. */
 unsigned os_cpus(void);
 void os_sleep_ms(uint32_t ms);

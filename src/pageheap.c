@@ -373,7 +373,7 @@ static void release_empty_segments(uint32_t now, uint32_t age, bool *younger) {
   for (segment_t *seg = ph_segments, *next; seg; seg = next) {
     next = seg->link.next;
     if (seg->free_pages != seg_usable(seg)) continue;
-    if (now - seg->spans[ph_first()].dirty_ms < age) { *younger = true; continue; }
+    if (os_ms_since(now, seg->spans[ph_first()].dirty_ms) < age) { *younger = true; continue; }
     segment_release(seg);
   }
 }
@@ -388,7 +388,7 @@ static void pageheap_decay(uint32_t now, uint32_t age, bool *younger) {
     unsigned nb = 0;
     lock_acquire(&ph_lock);
     for (span_t *r = ph_dirty.head; r && nb < PURGE_BATCH; r = r->fifo.next) {
-      if (now - r->dirty_ms < age) { *younger = true; break; }
+      if (os_ms_since(now, r->dirty_ms) < age) { *younger = true; break; }
       batch[nb++] = r;
     }
     for (unsigned k = 0; k < nb; k++) {

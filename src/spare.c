@@ -67,7 +67,7 @@ void spare_decay(heap_t *h, uint32_t now, uint32_t age, bool *younger) {
   for (unsigned c = 0; c < CLASS_COUNT; c++)
     for (span_t *s = h->spare[c], *next; s; s = next) {
       next = s->link.next;
-      if (now - s->dirty_ms < age) { *younger = true; continue; }
+      if (os_ms_since(now, s->dirty_ms) < age) { *younger = true; continue; }
       spare_unlink(h, s);
       pageheap_free_span(s);
       gave = true;

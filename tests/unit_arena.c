@@ -86,6 +86,26 @@ static int case_calloc_and_trim(void) {
   return 0;
 }
 
+/* A block freed after a decay pass read its clock is hot to that pass: the
+ * pass leaves its pages (a free stamped later than the pass's `now` is no
+ * age, not 49 days' worth). */
+static int case_freed_after_the_clock(void) {
+  arena_t *a = arena_new();
+  REQUIRE(a, "no arena");
+  char *p = take(a, 3, 8, NULL);
+  REQUIRE(p, "no block");
+  memset(p, 5, 8 * OS_PAGE);
+  uint32_t now = os_now_ms();
+  os_sleep_ms(20);
+  arena_free(a, p, "free");
+  bool younger = false;
+  size_t purged = arena_decay(a, now, 10000, &younger);
+  CHECK(purged == 0 && younger, "a pass purged %zu bytes freed after it read its clock", purged);
+  CHECK(os_resident(p, 8 * OS_PAGE) == 8 * OS_PAGE, "the freed pages are not resident");
+  CHECK(arena_valid(a), "invalid after the pass");
+  return 0;
+}
+
 /* In place: a block shrinks, its dropped pages purged, and grows back into
  * the buddy it gave up; its usable size follows the request, rounded to
  * pages. Large blocks are above SMALL_MAX (32 KiB: 8 pages). */
@@ -119,6 +139,7 @@ int main(int argc, char **argv) {
     {"dirty-first", case_dirty_first, 30},
     {"calloc-and-trim", case_calloc_and_trim, 30},
     {"resize", case_resize, 30},
+    {"freed-after-the-clock", case_freed_after_the_clock, 30},
   };
   return cases_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
