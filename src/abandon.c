@@ -34,8 +34,10 @@ void abandon_span(span_t *s) {
   /* A sparse span's free pages are for the purge thread's sweep: wake it. */
   if (sparse_is(s) && (s->sparse_ms || sparse_mark(s)))
     backlog_note((size_t)(s->count - s->used) * s->block_size);
-  atomic_store_release(&s->owner, NULL);
+  /* Ownerless and abandoned at once, under the lock: a free that sees no
+   * owner finds the span abandoned (abandon_free, abandon_adopt_span). */
   lock_acquire(&abandoned_lock);
+  atomic_store_release(&s->owner, NULL);
   LIST_PUSH(&abandoned[s->cls], s, link);
   s->abandoned = true;
   lock_release(&abandoned_lock);
@@ -73,6 +75,11 @@ bool abandon_free(span_t *s, block_t *b, const char *call) {
   bool ok = s->abandoned;
   if (ok) {
     span_drain_remote(s, NULL, 0);          /* the lock makes us its owner */
+    /* A block never carved, or a span with nothing out, is a free the
+     * span cannot take: counted, it would give the span back while a block
+     * is live. */
+    CHECK((size_t)((char *)b - s->start) < (size_t)s->carved * s->block_size && s->used != 0, call, b,
+          MSG_NOT_BLOCK);
     if (unlikely(s->purged) && span_block_purged(s, b)) fatal(call, b, "double free");
     if (block_looks_free(b, span_free_key)) span_check_not_on(s->local_free, s->count, b, call);
     block_set_next(b, s->local_free);
