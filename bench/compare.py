@@ -1071,6 +1071,19 @@ def ratio_line(L, first, vals, allocs, lower, fmt, near=None, spreads=None, erro
     L.append("| %s | %s |" % (first, " | ".join(cells)))
 
 
+def table_head(L, first, allocs):
+    """A table's header: `first` (the row's name), threads, one column an allocator."""
+    L.append("| %s | threads | %s |" % (first, " | ".join(allocs)))
+    L.append("|---|--:|" + "--:|" * len(allocs))
+
+
+def geomean_line(L, gm, allocs, label="*geometric mean of ratios*"):
+    """The per-allocator geometric means under a table, when there are any."""
+    if any(gm.values()):
+        L.append("| %s | | %s |" % (label, " | ".join(
+            "-" if gm[a] is None else "%.2f" % gm[a] for a in allocs)))
+
+
 def render_models(s, allocs, marks, L):
     rows = [r for r in s["rows"] if MODEL_RE.match(r["workload"])]
     if not rows:
@@ -1089,8 +1102,7 @@ def render_models(s, allocs, marks, L):
         L.append("")
         L.append(QUICK_NOTE)
     L.append("")
-    L.append("| model | threads | " + " | ".join(allocs) + " |")
-    L.append("|---|--:|" + "--:|" * len(allocs))
+    table_head(L, "model", allocs)
     timed = [r for r in rows if r["workload"].split("/", 1)[1] not in MODELS_RSS_ONLY]
     for r in timed:
         ratio_line(L, "%s | %d" % (r["workload"], r["threads"]), r["seconds"], allocs, True,
@@ -1098,16 +1110,13 @@ def render_models(s, allocs, marks, L):
                    near=lambda a: marks and r["p_vs_best"].get(a, 0) >= ALPHA,
                    spreads=r["time_spread"], errors=r["errors"])
     gm = lowest_ratio_geomeans(timed, allocs, lambda r, a: r["seconds"].get(a))
-    if any(gm.values()):
-        L.append("| *geometric mean of ratios* | | " +
-                 " | ".join("-" if gm[a] is None else "%.2f" % gm[a] for a in allocs) + " |")
+    geomean_line(L, gm, allocs)
     L.append("")
     L.append("**Peak RSS** of the model's process (VmHWM) in MiB, median over "
              "rounds; in brackets the ratio to the lowest of the row (1.00 = lowest, "
              "**bold**). Lower is better.")
     L.append("")
-    L.append("| model | threads | " + " | ".join(allocs) + " |")
-    L.append("|---|--:|" + "--:|" * len(allocs))
+    table_head(L, "model", allocs)
 
     def rss(r, a):
         return r["counters"].get(a, {}).get("peak_rss_MiB")
@@ -1115,9 +1124,7 @@ def render_models(s, allocs, marks, L):
         ratio_line(L, "%s | %d" % (r["workload"], r["threads"]),
                    {a: rss(r, a) for a in allocs}, allocs, True, fmt_num, errors=r["errors"])
     gm = lowest_ratio_geomeans(rows, allocs, rss)
-    if any(gm.values()):
-        L.append("| *geometric mean of ratios* | | " +
-                 " | ".join("-" if gm[a] is None else "%.2f" % gm[a] for a in allocs) + " |")
+    geomean_line(L, gm, allocs)
     L.append("")
 
 
@@ -1136,8 +1143,7 @@ def render_throughput(s, allocs, marks, rows, L):
         L.append("")
         L.append(QUICK_NOTE)
     L.append("")
-    L.append("| workload | threads | " + " | ".join(allocs) + " |")
-    L.append("|---|--:|" + "--:|" * len(allocs))
+    table_head(L, "workload", allocs)
     for r in rows:
         vals = r["items_per_second"]
         present = [vals[a] for a in allocs if vals.get(a)]
@@ -1157,9 +1163,7 @@ def render_throughput(s, allocs, marks, rows, L):
                 cells.append("**%s**" % c if v == best else c)
         L.append("| %s | %d | %s |" % (r["workload"], r["threads"], " | ".join(cells)))
     gm = throughput_geomeans(s["rows"], allocs)
-    if any(gm.values()):
-        L.append("| *geometric mean of ratios* (all rows but memory) | | " +
-                 " | ".join("-" if gm[a] is None else "%.2f" % gm[a] for a in allocs) + " |")
+    geomean_line(L, gm, allocs, "*geometric mean of ratios* (all rows but memory)")
     L.append("")
 
 
