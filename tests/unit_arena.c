@@ -55,14 +55,21 @@ static int case_dirty_first(void) {
   return 0;
 }
 
+/* A new arena (*a) and in it a block of 2^order pages, `pages` used, whose
+ * first `written` pages hold `byte`; NULL when either cannot be had. */
+static char *written_block(arena_t **a, unsigned order, size_t pages, size_t written, int byte) {
+  *a = arena_new();
+  char *p = *a ? take(*a, order, pages, NULL) : NULL;
+  if (p) memset(p, byte, written * OS_PAGE);
+  return p;
+}
+
 /* calloc's bitmap says which used pages may be non-zero; a trim purges
  * every free dirty page, after which a block is clean. */
 static int case_calloc_and_trim(void) {
-  arena_t *a = arena_new();
-  REQUIRE(a, "no arena");
-  char *p = take(a, 3, 8, NULL);
-  REQUIRE(p, "no block");
-  memset(p, 7, 3 * OS_PAGE);                /* only 3 of its 8 pages are written */
+  arena_t *a;
+  char *p = written_block(&a, 3, 8, 3, 7);  /* only 3 of its 8 pages are written */
+  REQUIRE(p, "no arena or no block");
   arena_free(a, p, "free");
   lock_acquire(arena_lock(a));
   arena_pick_t pick = arena_pick(a, 3, 8);
@@ -90,11 +97,9 @@ static int case_calloc_and_trim(void) {
  * pass leaves its pages (a free stamped later than the pass's `now` is no
  * age, not 49 days' worth). */
 static int case_freed_after_the_clock(void) {
-  arena_t *a = arena_new();
-  REQUIRE(a, "no arena");
-  char *p = take(a, 3, 8, NULL);
-  REQUIRE(p, "no block");
-  memset(p, 5, 8 * OS_PAGE);
+  arena_t *a;
+  char *p = written_block(&a, 3, 8, 8, 5);
+  REQUIRE(p, "no arena or no block");
   uint32_t now = os_now_ms();
   os_sleep_ms(20);
   arena_free(a, p, "free");
@@ -110,11 +115,9 @@ static int case_freed_after_the_clock(void) {
  * the buddy it gave up; its usable size follows the request, rounded to
  * pages. Large blocks are above SMALL_MAX (32 KiB: 8 pages). */
 static int case_resize(void) {
-  arena_t *a = arena_new();
-  REQUIRE(a, "no arena");
-  char *p = take(a, 5, 32, NULL);
-  REQUIRE(p, "no block");
-  memset(p, 9, 32 * OS_PAGE);
+  arena_t *a;
+  char *p = written_block(&a, 5, 32, 32, 9);
+  REQUIRE(p, "no arena or no block");
   /* To 9 pages: the block halves to 16 pages, and its pages 9 to 15 are
    * purged at once (the half given back is the decay's). */
   CHECK(arena_resize(a, p, 9 * OS_PAGE), "could not shrink");
